@@ -1,0 +1,26 @@
+"""Command line: ``newsletter render|preview|subscribers|topics|db|send|campaigns|demo``.
+
+Each command module registers its commands on the shared ``app``; ``main`` maps the project's error tree
+to one line on stderr and the error's exit code, so no command ever shows a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mailer.cli import render_cmds, send_cmds, subscriber_cmds  # noqa: F401  (they register commands)
+from mailer.cli.app import app, err_console
+from mailer.errors import NewsletterError
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    try:
+        app()
+    except NewsletterError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

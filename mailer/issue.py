@@ -1,0 +1,205 @@
+"""An issue file (Markdown with YAML front matter) -> Issue with its sections. Pure but for ``load_issue``.
+
+Sections start at ``##`` and ``###`` headings. A heading that names a known topic starts that topic's
+section; a ``###`` section under a ``##`` topic section belongs to that topic too; every other section is
+general and goes to everyone. Text before the first heading is the intro, also for everyone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mailer.errors import IssueError
+from mailer.topics import TopicRegistry
+
+_FILE_DATE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-")
+_HEADING_RE = re.compile(r"^(#{2,3})[ \t]+(.*?)[ \t]*#*[ \t]*$")
+_FENCE_RE = re.compile(r"^(```|~~~)")
+
+
+@dataclass(frozen=True)
+class Section:
+    index: int  # position in the issue, 0 for the intro; also its anchor (sec-N)
+    level: int  # 0 for the intro, 2 or 3 for a heading
+    heading: str
+    topic: str | None  # None: general, for everyone
+    markdown: str  # the body below the heading, LF line endings, without the heading
+
+    @property
+    def anchor(self) -> str:
+        return f"sec-{self.index}"
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.markdown.strip()
+
+
+@dataclass(frozen=True)
+class Issue:
+    source: str  # file name, for messages
+    title: str
+    description: str
+    category: str
+    date: dt.date | None
+    lang: str
+    sections: tuple[Section, ...]
+    warnings: tuple[str, ...] = ()
+    front_matter: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def topics(self) -> frozenset[str]:
+        """Topics that have a non-empty section in this issue."""
+        return frozenset(s.topic for s in self.sections if s.topic and not s.is_empty)
+
+    def segment_for(self, followed: Collection[str]) -> frozenset[str]:
+        """A subscriber's segment: the topics they follow that this issue has."""
+        return self.topics.intersection(followed)
+
+    def sections_for(self, segment: Collection[str]) -> tuple[Section, ...]:
+        """The sections a segment receives, in issue order.
+
+        General sections always; topic sections of the segment's topics. A heading-only general section
+        (such as ``## 社区跟踪``) is kept only when a deeper section under it is kept.
+        """
+        wanted = [s for s in self.sections if s.topic is None or s.topic in segment]
+        kept: list[Section] = []
+        for position, section in enumerate(wanted):
+            if section.is_empty and section.topic is None and section.level > 0:
+                following = wanted[position + 1] if position + 1 < len(wanted) else None
+                if following is None or following.level <= section.level:
+                    continue
+            if section.level == 0 and section.is_empty:
+                continue
+            kept.append(section)
+        return tuple(kept)
+
+
+def parse_issue(
+    text: str, source: str, registry: TopicRegistry, default_lang: str = "zh"
+) -> Issue:
+    """Parse the text of an issue file. ``source`` names the file in errors and supplies a date prefix."""
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    front, body = _split_front_matter(text, source)
+    title = str(front.get("title") or "").strip()
+    if not title:
+        raise IssueError(source, "the front matter has no title")
+    if not body.strip():
+        raise IssueError(source, "the issue has no body below the front matter")
+    sections, warnings = _split_sections(body, registry)
+    return Issue(
+        source=source,
+        title=title,
+        description=str(front.get("description") or "").strip(),
+        category=str(front.get("category") or "").strip(),
+        date=_issue_date(front, source),
+        lang=str(front.get("lang") or default_lang).strip(),
+        sections=tuple(sections),
+        warnings=tuple(warnings),
+        front_matter=front,
+    )
+
+
+def load_issue(path: Path | str, registry: TopicRegistry, default_lang: str = "zh") -> Issue:
+    """Read an issue file (UTF-8 with or without BOM, CRLF or LF) and parse it."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise IssueError(path, "file not found") from None
+    except IsADirectoryError:
+        raise IssueError(path, "is a directory, not an issue file") from None
+    except OSError as exc:
+        raise IssueError(path, f"cannot read: {exc.strerror}") from None
+    if b"\x00" in raw[:8192]:
+        raise IssueError(path, "is a binary file, not Markdown text")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IssueError(path, f"is not UTF-8 text (bad byte at offset {exc.start})") from None
+    return parse_issue(text, str(path), registry, default_lang)
+
+
+def _split_front_matter(text: str, source: str) -> tuple[dict[str, Any], str]:
+    lines = text.split("\n")
+    if not lines or lines[0].strip() != "---":
+        raise IssueError(source, "no YAML front matter (the file must start with a '---' line)")
+    for end in range(1, len(lines)):
+        if lines[end].strip() in ("---", "..."):
+            break
+    else:
+        raise IssueError(source, "the front matter is not closed by a '---' line")
+    try:
+        front = yaml.safe_load("\n".join(lines[1:end]))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 2}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise IssueError(source, f"broken front matter{where}: {problem}") from None
+    if front is None:
+        front = {}
+    if not isinstance(front, dict):
+        raise IssueError(source, "the front matter must be a YAML mapping of keys to values")
+    return {str(k): v for k, v in front.items()}, "\n".join(lines[end + 1 :])
+
+
+def _issue_date(front: Mapping[str, Any], source: str) -> dt.date | None:
+    value = front.get("date")
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and value.strip():
+        try:
+            return dt.date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            raise IssueError(source, f"front matter date {value!r} is not YYYY-MM-DD") from None
+    match = _FILE_DATE_RE.match(Path(source).name)
+    if match:
+        try:
+            return dt.date(*map(int, match.groups()))
+        except ValueError:
+            return None
+    return None
+
+
+def _split_sections(body: str, registry: TopicRegistry) -> tuple[list[Section], list[str]]:
+    sections: list[Section] = []
+    warnings: list[str] = []
+    level, heading, topic = 0, "", None
+    parent_topic: str | None = None  # topic of the enclosing ## section, inherited by its ### children
+    lines: list[str] = []
+    in_fence = False
+
+    def close() -> None:
+        sections.append(Section(len(sections), level, heading, topic, "\n".join(lines).strip("\n") + "\n"))
+
+    for line in body.split("\n"):
+        if _FENCE_RE.match(line.lstrip()):
+            in_fence = not in_fence
+        match = None if in_fence else _HEADING_RE.match(line)
+        if match is None:
+            lines.append(line)
+            continue
+        close()
+        level, heading, lines = len(match.group(1)), match.group(2).strip(), []
+        topic = registry.match(heading)
+        if level == 2:
+            parent_topic = topic
+        elif topic is None:
+            topic = parent_topic
+        if registry.match(heading) is None:
+            suggestion = registry.suggest(heading)
+            if suggestion is not None:
+                warnings.append(
+                    f"{heading}: did you mean {suggestion.display_name('en')}? "
+                    "(the section goes to everyone as a general section)"
+                )
+    close()
+    return sections, warnings

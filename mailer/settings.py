@@ -1,0 +1,114 @@
+"""Every knob of the pipeline, read once from the environment (prefix ``NEWSLETTER_``) or an optional ``.env``.
+
+Nothing else in the code base reads ``os.environ``. The defaults are the embedded mode: an SQLite file and a
+file outbox under ``./var``, no broker (tasks run in-process), no Redis needed.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = PROJECT_ROOT / "templates"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="NEWSLETTER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- the newsletter's identity (brand) -------------------------------------------------------
+    name: str = Field("Community Newsletter", description="Newsletter name shown in the header and From")
+    sender_name: str = Field("Community Newsletter", description="Display name of the From address")
+    sender_address: str = Field("newsletter@example.org", description="From address (verified in SES)")
+    reply_to: str | None = Field(None, description="Reply-To address; none means replies go to From")
+    postal_address: str = Field(
+        "Example Community, 1 Example Street, Example City",
+        description="Postal line printed in every footer (CAN-SPAM and friends ask for one)",
+    )
+    base_url: str = Field(
+        "http://localhost:8000", description="Public URL of the web side; links in emails start with it"
+    )
+    default_lang: str = Field("zh", description="Language of an issue whose front matter names none")
+    list_id: str | None = Field(None, description="List-Id header value; defaults to a name on the sender domain")
+
+    # --- data ------------------------------------------------------------------------------------
+    data_dir: Path = Field(Path("var"), description="Folder for the SQLite file, the outbox and reports")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; none means an SQLite file in data_dir (postgresql+psycopg://...)"
+    )
+    topics_file: Path = Field(TEMPLATES_DIR / "topics.yaml", description="The topic registry data file")
+    templates_dir: Path = Field(TEMPLATES_DIR, description="Folder of the email and web templates")
+    secret_key: str = Field(
+        "change-me-in-production", description="Key that signs links (unsubscribe, preferences, confirm)"
+    )
+
+    # --- sending ---------------------------------------------------------------------------------
+    broker_url: str | None = Field(
+        None, description="Celery broker (redis://...); none runs the tasks in-process (embedded mode)"
+    )
+    redis_url: str | None = Field(
+        None, description="Redis for the shared rate limiter; defaults to broker_url when that is Redis"
+    )
+    redis_prefix: str = Field("newsletter", description="Prefix of every Redis key this project writes")
+    transport: Literal["file", "ses", "smtp"] = Field("file", description="How messages leave")
+    outbox_dir: Path | None = Field(None, description="Folder of .eml files for the file transport")
+    send_rate: float | None = Field(
+        None, description="Messages per second for all workers together; none asks SES (MaxSendRate)"
+    )
+    rate_burst: int = Field(10, description="Token bucket size of the rate limiter")
+    batch_size: int = Field(100, description="Ledger rows per Celery batch task")
+    max_consecutive_failures: int = Field(50, description="A campaign pauses itself after this many")
+    lease_seconds: int = Field(600, description="Rows left in 'sending' longer than this are reaped")
+    on_lost_send: Literal["resend", "unknown"] = Field(
+        "unknown", description="What reaping does with a row a killed worker left in 'sending'"
+    )
+
+    ses_region: str = Field("us-east-1", description="SES region")
+    ses_endpoint_url: str | None = Field(None, description="SES endpoint override (moto, a local sink)")
+    ses_configuration_set: str | None = Field(None, description="SES configuration set for event publishing")
+
+    smtp_host: str = Field("localhost", description="SMTP server host")
+    smtp_port: int = Field(25, description="SMTP server port")
+    smtp_security: Literal["none", "starttls", "tls"] = Field("none", description="SMTP connection security")
+    smtp_username: str | None = Field(None, description="SMTP auth user")
+    smtp_password: str | None = Field(None, description="SMTP auth password")
+
+    # --- subscribers -----------------------------------------------------------------------------
+    soft_bounce_limit: int = Field(3, description="Soft bounces in a row before an address is suppressed")
+    confirm_rate_limit_seconds: int = Field(
+        3600, description="At most one confirmation email per address in this many seconds"
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'newsletter.db').as_posix()}"
+
+    @property
+    def resolved_outbox_dir(self) -> Path:
+        return self.outbox_dir or self.data_dir / "outbox"
+
+    @property
+    def resolved_redis_url(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender_address.rpartition("@")[2] or "localhost"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once. Tests build their own ``Settings(...)`` instead."""
+    return Settings()

@@ -1,0 +1,143 @@
+"""The topic registry: which topics exist, and which section headings name them. Pure but for loading."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from mailer.errors import InputError
+
+_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# Fuzzy matching on very short names (QA, CI) would flag ordinary words as typos.
+_MIN_FUZZY_LENGTH = 4
+
+
+def _typo_distance(a: str, b: str) -> int:
+    """Edit distance counting a swap of two neighbouring letters as one edit (optimal string alignment)."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, start=1):
+        current = [i] + [0] * len(b)
+        for j, char_b in enumerate(b, start=1):
+            cost = char_a != char_b
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and char_a == b[j - 2] and a[i - 2] == char_b:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def _allowed_typos(name: str) -> int:
+    return 1 if len(name) < 7 else 2
+
+
+def normalise_heading(text: str) -> str:
+    """Case-folded, trimmed, inner whitespace collapsed, trailing colons dropped: what headings compare by."""
+    return " ".join(text.strip().rstrip(":：").split()).casefold()
+
+
+@dataclass(frozen=True)
+class Topic:
+    key: str
+    names: Mapping[str, str]
+    aliases: tuple[str, ...] = ()
+
+    def display_name(self, lang: str = "en") -> str:
+        return self.names.get(lang) or self.names.get("en") or next(iter(self.names.values()), self.key)
+
+
+@dataclass(frozen=True)
+class TopicRegistry:
+    topics: tuple[Topic, ...]
+    _by_name: Mapping[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_name: dict[str, str] = {}
+        for topic in self.topics:
+            for spelling in (topic.key, *topic.names.values(), *topic.aliases):
+                by_name.setdefault(normalise_heading(spelling), topic.key)
+        object.__setattr__(self, "_by_name", by_name)
+
+    @property
+    def keys(self) -> frozenset[str]:
+        return frozenset(t.key for t in self.topics)
+
+    def get(self, key: str) -> Topic:
+        for topic in self.topics:
+            if topic.key == key:
+                return topic
+        raise InputError(f"unknown topic {key!r}; known topics: {', '.join(sorted(self.keys))}")
+
+    def match(self, heading: str) -> str | None:
+        """The key of the topic a heading names, or None for a general heading."""
+        return self._by_name.get(normalise_heading(heading))
+
+    def suggest(self, heading: str) -> Topic | None:
+        """The topic a heading is a likely typo of ("Tempst" -> Tempest), or None."""
+        wanted = normalise_heading(heading)
+        if len(wanted) < _MIN_FUZZY_LENGTH or wanted in self._by_name:
+            return None
+        best: tuple[int, str] | None = None
+        for name, key in self._by_name.items():
+            if len(name) < _MIN_FUZZY_LENGTH or abs(len(name) - len(wanted)) > 2:
+                continue
+            distance = _typo_distance(wanted, name)
+            if distance <= _allowed_typos(name) and (best is None or distance < best[0]):
+                best = (distance, key)
+        return self.get(best[1]) if best else None
+
+    def parse_keys(self, text: str | Iterable[str]) -> frozenset[str]:
+        """Topic keys from "nova,neutron" (names and aliases accepted); an unknown one is an InputError."""
+        parts = text.replace(";", ",").replace("|", ",").split(",") if isinstance(text, str) else list(text)
+        keys = set()
+        for part in (p.strip() for p in parts):
+            if not part:
+                continue
+            key = self.match(part)
+            if key is None:
+                hint = self.suggest(part)
+                did_you_mean = f" (did you mean {hint.key}?)" if hint else ""
+                raise InputError(f"unknown topic {part!r}{did_you_mean}")
+            keys.add(key)
+        return frozenset(keys)
+
+
+def registry_from_data(data: object, source: str = "topics") -> TopicRegistry:
+    if not isinstance(data, Mapping) or not isinstance(data.get("topics"), list):
+        raise InputError(f"{source}: expected a mapping with a 'topics' list")
+    topics: list[Topic] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(data["topics"], start=1):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("key"), str):
+            raise InputError(f"{source}: topic #{index} has no 'key'")
+        key = entry["key"].strip().lower()
+        if not _KEY_RE.match(key):
+            raise InputError(f"{source}: topic key {key!r} must be lower-case letters, digits, '-' or '_'")
+        if key in seen:
+            raise InputError(f"{source}: topic key {key!r} appears twice")
+        seen.add(key)
+        names = entry.get("names") or {"en": key}
+        aliases = entry.get("aliases") or []
+        if not isinstance(names, Mapping) or not isinstance(aliases, list):
+            raise InputError(f"{source}: topic {key!r}: 'names' must be a mapping and 'aliases' a list")
+        topics.append(
+            Topic(key=key, names={str(k): str(v) for k, v in names.items()}, aliases=tuple(map(str, aliases)))
+        )
+    return TopicRegistry(tuple(topics))
+
+
+@lru_cache(maxsize=8)
+def load_registry(path: Path) -> TopicRegistry:
+    """The registry in a YAML data file, loaded once per path."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: topic registry file not found") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"{path}: cannot read the topic registry: {str(exc).splitlines()[0]}") from None
+    return registry_from_data(data, str(path))

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+
+from mailer.errors import InputError
+from mailer.topics import TopicRegistry, registry_from_data
+
+REQUIRED = (
+    "nova neutron cinder swift glance keystone horizon heat ceilometer trove ironic sahara tempest oslo "
+    "marconi designate barbican manila ceph devstack infra"
+).split()
+
+
+def test_registry_is_seeded_with_openstack_projects(registry: TopicRegistry) -> None:
+    assert set(REQUIRED) <= registry.keys
+    assert registry.match("QA") == "tempest"
+    assert registry.match("  nOvA ") == "nova"
+    assert registry.match("Common") is None
+    assert registry.match("业界动态") is None
+
+
+@pytest.mark.parametrize(
+    ("heading", "expected"), [("Tempst", "tempest"), ("Neutorn", "neutron"), ("Keystnoe", "keystone")]
+)
+def test_typos_suggest_the_close_topic(registry: TopicRegistry, heading: str, expected: str) -> None:
+    suggestion = registry.suggest(heading)
+    assert suggestion is not None and suggestion.key == expected
+
+
+@pytest.mark.parametrize("heading", ["Common", "业界动态", "社区跟踪", "Nova", "Bugs", "Q&A"])
+def test_no_suggestion_for_real_names_or_unrelated_words(registry: TopicRegistry, heading: str) -> None:
+    assert registry.suggest(heading) is None
+
+
+def test_parse_keys_accepts_names_and_rejects_unknown(registry: TopicRegistry) -> None:
+    assert registry.parse_keys("nova, Neutron;QA") == {"nova", "neutron", "tempest"}
+    with pytest.raises(InputError, match="did you mean nova"):
+        registry.parse_keys("nvoa")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [None, {"topics": "x"}, {"topics": [{"names": {}}]}, {"topics": [{"key": "A B"}]},
+     {"topics": [{"key": "a"}, {"key": "a"}]}],
+)
+def test_bad_registry_data_is_an_input_error(data: object) -> None:
+    with pytest.raises(InputError):
+        registry_from_data(data)
