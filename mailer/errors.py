@@ -1,13 +1,13 @@
 """One error tree for the whole project, mapped once to CLI exit codes and HTTP statuses.
 
-    NewsletterError
-     ├── InputError            bad input from a user: file, CSV row, CLI argument, HTTP body (exit 2, 400)
-     │    ├── IssueError       an issue file that cannot be parsed
-     │    └── TemplateError    a template that Jinja2 or MJML rejects
-     ├── NotFoundError         a subscriber, campaign or token that does not exist (exit 3, 404)
-     ├── ConflictError         an action that the current state forbids (exit 4, 409)
-     ├── RateLimitedError      too many requests for one address (exit 5, 429)
-     └── TransportError        a send that failed (see mailer.transports.base for its children)
+NewsletterError
+ ├── InputError            bad input from a user: file, CSV row, CLI argument, HTTP body (exit 2, 400)
+ │    ├── IssueError       an issue file that cannot be parsed
+ │    └── TemplateError    a template that Jinja2 or MJML rejects
+ ├── NotFoundError         a subscriber, campaign or token that does not exist (exit 3, 404)
+ ├── ConflictError         an action that the current state forbids (exit 4, 409)
+ ├── RateLimitedError      too many requests for one address (exit 5, 429)
+ └── TransportError        a send that failed (see mailer.transports.base for its children)
 """
 
 from __future__ import annotations

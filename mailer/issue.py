@@ -81,9 +81,7 @@ class Issue:
         return tuple(kept)
 
 
-def parse_issue(
-    text: str, source: str, registry: TopicRegistry, default_lang: str = "zh"
-) -> Issue:
+def parse_issue(text: str, source: str, registry: TopicRegistry, default_lang: str = "zh") -> Issue:
     """Parse the text of an issue file. ``source`` names the file in errors and supplies a date prefix."""
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     front, body = _split_front_matter(text, source)

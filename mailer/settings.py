@@ -1,4 +1,4 @@
-"""Every knob of the pipeline, read once from the environment (prefix ``NEWSLETTER_``) or an optional ``.env``.
+"""Every knob of the pipeline, read once from the environment (prefix ``NEWSLETTER_``) or ``.env``.
 
 Nothing else in the code base reads ``os.environ``. The defaults are the embedded mode: an SQLite file and a
 file outbox under ``./var``, no broker (tasks run in-process), no Redis needed.
@@ -35,7 +35,7 @@ class Settings(BaseSettings):
         "http://localhost:8000", description="Public URL of the web side; links in emails start with it"
     )
     default_lang: str = Field("zh", description="Language of an issue whose front matter names none")
-    list_id: str | None = Field(None, description="List-Id header value; defaults to a name on the sender domain")
+    list_id: str | None = Field(None, description="List-Id header; default: a name on the sender domain")
 
     # --- data ------------------------------------------------------------------------------------
     data_dir: Path = Field(Path("var"), description="Folder for the SQLite file, the outbox and reports")

@@ -5,8 +5,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import REFERENCE_ISSUE, TYPO_ISSUE, fixture_issues
+
 from mailer.errors import IssueError
 from mailer.issue import load_issue, parse_issue
 from mailer.topics import TopicRegistry
@@ -69,7 +69,10 @@ def test_topic_at_level_two_case_insensitive_and_children_inherit(registry: Topi
     text = "---\ntitle: T\n---\n##  NEUTRON  \nn\n### Bugs\nb\n## Other\no\n### qa\nq\n"
     issue = parse_issue(text, "x.md", registry)
     assert [(s.heading, s.topic) for s in issue.sections if s.level] == [
-        ("NEUTRON", "neutron"), ("Bugs", "neutron"), ("Other", None), ("qa", "tempest"),
+        ("NEUTRON", "neutron"),
+        ("Bugs", "neutron"),
+        ("Other", None),
+        ("qa", "tempest"),
     ]
 
 

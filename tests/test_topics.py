@@ -5,10 +5,29 @@ import pytest
 from mailer.errors import InputError
 from mailer.topics import TopicRegistry, registry_from_data
 
-REQUIRED = (
-    "nova neutron cinder swift glance keystone horizon heat ceilometer trove ironic sahara tempest oslo "
-    "marconi designate barbican manila ceph devstack infra"
-).split()
+REQUIRED = [
+    "nova",
+    "neutron",
+    "cinder",
+    "swift",
+    "glance",
+    "keystone",
+    "horizon",
+    "heat",
+    "ceilometer",
+    "trove",
+    "ironic",
+    "sahara",
+    "tempest",
+    "oslo",
+    "marconi",
+    "designate",
+    "barbican",
+    "manila",
+    "ceph",
+    "devstack",
+    "infra",
+]
 
 
 def test_registry_is_seeded_with_openstack_projects(registry: TopicRegistry) -> None:
@@ -40,8 +59,13 @@ def test_parse_keys_accepts_names_and_rejects_unknown(registry: TopicRegistry) -
 
 @pytest.mark.parametrize(
     "data",
-    [None, {"topics": "x"}, {"topics": [{"names": {}}]}, {"topics": [{"key": "A B"}]},
-     {"topics": [{"key": "a"}, {"key": "a"}]}],
+    [
+        None,
+        {"topics": "x"},
+        {"topics": [{"names": {}}]},
+        {"topics": [{"key": "A B"}]},
+        {"topics": [{"key": "a"}, {"key": "a"}]},
+    ],
 )
 def test_bad_registry_data_is_an_input_error(data: object) -> None:
     with pytest.raises(InputError):
