@@ -8,6 +8,8 @@ import pytest
 
 from mailer.topics import TopicRegistry, load_registry
 
+pytest_plugins = ["plugins.db", "plugins.services", "plugins.browser"]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
 ISSUES_DIR = SHARED_FIXTURES / "issues"

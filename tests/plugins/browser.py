@@ -1,0 +1,1 @@
+"""pytest fixtures for browser (registered in conftest.py through pytest_plugins)."""

@@ -1,0 +1,1 @@
+"""pytest fixtures for db (registered in conftest.py through pytest_plugins)."""
