@@ -1,0 +1,332 @@
+"""Amazon SNS HTTP messages: parse the JSON body, verify its AWS signature. No database, no clock.
+
+Verification follows the AWS guide "Verifying the signatures of Amazon SNS messages": the string to sign
+is ``Key\\nValue\\n`` for a fixed list of keys in byte order (``Subject`` only when present), signed with
+RSA PKCS#1 v1.5 over SHA1 (SignatureVersion 1) or SHA256 (SignatureVersion 2) by the certificate that
+``SigningCertURL`` names. That URL must be https on an ``sns.<region>.amazonaws.com`` host, so a forger
+cannot point us at a certificate of their own. The certificate comes from an injected source (a callable
+``url -> PEM bytes``), so verification itself is pure given the certificate and the time.
+
+A valid signature only proves that *some* AWS account's topic sent the message: anyone can subscribe
+our endpoint to a topic of their own. ``SnsVerifier.topic_arns`` restricts the topics we accept.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import re
+import threading
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from mailer.errors import InputError
+
+__all__ = [
+    "CachedCertificates",
+    "CertificateDirectory",
+    "CertificateSource",
+    "SnsMessage",
+    "SnsMessageError",
+    "SnsSignatureError",
+    "SnsVerifier",
+    "canonical_string",
+    "check_sns_url",
+    "fetch_certificate_https",
+    "parse_sns_message",
+    "verify_signature",
+]
+
+NOTIFICATION = "Notification"
+SUBSCRIPTION_CONFIRMATION = "SubscriptionConfirmation"
+UNSUBSCRIBE_CONFIRMATION = "UnsubscribeConfirmation"
+MESSAGE_TYPES = (NOTIFICATION, SUBSCRIPTION_CONFIRMATION, UNSUBSCRIBE_CONFIRMATION)
+
+_SNS_HOST_RE = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+_NOTIFICATION_KEYS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
+_CONFIRMATION_KEYS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
+_MAX_BODY = 256 * 1024  # SNS messages are at most 256 KB
+
+
+class SnsMessageError(InputError):
+    """An HTTP body that is not a well-formed SNS message (HTTP 400)."""
+
+
+class SnsSignatureError(SnsMessageError):
+    """A well-formed SNS message that fails verification: signature, certificate, age or topic (HTTP 403)."""
+
+    http_status = 403
+
+
+@dataclass(frozen=True)
+class SnsMessage:
+    type: str  # one of MESSAGE_TYPES
+    message_id: str
+    topic_arn: str
+    message: str  # for SES notifications: the SES JSON, still a string
+    timestamp: dt.datetime  # aware, UTC
+    signature_version: str
+    signature: bytes
+    signing_cert_url: str
+    subject: str | None = None
+    token: str | None = None  # confirmations only
+    subscribe_url: str | None = None  # confirmations only
+    unsubscribe_url: str | None = None  # notifications only
+    fields: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)  # as received
+    raw: str = field(default="", repr=False, compare=False)  # the body as received, for storage
+
+
+def check_sns_url(url: str, *, what: str, pem: bool = False) -> str:
+    """Raise unless ``url`` is https on an SNS host (and, for a certificate, a path ending ``.pem``)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme != "https" or not _SNS_HOST_RE.match(host) or parts.port not in (None, 443):
+        raise SnsSignatureError(
+            f"SNS message: {what} {url!r} is not https on an sns.<region>.amazonaws.com host"
+        )
+    if parts.username or parts.password:
+        raise SnsSignatureError(f"SNS message: {what} {url!r} carries credentials")
+    if pem and not parts.path.endswith(".pem"):
+        raise SnsSignatureError(f"SNS message: {what} {url!r} does not name a .pem certificate")
+    return url
+
+
+def parse_sns_message(
+    body: str | bytes | Mapping[str, Any], *, message_type_header: str | None = None
+) -> SnsMessage:
+    """Parse an SNS HTTP POST body (JSON). ``message_type_header`` is ``x-amz-sns-message-type``, if any.
+
+    Checks the shape and the URLs; does NOT verify the signature (see ``SnsVerifier``).
+    """
+    raw, data = _load_json(body)
+    if not isinstance(data, dict):
+        raise SnsMessageError("SNS message: the body is not a JSON object")
+    fields: dict[str, str] = {}
+    for key, value in data.items():
+        if value is None:
+            continue  # "Subject": null is the same as no subject
+        if not isinstance(value, str):
+            raise SnsMessageError(f"SNS message: field {key} is not a string")
+        fields[key] = value
+
+    kind = fields.get("Type")
+    if kind not in MESSAGE_TYPES:
+        raise SnsMessageError(f"SNS message: Type {kind!r} is not one of {', '.join(MESSAGE_TYPES)}")
+    if message_type_header is not None and message_type_header != kind:
+        raise SnsMessageError(f"SNS message: Type {kind} differs from header x-amz-sns-message-type")
+    required = ["MessageId", "TopicArn", "Message", "Timestamp", "SignatureVersion", "Signature"]
+    required.append("SigningCertURL")
+    if kind != NOTIFICATION:
+        required += ["Token", "SubscribeURL"]
+    missing = [key for key in required if not fields.get(key)]
+    if missing:
+        raise SnsMessageError(f"SNS message: missing {', '.join(missing)}")
+
+    version = fields["SignatureVersion"]
+    if version not in _HASHES:
+        raise SnsSignatureError(f"SNS message: SignatureVersion {version!r} is not supported (1 or 2)")
+    try:
+        signature = base64.b64decode(fields["Signature"], validate=True)
+    except (binascii.Error, ValueError):
+        raise SnsSignatureError("SNS message: Signature is not base64") from None
+    cert_url = check_sns_url(fields["SigningCertURL"], what="SigningCertURL", pem=True)
+    if kind != NOTIFICATION:
+        check_sns_url(fields["SubscribeURL"], what="SubscribeURL")
+    if fields.get("UnsubscribeURL"):
+        check_sns_url(fields["UnsubscribeURL"], what="UnsubscribeURL")
+
+    return SnsMessage(
+        type=kind,
+        message_id=fields["MessageId"],
+        topic_arn=fields["TopicArn"],
+        message=fields["Message"],
+        timestamp=parse_timestamp(fields["Timestamp"], what="SNS message: Timestamp"),
+        signature_version=version,
+        signature=signature,
+        signing_cert_url=cert_url,
+        subject=fields.get("Subject"),
+        token=fields.get("Token"),
+        subscribe_url=fields.get("SubscribeURL"),
+        unsubscribe_url=fields.get("UnsubscribeURL"),
+        fields=fields,
+        raw=raw,
+    )
+
+
+def canonical_string(message: SnsMessage) -> bytes:
+    """The bytes AWS signed: ``Key\\nValue\\n`` for each signed key present, in the documented order."""
+    keys = _NOTIFICATION_KEYS if message.type == NOTIFICATION else _CONFIRMATION_KEYS
+    out = []
+    for key in keys:
+        value = message.fields.get(key)
+        if value is None:
+            continue  # only Subject may be absent; parse_sns_message checked the others
+        out.append(f"{key}\n{value}\n")
+    return "".join(out).encode("utf-8")
+
+
+def verify_signature(message: SnsMessage, certificate: x509.Certificate) -> None:
+    """Raise SnsSignatureError unless ``certificate``'s key signed ``message``. Pure."""
+    key = certificate.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise SnsSignatureError("SNS message: the signing certificate has no RSA key")
+    algorithm = _HASHES[message.signature_version]()
+    try:
+        key.verify(message.signature, canonical_string(message), padding.PKCS1v15(), algorithm)
+    except InvalidSignature:
+        raise SnsSignatureError(f"SNS message {message.message_id}: the signature does not match") from None
+
+
+class CertificateSource(Protocol):
+    """Where certificates come from: ``source(url) -> x509.Certificate`` (raise SnsSignatureError)."""
+
+    def __call__(self, url: str) -> x509.Certificate: ...
+
+
+def load_pem_certificate(pem: bytes, url: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise SnsSignatureError(f"SNS message: {url} is not a PEM certificate") from None
+
+
+def fetch_certificate_https(url: str, *, timeout: float = 10.0) -> bytes:
+    """Download a certificate (production only; the URL was checked by ``check_sns_url``)."""
+    check_sns_url(url, what="SigningCertURL", pem=True)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (https, checked host)
+            return bytes(response.read(64 * 1024))
+    except OSError as exc:
+        raise SnsSignatureError(f"SNS message: cannot fetch {url}: {exc}") from None
+
+
+class CachedCertificates:
+    """A CertificateSource over a ``url -> PEM bytes`` fetcher, keeping the last few certificates.
+
+    AWS rotates its signing certificate rarely, so a handful of entries serve every message.
+    """
+
+    def __init__(self, fetch: Callable[[str], bytes] = fetch_certificate_https, *, size: int = 8) -> None:
+        self._fetch = fetch
+        self._size = size
+        self._cache: OrderedDict[str, x509.Certificate] = OrderedDict()
+        self._lock = threading.Lock()
+        self.fetches = 0
+
+    def __call__(self, url: str) -> x509.Certificate:
+        check_sns_url(url, what="SigningCertURL", pem=True)
+        with self._lock:
+            cert = self._cache.get(url)
+            if cert is not None:
+                self._cache.move_to_end(url)
+                return cert
+        cert = load_pem_certificate(self._fetch(url), url)
+        with self._lock:
+            self.fetches += 1
+            self._cache[url] = cert
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return cert
+
+
+class CertificateDirectory:
+    """Fetcher reading ``<directory>/<last path segment of the URL>`` (pinned certificates, tests)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def __call__(self, url: str) -> bytes:
+        name = urlsplit(url).path.rsplit("/", 1)[-1]
+        path = self.directory / name
+        try:
+            return path.read_bytes()
+        except OSError:
+            raise SnsSignatureError(f"SNS message: no certificate {name} in {self.directory}") from None
+
+
+@dataclass(frozen=True)
+class SnsVerifier:
+    """Everything verification needs but the message and the time.
+
+    ``max_age`` None switches the message-age check off, ``check_validity`` False the certificate's
+    validity period: both exist for replaying old messages and for tests with the expired fixture
+    certificates, never for live traffic. ``topic_arns`` empty accepts any topic.
+    """
+
+    certificates: CertificateSource
+    max_age: dt.timedelta | None = dt.timedelta(hours=1)
+    check_validity: bool = True
+    topic_arns: Collection[str] = ()
+    clock_skew: dt.timedelta = dt.timedelta(minutes=5)
+
+    def verify(self, message: SnsMessage, *, now: dt.datetime) -> None:
+        """Raise SnsSignatureError unless ``message`` is authentic, current and from an accepted topic."""
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        if self.topic_arns and message.topic_arn not in self.topic_arns:
+            raise SnsSignatureError(f"SNS message: topic {message.topic_arn} is not one we subscribed to")
+        if self.max_age is not None:
+            age = now - message.timestamp
+            if age > self.max_age:
+                raise SnsSignatureError(
+                    f"SNS message {message.message_id}: Timestamp {message.timestamp.isoformat()} is older "
+                    f"than {self.max_age}"
+                )
+            if -age > self.clock_skew:
+                raise SnsSignatureError(f"SNS message {message.message_id}: Timestamp is in the future")
+        certificate = self.certificates(message.signing_cert_url)
+        if self.check_validity:
+            not_before, not_after = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+            if not (not_before <= now <= not_after):
+                raise SnsSignatureError(
+                    f"SNS message: certificate {message.signing_cert_url} is not valid at {now.isoformat()} "
+                    f"(valid {not_before.date()} to {not_after.date()})"
+                )
+        _check_subject(certificate, message.signing_cert_url)
+        verify_signature(message, certificate)
+
+
+def _check_subject(certificate: x509.Certificate, url: str) -> None:
+    names = [a.value for a in certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    if not any(isinstance(n, str) and n.endswith((".amazonaws.com", ".amazonaws.com.cn")) for n in names):
+        raise SnsSignatureError(f"SNS message: certificate {url} is not issued to an amazonaws.com host")
+
+
+def parse_timestamp(value: str, *, what: str) -> dt.datetime:
+    """ISO 8601 as AWS writes it (``2022-04-01T21:24:50.200Z``) -> aware UTC datetime."""
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise SnsMessageError(f"{what} {value!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+def _load_json(body: str | bytes | Mapping[str, Any]) -> tuple[str, Any]:
+    if isinstance(body, Mapping):
+        return json.dumps(body, ensure_ascii=False), dict(body)
+    if len(body) > _MAX_BODY:
+        raise SnsMessageError(f"SNS message: the body is larger than {_MAX_BODY} bytes")
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SnsMessageError("SNS message: the body is not UTF-8") from None
+    try:
+        return body, json.loads(body)
+    except (ValueError, RecursionError):
+        raise SnsMessageError("SNS message: the body is not JSON") from None
