@@ -11,6 +11,7 @@ import sys
 from mailer.cli import render_cmds, send_cmds, subscriber_cmds  # noqa: F401  (they register commands)
 from mailer.cli.app import app, err_console
 from mailer.errors import NewsletterError
+from subscribers.errors import SubscribersError
 
 __all__ = ["app", "main"]
 
@@ -19,6 +20,9 @@ def main() -> None:
     try:
         app()
     except NewsletterError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except SubscribersError as exc:  # the subscribers package's own tree carries the same exit codes
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

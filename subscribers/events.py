@@ -1,0 +1,57 @@
+"""Writing the append-only event log. Every change of a subscriber goes through ``record_event``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from subscribers.db import utcnow
+from subscribers.models import SubscriberEvent
+
+__all__ = ["event_row", "record_event", "record_events"]
+
+
+def event_row(
+    subscriber_id: int | None,
+    email_key: str,
+    kind: str,
+    *,
+    source: str,
+    detail: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    return {
+        "subscriber_id": subscriber_id,
+        "email_key": email_key,
+        "kind": kind,
+        "source": source[:32],
+        "detail": json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str) if detail else None,
+        "created_at": now or utcnow(),
+    }
+
+
+def record_event(
+    session: Session,
+    subscriber_id: int | None,
+    email_key: str,
+    kind: str,
+    *,
+    source: str,
+    detail: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> None:
+    session.execute(
+        insert(SubscriberEvent),
+        [event_row(subscriber_id, email_key, kind, source=source, detail=detail, now=now)],
+    )
+
+
+def record_events(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Many rows from ``event_row`` in one executemany."""
+    if rows:
+        session.execute(insert(SubscriberEvent), rows)

@@ -1,0 +1,210 @@
+"""Queries that sends and admins read: the audience of an issue in batches, segment counts, the send-time
+re-check, topics, lookups and statistics. No writes except the topic table."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import Session
+
+from subscribers.db import utcnow
+from subscribers.errors import InvalidInput, UnknownSubscriber
+from subscribers.models import STATUSES, Subscriber, Suppression, Topic, subscriber_topics
+from subscribers.normalise import email_key
+
+__all__ = [
+    "AudienceMember",
+    "add_topic",
+    "find_subscriber",
+    "get_subscriber",
+    "list_topics",
+    "segment_counts",
+    "sendable",
+    "stats",
+    "stream_audience",
+    "sync_topics",
+    "topic_ids",
+]
+
+_ID_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceMember:
+    subscriber_id: int
+    email: str
+    name: str | None
+    locale: str
+    segment: frozenset[str]  # the issue's topics this subscriber follows
+
+
+def _not_suppressed():  # type: ignore[no-untyped-def]
+    return ~exists().where(Suppression.email_key == Subscriber.email_key)
+
+
+def topic_ids(session: Session, keys: Iterable[str]) -> dict[str, int]:
+    """``{key: id}`` for the keys that exist in the topic table."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = session.execute(select(Topic.key, Topic.id).where(Topic.key.in_(wanted)))
+    return {key: id_ for key, id_ in rows}
+
+
+def stream_audience(
+    session: Session, issue_topics: Collection[str], *, batch_size: int = 1000, after_id: int = 0
+) -> Iterator[list[AudienceMember]]:
+    """Active, non-suppressed subscribers with id > ``after_id``, in id order, ``batch_size`` at a time.
+
+    Each member's segment is the set of ``issue_topics`` it follows. The rows come through a server-side
+    cursor on PostgreSQL (a streaming cursor on SQLite) on a connection of its own, so the caller may
+    write and commit through ``session`` between batches without disturbing the stream.
+    """
+    if batch_size < 1:
+        raise InvalidInput("batch_size must be at least 1")
+    ids_by_key = topic_ids(session, issue_topics)
+    key_by_id = {id_: key for key, id_ in ids_by_key.items()}
+    members = (
+        select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.locale)
+        .where(Subscriber.status == "active", Subscriber.id > after_id, _not_suppressed())
+        .order_by(Subscriber.id)
+    )
+    engine = session.get_bind()
+    with engine.connect() as connection:
+        result = connection.execution_options(stream_results=True, max_row_buffer=batch_size).execute(members)
+        try:
+            while rows := result.fetchmany(batch_size):
+                followed: dict[int, set[str]] = {}
+                if key_by_id:
+                    topic_rows = connection.execute(
+                        select(subscriber_topics.c.subscriber_id, subscriber_topics.c.topic_id).where(
+                            subscriber_topics.c.subscriber_id.between(rows[0][0], rows[-1][0]),
+                            subscriber_topics.c.topic_id.in_(list(key_by_id)),
+                        )
+                    )
+                    for subscriber_id, topic_id in topic_rows:
+                        followed.setdefault(subscriber_id, set()).add(key_by_id[topic_id])
+                yield [
+                    AudienceMember(id_, email, name, locale, frozenset(followed.get(id_, ())))
+                    for id_, email, name, locale in rows
+                ]
+        finally:
+            result.close()
+
+
+def segment_counts(session: Session, issue_topics: Collection[str]) -> dict[frozenset[str], int]:
+    """How many audience members fall into each segment (for the admin's preview before a send)."""
+    counts: Counter[frozenset[str]] = Counter()
+    for batch in stream_audience(session, issue_topics, batch_size=5000):
+        counts.update(member.segment for member in batch)
+    return dict(counts)
+
+
+def sendable(session: Session, subscriber_ids: Iterable[int]) -> set[int]:
+    """The ids that are still active and not suppressed (the re-check just before a message leaves)."""
+    ids = sorted(set(subscriber_ids))
+    found: set[int] = set()
+    for start in range(0, len(ids), _ID_CHUNK):
+        chunk = ids[start : start + _ID_CHUNK]
+        found.update(
+            session.scalars(
+                select(Subscriber.id).where(
+                    Subscriber.id.in_(chunk), Subscriber.status == "active", _not_suppressed()
+                )
+            )
+        )
+    return found
+
+
+def get_subscriber(session: Session, subscriber_id: int) -> Subscriber:
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        raise UnknownSubscriber(f"no subscriber with id {subscriber_id}")
+    return subscriber
+
+
+def find_subscriber(session: Session, email_or_id: str | int) -> Subscriber:
+    """A subscriber by id (an int or a string of digits) or by address (any case)."""
+    if isinstance(email_or_id, int) or str(email_or_id).strip().isdigit():
+        return get_subscriber(session, int(email_or_id))
+    key = email_key(str(email_or_id))
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == key))
+    if subscriber is None:
+        raise UnknownSubscriber(f"no subscriber with address {email_or_id!r}")
+    return subscriber
+
+
+def list_topics(session: Session) -> list[Topic]:
+    return list(session.scalars(select(Topic).order_by(Topic.key)))
+
+
+def add_topic(session: Session, key: str, name: str | None = None, name_zh: str | None = None) -> bool:
+    """Create or rename a topic; True when the table changed. The caller commits."""
+    return sync_topics(session, [(key, name or key, name_zh)], rename=True) > 0
+
+
+def sync_topics(
+    session: Session, topics: Iterable[tuple[str, str, str | None]], *, rename: bool = True
+) -> int:
+    """Make sure each ``(key, name, name_zh)`` exists (topics are never deleted: subscribers follow them).
+
+    Returns how many rows were created or renamed. The caller commits.
+    """
+    existing = {topic.key: topic for topic in session.scalars(select(Topic))}
+    changed = 0
+    for key, name, name_zh in topics:
+        key = key.strip().lower()
+        if not key or len(key) > 64:
+            raise InvalidInput(f"invalid topic key {key!r}")
+        topic = existing.get(key)
+        if topic is None:
+            topic = Topic(key=key, name=name, name_zh=name_zh, created_at=utcnow())
+            session.add(topic)
+            existing[key] = topic
+            changed += 1
+        elif rename and (topic.name, topic.name_zh) != (name, name_zh):
+            topic.name, topic.name_zh = name, name_zh
+            changed += 1
+    session.flush()
+    return changed
+
+
+@dataclass(frozen=True)
+class Stats:
+    by_status: dict[str, int]
+    by_topic: dict[str, int]  # active subscribers per topic
+    suppressed: int
+    total: int
+
+
+def stats(session: Session) -> Stats:
+    by_status = dict.fromkeys(STATUSES, 0)
+    by_status.update(
+        {
+            status: count
+            for status, count in session.execute(
+                select(Subscriber.status, func.count()).group_by(Subscriber.status)
+            )
+        }
+    )
+    by_topic = {key: 0 for key in session.scalars(select(Topic.key).order_by(Topic.key))}
+    rows = session.execute(
+        select(Topic.key, func.count())
+        .select_from(subscriber_topics)
+        .join(Topic, Topic.id == subscriber_topics.c.topic_id)
+        .join(
+            Subscriber,
+            and_(Subscriber.id == subscriber_topics.c.subscriber_id, Subscriber.status == "active"),
+        )
+        .group_by(Topic.key)
+    )
+    by_topic.update({key: count for key, count in rows})
+    suppressed = session.scalar(select(func.count()).select_from(Suppression)) or 0
+    return Stats(by_status, by_topic, suppressed, sum(by_status.values()))
+
+
+def statuses() -> Sequence[str]:
+    return STATUSES

@@ -1,0 +1,108 @@
+"""Schema, migrations, SQLite pragmas, and the store's audience queries, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select
+
+from subscribers import models  # noqa: F401  (tables registered on Base.metadata)
+from subscribers.db import Base, current_revision, head_revision, make_session_factory, open_database
+from subscribers.models import Subscriber, Topic
+from subscribers.store import segment_counts, sendable, stream_audience, sync_topics
+from subscribers.suppression import is_suppressed, record_soft_bounce, suppress
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def _add(session, email: str, topics: list[str], status: str = "active") -> Subscriber:
+    by_key = {t.key: t for t in session.scalars(select(Topic))}
+    subscriber = Subscriber(
+        email=email,
+        email_key=email.lower(),
+        name=None,
+        locale="zh",
+        status=status,
+        created_at=NOW,
+        changed_at=NOW,
+        source="test",
+        soft_bounces=0,
+        topics=[by_key[k] for k in topics],
+    )
+    session.add(subscriber)
+    session.flush()
+    return subscriber
+
+
+def test_fresh_sqlite_file_is_created_migrated_and_tuned(tmp_path):
+    url = f"sqlite:///{tmp_path / 'deep' / 'folder' / 'n.db'}"
+    engine = open_database(url)
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    # opening again is a no-op, not a second migration
+    open_database(url).dispose()
+    engine.dispose()
+
+
+def test_migrations_match_the_models(db_engine):
+    subscriber_tables = {"subscribers", "topics", "subscriber_topics", "suppressions", "subscriber_events"}
+    with db_engine.connect() as connection:
+        assert subscriber_tables <= set(inspect(connection).get_table_names())
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    ours = [d for d in diff if any(t in repr(d) for t in subscriber_tables)]
+    assert ours == []
+
+
+def test_audience_streams_active_unsuppressed_in_id_order_with_segments(db_session):
+    sync_topics(db_session, [("nova", "Nova", None), ("neutron", "Neutron", None), ("heat", "Heat", None)])
+    a = _add(db_session, "a@example.com", ["nova", "heat"])
+    _add(db_session, "b@example.com", ["nova"], status="pending")
+    c = _add(db_session, "c@example.com", [])
+    d = _add(db_session, "d@example.com", ["neutron"])
+    e = _add(db_session, "e@example.com", ["nova"])
+    suppress(db_session, "E@example.com", "manual", now=NOW)
+    db_session.commit()
+
+    batches = list(stream_audience(db_session, {"nova", "neutron"}, batch_size=2))
+    assert [len(b) for b in batches] == [2, 1]
+    members = [m for batch in batches for m in batch]
+    assert [m.subscriber_id for m in members] == [a.id, c.id, d.id]
+    assert [m.segment for m in members] == [frozenset({"nova"}), frozenset(), frozenset({"neutron"})]
+    assert [m.subscriber_id for b in stream_audience(db_session, {"nova"}, after_id=a.id) for m in b] == [
+        c.id,
+        d.id,
+    ]
+    assert segment_counts(db_session, {"nova", "neutron"}) == {
+        frozenset({"nova"}): 1,
+        frozenset(): 1,
+        frozenset({"neutron"}): 1,
+    }
+    assert sendable(db_session, [a.id, c.id, e.id, 999]) == {a.id, c.id}
+
+
+def test_suppression_sets_status_and_soft_bounces_count_to_the_limit(db_session):
+    s = _add(db_session, "x@example.com", [])
+    assert record_soft_bounce(db_session, "X@Example.com", limit=2, now=NOW) is False
+    assert not is_suppressed(db_session, "x@example.com")
+    assert record_soft_bounce(db_session, "x@example.com", limit=2, now=NOW) is True
+    assert is_suppressed(db_session, "x@EXAMPLE.com")
+    db_session.refresh(s)
+    assert s.status == "bounced"
+    # a complaint after a bounce: the address is already suppressed (False) but the status says complained
+    assert suppress(db_session, "x@example.com", "complaint", now=NOW) is False
+    db_session.refresh(s)
+    assert s.status == "complained"
+
+
+def test_session_factory_keeps_objects_readable_after_commit(db_engine):
+    factory = make_session_factory(db_engine)
+    with factory() as session:
+        topic = Topic(key="k", name="K", created_at=NOW)
+        session.add(topic)
+        session.commit()
+        assert topic.key == "k" and topic.created_at == NOW
