@@ -100,6 +100,7 @@ def test_parsed_fields_of_the_bounce_notification() -> None:
         ("Timestamp", "2022-07-28T21:24:09.324Z"),
         ("Subject", "injected"),
         ("SignatureVersion", "1"),
+        ("Signature", "QUJD"),
     ],
 )
 def test_any_tampered_field_fails(field: str, value: str) -> None:
@@ -107,6 +108,15 @@ def test_any_tampered_field_fails(field: str, value: str) -> None:
     data[field] = value
     with pytest.raises(SnsSignatureError, match="signature does not match"):
         lenient().verify(parse_sns_message(json.dumps(data)), now=NOW)
+
+
+@pytest.mark.parametrize(("version", "signature"), [("3", None), ("", None), ("1", "not base64!")])
+def test_unsupported_version_or_garbled_signature_fails(version: str, signature: str | None) -> None:
+    data = json.loads((SNS_DIR / "notification-sigv2-sha256.json").read_text())
+    data["SignatureVersion"] = version
+    data["Signature"] = signature or data["Signature"]
+    with pytest.raises(SnsMessageError):
+        lenient().verify(parse_sns_message(data), now=NOW)
 
 
 def test_tampered_signature_bytes_fail() -> None:
@@ -153,14 +163,18 @@ def test_unsigned_documentation_examples_fail(path: Path) -> None:
 def test_wrong_certificate_url_fails_before_any_fetch(url: str) -> None:
     data = json.loads((SNS_DIR / "notification-ses-bounce-no-subject-sigv1.json").read_text())
     data["SigningCertURL"] = url
+    fetched: list[str] = []
+    certs = CachedCertificates(lambda u: fetched.append(u) or CertificateDirectory(CERTS)(u))
     with pytest.raises(SnsSignatureError, match="SigningCertURL"):
-        parse_sns_message(data)
+        lenient(certs).verify(parse_sns_message(data), now=NOW)
+    assert fetched == []
 
 
 def test_china_region_certificate_url_is_accepted() -> None:
     data = json.loads((SNS_DIR / "notification-sigv2-sha256.json").read_text())
     data["SigningCertURL"] = "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-x.pem"
-    assert parse_sns_message(data).signing_cert_url.endswith("SimpleNotificationService-x.pem")
+    with pytest.raises(SnsSignatureError, match="no certificate SimpleNotificationService-x.pem"):
+        lenient().verify(parse_sns_message(data), now=NOW)  # passed the URL check, then fetched
 
 
 @pytest.mark.parametrize(

@@ -78,9 +78,9 @@ class SnsMessage:
     topic_arn: str
     message: str  # for SES notifications: the SES JSON, still a string
     timestamp: dt.datetime  # aware, UTC
-    signature_version: str
-    signature: bytes
-    signing_cert_url: str
+    signature_version: str  # "1" (SHA1) or "2" (SHA256); checked by verification, not parsing
+    signature: str  # base64, as received
+    signing_cert_url: str  # checked by verification (check_sns_url), not parsing
     subject: str | None = None
     token: str | None = None  # confirmations only
     subscribe_url: str | None = None  # confirmations only
@@ -109,7 +109,8 @@ def parse_sns_message(
 ) -> SnsMessage:
     """Parse an SNS HTTP POST body (JSON). ``message_type_header`` is ``x-amz-sns-message-type``, if any.
 
-    Checks the shape and the URLs; does NOT verify the signature (see ``SnsVerifier``).
+    Checks the shape and the SubscribeURL/UnsubscribeURL hosts; does NOT verify the signature or look at
+    the certificate URL (see ``SnsVerifier``), so a file can still be applied explicitly unverified.
     """
     raw, data = _load_json(body)
     if not isinstance(data, dict):
@@ -135,14 +136,6 @@ def parse_sns_message(
     if missing:
         raise SnsMessageError(f"SNS message: missing {', '.join(missing)}")
 
-    version = fields["SignatureVersion"]
-    if version not in _HASHES:
-        raise SnsSignatureError(f"SNS message: SignatureVersion {version!r} is not supported (1 or 2)")
-    try:
-        signature = base64.b64decode(fields["Signature"], validate=True)
-    except (binascii.Error, ValueError):
-        raise SnsSignatureError("SNS message: Signature is not base64") from None
-    cert_url = check_sns_url(fields["SigningCertURL"], what="SigningCertURL", pem=True)
     if kind != NOTIFICATION:
         check_sns_url(fields["SubscribeURL"], what="SubscribeURL")
     if fields.get("UnsubscribeURL"):
@@ -154,9 +147,9 @@ def parse_sns_message(
         topic_arn=fields["TopicArn"],
         message=fields["Message"],
         timestamp=parse_timestamp(fields["Timestamp"], what="SNS message: Timestamp"),
-        signature_version=version,
-        signature=signature,
-        signing_cert_url=cert_url,
+        signature_version=fields["SignatureVersion"],
+        signature=fields["Signature"],
+        signing_cert_url=fields["SigningCertURL"],
         subject=fields.get("Subject"),
         token=fields.get("Token"),
         subscribe_url=fields.get("SubscribeURL"),
@@ -180,14 +173,29 @@ def canonical_string(message: SnsMessage) -> bytes:
 
 def verify_signature(message: SnsMessage, certificate: x509.Certificate) -> None:
     """Raise SnsSignatureError unless ``certificate``'s key signed ``message``. Pure."""
+    algorithm = _signature_hash(message)
+    signature = _signature_bytes(message)
     key = certificate.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise SnsSignatureError("SNS message: the signing certificate has no RSA key")
-    algorithm = _HASHES[message.signature_version]()
     try:
-        key.verify(message.signature, canonical_string(message), padding.PKCS1v15(), algorithm)
+        key.verify(signature, canonical_string(message), padding.PKCS1v15(), algorithm)
     except InvalidSignature:
         raise SnsSignatureError(f"SNS message {message.message_id}: the signature does not match") from None
+
+
+def _signature_hash(message: SnsMessage) -> hashes.HashAlgorithm:
+    factory = _HASHES.get(message.signature_version)
+    if factory is None:
+        raise SnsSignatureError(f"SNS message: SignatureVersion {message.signature_version!r} is not 1 or 2")
+    return factory()
+
+
+def _signature_bytes(message: SnsMessage) -> bytes:
+    try:
+        return base64.b64decode(message.signature, validate=True)
+    except (binascii.Error, ValueError):
+        raise SnsSignatureError("SNS message: Signature is not base64") from None
 
 
 class CertificateSource(Protocol):
@@ -278,6 +286,9 @@ class SnsVerifier:
             raise ValueError("now must be timezone-aware")
         if self.topic_arns and message.topic_arn not in self.topic_arns:
             raise SnsSignatureError(f"SNS message: topic {message.topic_arn} is not one we subscribed to")
+        _signature_hash(message)
+        _signature_bytes(message)
+        check_sns_url(message.signing_cert_url, what="SigningCertURL", pem=True)
         if self.max_age is not None:
             age = now - message.timestamp
             if age > self.max_age:
