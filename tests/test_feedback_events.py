@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 
 from mailer.errors import InputError
 from mailer.feedback import samples
-from mailer.feedback.policy import LedgerMark, SoftBounce, Suppress, Unsubscribe, actions_for
+from mailer.feedback.policy import (
+    LedgerMark,
+    ResetSoftBounces,
+    SoftBounce,
+    Suppress,
+    Unsubscribe,
+    actions_for,
+)
 from mailer.feedback.ses_events import (
     BounceEvent,
     ClickEvent,
@@ -288,9 +295,10 @@ def test_policy_transient_and_undetermined_bounces_are_soft(bounce_type: Any) ->
 def test_policy_complaint_suppresses_and_unsubscribes() -> None:
     actions = actions_for(classify(samples.complaint_notification("b@x.org", message_id="m2", at=AT)))
     assert actions[:2] == [
-        Suppress("b@x.org", "complaint", actions[0].evidence),  # type: ignore[union-attr]
         Unsubscribe("b@x.org"),
+        Suppress("b@x.org", "complaint", actions[1].evidence),  # type: ignore[union-attr]
     ]
+    assert "abuse" in actions[1].evidence  # type: ignore[union-attr]
     assert actions[2] == LedgerMark("m2", "b@x.org", "complained")
 
 
@@ -314,9 +322,12 @@ def test_policy_not_spam_feedback_is_not_a_complaint() -> None:
         ),
         (
             "notification-examples--complaint-notification-without-a-feedback-report.json",
-            [Suppress, Unsubscribe, LedgerMark],
+            [Unsubscribe, Suppress, LedgerMark],
         ),
-        ("notification-examples--amazon-sns-delivery-notification-example.json", [LedgerMark]),
+        (
+            "notification-examples--amazon-sns-delivery-notification-example.json",
+            [ResetSoftBounces, LedgerMark],
+        ),
         ("event-publishing-retrieving-sns-examples--send-record.json", []),
         ("event-publishing-retrieving-sns-examples--reject-record.json", []),
         ("event-publishing-retrieving-sns-examples--deliverydelay-record.json", []),

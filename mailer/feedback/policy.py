@@ -4,11 +4,11 @@
 |-----------------------------------------|------------------------------------------------------------|
 | bounce Permanent                        | Suppress(hard_bounce) per recipient, ledger "bounced"      |
 | bounce Transient / Undetermined         | SoftBounce per recipient (suppressed at the limit)         |
-| complaint (any feedback type but        | Suppress(complaint) + Unsubscribe per recipient,           |
+| complaint (any feedback type but        | Unsubscribe + Suppress(complaint) per recipient,           |
 |   ``not-spam``)                         |   ledger "complained"                                      |
 | complaint ``not-spam``                  | nothing (the reader said the opposite of a complaint)      |
 | SES subscription, unsubscribeAll        | Unsubscribe per recipient (an opt-out is always honoured)  |
-| delivery                                | ledger "delivered" (subscribers has no soft-bounce reset)  |
+| delivery                                | ResetSoftBounces, ledger "delivered"                       |
 | send, reject, delay, open, click, ...   | nothing                                                    |
 """
 
@@ -59,6 +59,13 @@ class Unsubscribe:
 
 
 @dataclass(frozen=True)
+class ResetSoftBounces:
+    """A delivery went through: soft bounces only count when they come in a row."""
+
+    email: str
+
+
+@dataclass(frozen=True)
 class LedgerMark:
     """Mark the ledger row of the original message (deliveries.message_id) for this recipient."""
 
@@ -67,7 +74,7 @@ class LedgerMark:
     outcome: Literal["bounced", "complained", "delivered"]
 
 
-Action = Suppress | SoftBounce | Unsubscribe | LedgerMark
+Action = Suppress | SoftBounce | Unsubscribe | ResetSoftBounces | LedgerMark
 
 
 def actions_for(events: Iterable[SesEvent]) -> list[Action]:
@@ -94,7 +101,11 @@ def actions_for_event(event: SesEvent) -> list[Action]:
             else []
         )
     if isinstance(event, DeliveryEvent):
-        return [LedgerMark(event.message_id, email, "delivered") for email in event.recipients]
+        return [
+            action
+            for email in event.recipients
+            for action in (ResetSoftBounces(email), LedgerMark(event.message_id, email, "delivered"))
+        ]
     return []
 
 
@@ -122,8 +133,8 @@ def _complaint(event: ComplaintEvent) -> list[Action]:
     for email in event.recipients:
         evidence = f"SES complaint {event.feedback_id}: {kind}"
         actions += [
+            Unsubscribe(email),  # first: it only moves an active subscriber, the suppression then wins
             Suppress(email, "complaint", evidence),
-            Unsubscribe(email),
             LedgerMark(event.message_id, email, "complained"),
         ]
     return actions
