@@ -1,0 +1,326 @@
+"""Feedback in, list changes out: verify, store the raw message once, classify, apply the policy.
+
+``receive`` is the one entry point (webhook, CLI, demo). It takes an SNS envelope or, only when the caller
+passes ``verifier=SKIP_VERIFICATION`` explicitly, a bare SES notification generated locally. Everything
+for one message happens in one transaction whose first statement inserts the raw message: a second
+delivery of the same MessageId (SNS delivers at least once) fails on the unique constraint, rolls back
+and changes nothing. The subscriber changes go through the same service functions the preference page
+uses (``subscribers.suppression``, ``subscribers.preferences``), each an idempotent conditional update.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailer.errors import InputError
+from mailer.feedback.models import FeedbackMessage
+from mailer.feedback.policy import (
+    Action,
+    LedgerMark,
+    ResetSoftBounces,
+    SoftBounce,
+    Suppress,
+    Unsubscribe,
+    actions_for,
+)
+from mailer.feedback.ses_events import BounceEvent, ComplaintEvent, SesEvent, classify
+from mailer.feedback.sns import NOTIFICATION, SnsMessage, SnsMessageError, SnsSignatureError, SnsVerifier
+from mailer.feedback.sns import parse_sns_message as _parse_sns
+from subscribers import preferences, suppression
+from subscribers.errors import SubscribersError
+from subscribers.models import Subscriber
+from subscribers.normalise import email_key
+
+__all__ = ["SKIP_VERIFICATION", "Change", "FeedbackResult", "apply_actions", "receive"]
+
+
+class _SkipVerification:
+    def __repr__(self) -> str:
+        return "SKIP_VERIFICATION"
+
+
+SKIP_VERIFICATION: Final = _SkipVerification()
+"""Pass as ``verifier`` to accept input without a signature: locally generated notifications only."""
+
+
+@dataclass(frozen=True)
+class Change:
+    action: Action
+    changed: bool
+    note: str  # one line for a human: "a@x.org: suppressed (hard_bounce), status bounced"
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    key: str  # the dedupe key: SNS MessageId, or local-<sha256> for a bare notification
+    kind: str  # SNS Type, or "SES" for a bare notification
+    verified: bool
+    duplicate: bool
+    events: tuple[SesEvent, ...] = ()
+    changes: tuple[Change, ...] = ()
+    subscribe_url: str | None = None  # a SubscriptionConfirmation: the web side confirms by GETting it
+    topic_arn: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    def lines(self) -> list[str]:
+        """What happened, for the CLI and the demo."""
+        head = f"{self.kind} {self.key} ({'verified' if self.verified else 'UNVERIFIED, local'})"
+        if self.duplicate:
+            return [f"{head}: duplicate, already applied; nothing changed"]
+        out = [head]
+        out += [f"  event: {_describe(e)}" for e in self.events]
+        out += [f"  {'changed' if c.changed else 'no change'}: {c.note}" for c in self.changes]
+        out += [f"  {n}" for n in self.notes]
+        if self.events and not self.changes:
+            out.append("  no action for these events")
+        return out
+
+
+def receive(
+    body: str | bytes | Mapping[str, Any],
+    *,
+    sessions: sessionmaker[Session],
+    verifier: SnsVerifier | _SkipVerification,
+    now: dt.datetime,
+    soft_bounce_limit: int,
+    message_type_header: str | None = None,
+) -> FeedbackResult:
+    """Verify (unless explicitly skipped), store once, classify and apply one message; commit.
+
+    Raises SnsSignatureError for anything unverifiable, InputError for a malformed body. A verified
+    message whose SES payload is malformed is stored (with the error as its outcome) before InputError
+    is raised, so SNS retries of it are recognised as duplicates.
+    """
+    data = _as_mapping(body)
+    if "Type" in data and "TopicArn" in data:
+        message = _parse_sns(
+            body if not isinstance(body, Mapping) else data, message_type_header=message_type_header
+        )
+        if isinstance(verifier, SnsVerifier):
+            verifier.verify(message, now=now)
+        elif verifier is not SKIP_VERIFICATION:
+            raise TypeError("verifier must be an SnsVerifier or SKIP_VERIFICATION")
+        return _receive_sns(
+            message, sessions, now, soft_bounce_limit, verified=verifier is not SKIP_VERIFICATION
+        )
+    if "notificationType" in data or "eventType" in data:
+        if verifier is not SKIP_VERIFICATION:
+            raise SnsSignatureError(
+                "a bare SES notification carries no signature; only an SNS message can be verified"
+            )
+        raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        text = raw if isinstance(raw, str) else json.dumps(data, ensure_ascii=False)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        key = "local-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
+        return _store_and_apply(sessions, key, "SES", None, False, text, data, now, soft_bounce_limit)
+    raise InputError("feedback: neither an SNS message (Type, TopicArn) nor an SES notification")
+
+
+def _receive_sns(
+    message: SnsMessage, sessions: sessionmaker[Session], now: dt.datetime, limit: int, *, verified: bool
+) -> FeedbackResult:
+    if message.type != NOTIFICATION:
+        # Confirmations change no list: store them (audit, dedupe) and hand back the URL to visit.
+        with sessions() as session:
+            outcome = {"subscribe_url": message.subscribe_url}
+            stored = _insert_raw(
+                session,
+                message.message_id,
+                message.type,
+                message.topic_arn,
+                verified,
+                message.raw,
+                None,
+                now,
+                outcome=outcome,
+            )
+            if stored:
+                session.commit()
+        return FeedbackResult(
+            key=message.message_id,
+            kind=message.type,
+            verified=verified,
+            duplicate=not stored,
+            subscribe_url=message.subscribe_url,
+            topic_arn=message.topic_arn,
+            notes=(f"topic {message.topic_arn}: visit SubscribeURL to confirm",),
+        )
+    return _store_and_apply(
+        sessions,
+        message.message_id,
+        message.type,
+        message.topic_arn,
+        verified,
+        message.raw,
+        message.message,
+        now,
+        limit,
+    )
+
+
+def _store_and_apply(
+    sessions: sessionmaker[Session],
+    key: str,
+    kind: str,
+    topic_arn: str | None,
+    verified: bool,
+    raw: str,
+    notification: object,
+    now: dt.datetime,
+    limit: int,
+) -> FeedbackResult:
+    try:
+        events = classify(notification)
+        error = None
+    except InputError as exc:
+        events, error = [], exc
+    feedback_ids = {e.feedback_id for e in events if isinstance(e, BounceEvent | ComplaintEvent)}
+    feedback_id = next(iter(feedback_ids)) if len(feedback_ids) == 1 else None
+    with sessions() as session:
+        if error is not None:
+            if _insert_raw(
+                session, key, kind, topic_arn, verified, raw, None, now, outcome={"error": str(error)}
+            ):
+                session.commit()
+                raise error
+            return FeedbackResult(key, kind, verified, duplicate=True, topic_arn=topic_arn)
+        if not _insert_raw(session, key, kind, topic_arn, verified, raw, feedback_id, now, outcome=None):
+            return FeedbackResult(
+                key, kind, verified, duplicate=True, events=tuple(events), topic_arn=topic_arn
+            )
+        changes = apply_actions(session, actions_for(events), now=now, soft_bounce_limit=limit)
+        outcome = [{"changed": c.changed, "note": c.note} for c in changes]
+        session.execute(
+            update(FeedbackMessage)
+            .where(FeedbackMessage.message_id == key)
+            .values(outcome=json.dumps(outcome, ensure_ascii=False))
+        )
+        session.commit()
+    return FeedbackResult(key, kind, verified, False, tuple(events), tuple(changes), topic_arn=topic_arn)
+
+
+def _insert_raw(
+    session: Session,
+    key: str,
+    kind: str,
+    topic_arn: str | None,
+    verified: bool,
+    raw: str,
+    feedback_id: str | None,
+    now: dt.datetime,
+    *,
+    outcome: object,
+) -> bool:
+    """Insert the raw message as the transaction's first write; False (rolled back) if already there."""
+    try:
+        session.execute(
+            insert(FeedbackMessage).values(
+                message_id=key[:200],
+                feedback_id=feedback_id[:200] if feedback_id else None,
+                kind=kind[:40],
+                topic_arn=topic_arn[:256] if topic_arn else None,
+                verified=verified,
+                received_at=now,
+                body=raw,
+                outcome=json.dumps(outcome, ensure_ascii=False) if outcome is not None else None,
+            )
+        )
+    except IntegrityError:
+        session.rollback()
+        return False
+    return True
+
+
+def apply_actions(
+    session: Session, actions: list[Action], *, now: dt.datetime, soft_bounce_limit: int
+) -> list[Change]:
+    """Apply policy actions through the subscribers services; the caller commits."""
+    changes = []
+    for action in actions:
+        try:
+            changes.append(_apply(session, action, now, soft_bounce_limit))
+        except SubscribersError as exc:  # e.g. an address SES reported that is not valid for us
+            changes.append(Change(action, False, f"{action.email}: skipped, {exc}"))
+    return changes
+
+
+def _apply(session: Session, action: Action, now: dt.datetime, limit: int) -> Change:
+    email = action.email
+    if isinstance(action, Suppress):
+        new = suppression.suppress(session, email, action.reason, evidence=action.evidence, now=now)
+        state = _state(session, email)
+        what = f"suppressed ({action.reason})" if new else "already suppressed"
+        return Change(action, new, f"{email}: {what}{state}")
+    if isinstance(action, SoftBounce):
+        subscriber = _subscriber(session, email)
+        if subscriber is None:
+            return Change(action, False, f"{email}: soft bounce for an address that is not a subscriber")
+        limited = suppression.record_soft_bounce(
+            session, email, limit=limit, evidence=action.evidence, now=now
+        )
+        count = session.scalar(select(Subscriber.soft_bounces).where(Subscriber.id == subscriber))
+        what = f"soft bounce {count}/{limit}" + (", suppressed (soft_bounce_limit)" if limited else "")
+        return Change(action, True, f"{email}: {what}{_state(session, email)}")
+    if isinstance(action, Unsubscribe):
+        subscriber = _subscriber(session, email)
+        if subscriber is None:
+            return Change(action, False, f"{email}: not a subscriber, nothing to unsubscribe")
+        done = preferences.unsubscribe_all(session, subscriber, source=action.source, now=now)
+        return Change(action, done, f"{email}: {'unsubscribed' if done else 'already not subscribed'}")
+    if isinstance(action, ResetSoftBounces):
+        subscriber = _subscriber(session, email)
+        before = (
+            session.scalar(select(Subscriber.soft_bounces).where(Subscriber.id == subscriber))
+            if subscriber
+            else 0
+        )
+        if subscriber is None or not before:
+            return Change(action, False, f"{email}: delivered")
+        suppression.reset_soft_bounces(session, subscriber)
+        return Change(action, True, f"{email}: delivered, soft bounce count {before} -> 0")
+    if isinstance(action, LedgerMark):
+        return _mark_ledger(session, action, now)
+    raise TypeError(f"unknown action {action!r}")
+
+
+def _mark_ledger(session: Session, action: LedgerMark, now: dt.datetime) -> Change:
+    return Change(action, False, f"{action.email}: message {action.message_id} {action.outcome} (no ledger)")
+
+
+def _subscriber(session: Session, email: str) -> int | None:
+    return session.scalar(select(Subscriber.id).where(Subscriber.email_key == email_key(email)))
+
+
+def _state(session: Session, email: str) -> str:
+    status = session.scalar(select(Subscriber.status).where(Subscriber.email_key == email_key(email)))
+    return f", status {status}" if status else ", no subscriber with this address"
+
+
+def _describe(event: SesEvent) -> str:
+    if isinstance(event, BounceEvent):
+        who = ", ".join(r.email for r in event.recipients)
+        return f"{event.bounce_type}/{event.sub_type} bounce of {who} (message {event.message_id})"
+    if isinstance(event, ComplaintEvent):
+        return f"complaint ({event.feedback_type or 'no report'}) from {', '.join(event.recipients)}"
+    return event.kind.replace("_", " ") + (f": {event.reason}" if event.kind == "ignored" else "")  # type: ignore[union-attr]
+
+
+def _as_mapping(body: str | bytes | Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(body, Mapping):
+        return body
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        raise SnsMessageError("feedback: the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise SnsMessageError("feedback: the body is not a JSON object")
+    return data
