@@ -4,6 +4,7 @@ SubscribersError (ValueError)
  ├── InvalidInput        bad input: an address, a CSV file, a topic, a locale       -> mailer InputError
  ├── InvalidToken        a signed link that is forged, expired or for another purpose -> mailer InputError
  ├── UnknownSubscriber   no subscriber with that id or address                      -> mailer NotFoundError
+ ├── AlreadyExists       adding an address that is already a subscriber             -> mailer ConflictError
  └── RateLimited         too many confirmation emails for one address               -> mailer RateLimitedError
 
 Each class carries the exit code and HTTP status of its mailer counterpart, so a caller that only catches
@@ -34,6 +35,11 @@ class InvalidToken(InvalidInput):
 class UnknownSubscriber(SubscribersError):
     exit_code = 3
     http_status = 404
+
+
+class AlreadyExists(SubscribersError):
+    exit_code = 4
+    http_status = 409
 
 
 class RateLimited(SubscribersError):

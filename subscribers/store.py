@@ -4,7 +4,7 @@ re-check, topics, lookups and statistics. No writes except the topic table."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import and_, exists, func, select
@@ -204,7 +204,3 @@ def stats(session: Session) -> Stats:
     by_topic.update({key: count for key, count in rows})
     suppressed = session.scalar(select(func.count()).select_from(Suppression)) or 0
     return Stats(by_status, by_topic, suppressed, sum(by_status.values()))
-
-
-def statuses() -> Sequence[str]:
-    return STATUSES

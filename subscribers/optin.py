@@ -1,0 +1,198 @@
+"""Double opt-in: a signup makes a pending subscriber and hands back what the confirmation email needs;
+the signed token from that email activates. At most one confirmation email per address per
+``rate_limit_seconds``, so the form cannot flood someone's inbox. The caller renders, sends, commits."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from subscribers.db import utcnow
+from subscribers.errors import RateLimited
+from subscribers.events import record_event
+from subscribers.models import Subscriber, Suppression
+from subscribers.normalise import normalise_address, normalise_locale, normalise_name
+from subscribers.preferences import _followed, _replace_topics, require_topics, set_locale
+from subscribers.store import get_subscriber
+from subscribers.tokens import make_token, read_token
+
+__all__ = ["CONFIRM_MAX_AGE", "ConfirmResult", "SignupResult", "confirm", "signup"]
+
+CONFIRM_MAX_AGE = 7 * 24 * 3600
+
+SignupOutcome = Literal["confirmation_sent", "already_active", "suppressed"]
+
+
+@dataclass(frozen=True)
+class SignupResult:
+    outcome: SignupOutcome
+    subscriber_id: int | None
+    email: str
+    name: str | None
+    locale: str
+    topics: frozenset[str]
+    confirm_token: str | None  # set only when a confirmation email is to be sent now
+
+    @property
+    def send_confirmation(self) -> bool:
+        return self.confirm_token is not None
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    subscriber_id: int
+    email: str
+    locale: str
+    status: str
+    changed: bool  # False: it was confirmed before (or cannot be: unsubscribed since, suppressed)
+
+
+def _claim_send_slot(session: Session, subscriber_id: int, now: datetime, limit: float) -> bool:
+    """Conditionally stamp confirm_sent_at: only one of several racing signups wins the slot."""
+    row = session.execute(
+        update(Subscriber)
+        .where(
+            Subscriber.id == subscriber_id,
+            or_(
+                Subscriber.confirm_sent_at.is_(None),
+                Subscriber.confirm_sent_at <= now - timedelta(seconds=limit),
+            ),
+        )
+        .values(confirm_sent_at=now)
+        .returning(Subscriber.id)
+        .execution_options(synchronize_session="fetch")
+    ).first()
+    return row is not None
+
+
+def signup(
+    session: Session,
+    email: str,
+    *,
+    secret: str,
+    topics: Collection[str] = (),
+    locale: str | None = None,
+    name: str | None = None,
+    rate_limit_seconds: float = 3600,
+    source: str = "web",
+    now: datetime | None = None,
+) -> SignupResult:
+    """Record a signup. RateLimited when a confirmation email went to this address too recently; no
+    email for an address that is active (nothing to confirm) or suppressed (no send may reach it)."""
+    address = normalise_address(email)
+    wanted = require_topics(session, topics)
+    lang = normalise_locale(locale)
+    clean_name = normalise_name(name)
+    now = now or utcnow()
+
+    def result(outcome: SignupOutcome, subscriber_id: int | None, token: str | None) -> SignupResult:
+        return SignupResult(outcome, subscriber_id, address.email, clean_name, lang, frozenset(wanted), token)
+
+    if session.scalar(select(Suppression.id).where(Suppression.email_key == address.key)) is not None:
+        return result("suppressed", None, None)
+
+    insert = (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
+    created = session.execute(
+        insert(Subscriber)
+        .values(
+            email=address.email,
+            email_key=address.key,
+            name=clean_name,
+            locale=lang,
+            status="pending",
+            created_at=now,
+            changed_at=now,
+            source=source[:32],
+            soft_bounces=0,
+            confirm_sent_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["email_key"])
+        .returning(Subscriber.id)
+    ).first()
+    if created is not None:
+        subscriber_id = created[0]
+        _replace_topics(session, subscriber_id, wanted)
+        detail = {"status": "pending", "topics": sorted(wanted)}
+        record_event(session, subscriber_id, address.key, "subscribed", source=source, detail=detail, now=now)
+        record_event(session, subscriber_id, address.key, "confirmation_sent", source=source, now=now)
+        return result(
+            "confirmation_sent", subscriber_id, make_token(secret, subscriber_id, "confirm", now=now)
+        )
+
+    subscriber = session.scalars(select(Subscriber).where(Subscriber.email_key == address.key)).one()
+    if subscriber.status == "active":
+        return result("already_active", subscriber.id, None)
+    if subscriber.status in ("bounced", "complained"):
+        return result("suppressed", subscriber.id, None)
+    if not _claim_send_slot(session, subscriber.id, now, rate_limit_seconds):
+        sent = subscriber.confirm_sent_at or now
+        retry = max(0.0, rate_limit_seconds - (now - sent).total_seconds())
+        raise RateLimited(
+            f"a confirmation email went to {address.email} less than "
+            f"{rate_limit_seconds / 60:.0f} minutes ago; try again later",
+            retry_after=retry,
+        )
+    # pending again, or unsubscribed and signing up anew: the form's choices replace the old ones
+    if subscriber.status != "pending":
+        subscriber.status = "pending"
+        record_event(
+            session,
+            subscriber.id,
+            address.key,
+            "subscribed",
+            source=source,
+            detail={"status": "pending"},
+            now=now,
+        )
+    before = _followed(session, subscriber.id)
+    if before != frozenset(wanted):
+        _replace_topics(session, subscriber.id, wanted)
+        detail = {"added": sorted(set(wanted) - before), "removed": sorted(before - set(wanted))}
+        record_event(
+            session, subscriber.id, address.key, "topics_changed", source=source, detail=detail, now=now
+        )
+    set_locale(session, subscriber.id, lang, source=source, now=now)
+    if clean_name and clean_name != subscriber.name:
+        subscriber.name = clean_name
+    subscriber.changed_at = now
+    record_event(session, subscriber.id, address.key, "confirmation_sent", source=source, now=now)
+    session.flush()
+    return result("confirmation_sent", subscriber.id, make_token(secret, subscriber.id, "confirm", now=now))
+
+
+def confirm(
+    session: Session,
+    token: str,
+    *,
+    secret: str,
+    max_age: float = CONFIRM_MAX_AGE,
+    source: str = "web",
+    now: datetime | None = None,
+) -> ConfirmResult:
+    """Activate the pending subscriber a confirmation token names (idempotent)."""
+    now = now or utcnow()
+    subscriber_id = read_token(secret, token, "confirm", max_age=max_age, now=now)
+    suppressed = Suppression.email_key == Subscriber.email_key
+    row = session.execute(
+        update(Subscriber)
+        .where(
+            Subscriber.id == subscriber_id,
+            Subscriber.status == "pending",
+            ~select(Suppression.id).where(suppressed).exists(),
+        )
+        .values(status="active", confirmed_at=now, changed_at=now)
+        .returning(Subscriber.email_key)
+        .execution_options(synchronize_session="fetch")
+    ).first()
+    subscriber = get_subscriber(session, subscriber_id)
+    if row is not None:
+        record_event(session, subscriber_id, row[0], "confirmed", source=source, now=now)
+    return ConfirmResult(
+        subscriber.id, subscriber.email, subscriber.locale, subscriber.status, row is not None
+    )

@@ -1,0 +1,227 @@
+"""Reading and changing one subscriber: topics, locale, unsubscribing, adding and removing.
+
+Service functions for the preference page, the CLI and the bounce webhook. Each change is a conditional
+write (a repeated call changes nothing and returns False) and logs an event. The caller commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from subscribers.db import utcnow
+from subscribers.errors import AlreadyExists, InvalidInput
+from subscribers.events import record_event
+from subscribers.models import STATUSES, Subscriber, Suppression, Topic, subscriber_topics
+from subscribers.normalise import normalise_address, normalise_locale, normalise_name
+from subscribers.store import find_subscriber, get_subscriber, topic_ids
+from subscribers.suppression import STATUS_FOR_REASON
+
+__all__ = [
+    "Preferences",
+    "add_subscriber",
+    "get_preferences",
+    "remove_subscriber",
+    "require_topics",
+    "set_locale",
+    "set_topics",
+    "unsubscribe_all",
+    "unsubscribe_topic",
+]
+
+
+@dataclass(frozen=True)
+class Preferences:
+    subscriber_id: int
+    email: str
+    name: str | None
+    locale: str
+    status: str
+    topics: frozenset[str]
+
+
+def require_topics(session: Session, keys: Collection[str]) -> dict[str, int]:
+    """``{key: id}`` for ``keys``; InvalidInput naming the first key the topic table does not have."""
+    found = topic_ids(session, keys)
+    missing = sorted(set(keys) - set(found))
+    if missing:
+        raise InvalidInput(f"unknown topic {missing[0]!r}")
+    return found
+
+
+def _followed(session: Session, subscriber_id: int) -> frozenset[str]:
+    rows = session.scalars(
+        select(Topic.key)
+        .join(subscriber_topics, subscriber_topics.c.topic_id == Topic.id)
+        .where(subscriber_topics.c.subscriber_id == subscriber_id)
+    )
+    return frozenset(rows)
+
+
+def get_preferences(session: Session, subscriber_id: int) -> Preferences:
+    s = get_subscriber(session, subscriber_id)
+    return Preferences(s.id, s.email, s.name, s.locale, s.status, _followed(session, s.id))
+
+
+def _replace_topics(session: Session, subscriber_id: int, wanted: dict[str, int]) -> None:
+    session.execute(
+        delete(subscriber_topics).where(
+            subscriber_topics.c.subscriber_id == subscriber_id,
+            subscriber_topics.c.topic_id.not_in(list(wanted.values()) or [-1]),
+        )
+    )
+    have = set(
+        session.scalars(
+            select(subscriber_topics.c.topic_id).where(subscriber_topics.c.subscriber_id == subscriber_id)
+        )
+    )
+    new = [{"subscriber_id": subscriber_id, "topic_id": i} for i in wanted.values() if i not in have]
+    if new:
+        session.execute(insert(subscriber_topics), new)
+
+
+def set_topics(
+    session: Session,
+    subscriber_id: int,
+    topics: Collection[str],
+    *,
+    source: str,
+    now: datetime | None = None,
+) -> bool:
+    """Make the subscriber follow exactly ``topics`` (keys); True when that changed anything."""
+    wanted = require_topics(session, topics)
+    subscriber = get_subscriber(session, subscriber_id)
+    before = _followed(session, subscriber_id)
+    if before == frozenset(wanted):
+        return False
+    now = now or utcnow()
+    _replace_topics(session, subscriber_id, wanted)
+    subscriber.changed_at = now
+    record_event(
+        session,
+        subscriber_id,
+        subscriber.email_key,
+        "topics_changed",
+        source=source,
+        detail={"added": sorted(set(wanted) - before), "removed": sorted(before - set(wanted))},
+        now=now,
+    )
+    session.flush()
+    return True
+
+
+def unsubscribe_topic(
+    session: Session, subscriber_id: int, topic: str, *, source: str, now: datetime | None = None
+) -> bool:
+    """Stop following one topic (the subscriber stays subscribed to the rest); True when it changed."""
+    require_topics(session, [topic])
+    followed = _followed(session, subscriber_id)
+    if topic not in followed:
+        get_subscriber(session, subscriber_id)  # an unknown id is an error, not a silent no-op
+        return False
+    return set_topics(session, subscriber_id, followed - {topic}, source=source, now=now)
+
+
+def set_locale(
+    session: Session, subscriber_id: int, locale: str, *, source: str, now: datetime | None = None
+) -> bool:
+    value = normalise_locale(locale)
+    subscriber = get_subscriber(session, subscriber_id)
+    if subscriber.locale == value:
+        return False
+    now = now or utcnow()
+    detail = {"from": subscriber.locale, "to": value}
+    subscriber.locale, subscriber.changed_at = value, now
+    record_event(
+        session, subscriber_id, subscriber.email_key, "locale_changed", source=source, detail=detail, now=now
+    )
+    session.flush()
+    return True
+
+
+def unsubscribe_all(
+    session: Session, subscriber_id: int, *, source: str, now: datetime | None = None
+) -> bool:
+    """Unsubscribe from everything; True when the subscriber was pending or active until now."""
+    now = now or utcnow()
+    row = session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id, Subscriber.status.in_(("pending", "active")))
+        .values(status="unsubscribed", changed_at=now)
+        .returning(Subscriber.email_key)
+        .execution_options(synchronize_session="fetch")
+    ).first()
+    if row is None:
+        get_subscriber(session, subscriber_id)
+        return False
+    record_event(session, subscriber_id, row[0], "unsubscribed", source=source, now=now)
+    return True
+
+
+def add_subscriber(
+    session: Session,
+    email: str,
+    *,
+    name: str | None = None,
+    topics: Collection[str] = (),
+    locale: str | None = None,
+    status: str = "active",
+    source: str = "cli",
+    now: datetime | None = None,
+) -> Subscriber:
+    """Create one subscriber (AlreadyExists if the address is taken). A suppressed address is created
+    with the status its suppression implies, never active."""
+    if status not in STATUSES:
+        raise InvalidInput(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
+    address = normalise_address(email)
+    wanted = require_topics(session, topics)
+    if session.scalar(select(Subscriber.id).where(Subscriber.email_key == address.key)) is not None:
+        raise AlreadyExists(f"{address.email} is already a subscriber")
+    reason = session.scalar(select(Suppression.reason).where(Suppression.email_key == address.key))
+    if reason is not None:
+        status = STATUS_FOR_REASON[reason]
+    now = now or utcnow()
+    subscriber = Subscriber(
+        email=address.email,
+        email_key=address.key,
+        name=normalise_name(name),
+        locale=normalise_locale(locale),
+        status=status,
+        created_at=now,
+        changed_at=now,
+        confirmed_at=now if status == "active" else None,
+        source=source[:32],
+        soft_bounces=0,
+    )
+    session.add(subscriber)
+    session.flush()
+    _replace_topics(session, subscriber.id, wanted)
+    record_event(
+        session,
+        subscriber.id,
+        address.key,
+        "subscribed",
+        source=source,
+        detail={"status": status, "topics": sorted(wanted)},
+        now=now,
+    )
+    session.flush()
+    return subscriber
+
+
+def remove_subscriber(
+    session: Session, email_or_id: str | int, *, source: str = "cli", now: datetime | None = None
+) -> Subscriber:
+    """Delete a subscriber and what it follows; the event log keeps the address key of the removal.
+    A suppression of the address stays (it protects the address, not the row)."""
+    subscriber = find_subscriber(session, email_or_id)
+    session.delete(subscriber)
+    session.flush()
+    record_event(
+        session, None, subscriber.email_key, "removed", source=source, detail={"id": subscriber.id}, now=now
+    )
+    return subscriber
