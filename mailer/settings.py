@@ -85,6 +85,15 @@ class Settings(BaseSettings):
         3600, description="At most one confirmation email per address in this many seconds"
     )
 
+    # --- feedback (SES bounces and complaints through SNS) -------------------------------------------
+    sns_topic_arns: list[str] = Field(
+        default_factory=list,
+        description="SNS topics whose messages are accepted (JSON list); empty accepts any AWS-signed topic",
+    )
+    sns_max_age_seconds: int = Field(
+        3600, description="Refuse SNS messages whose Timestamp is older than this (replay protection)"
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

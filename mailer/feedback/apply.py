@@ -40,7 +40,7 @@ from subscribers.errors import SubscribersError
 from subscribers.models import Subscriber
 from subscribers.normalise import email_key
 
-__all__ = ["SKIP_VERIFICATION", "Change", "FeedbackResult", "apply_actions", "receive"]
+__all__ = ["SKIP_VERIFICATION", "Change", "FeedbackResult", "Verification", "apply_actions", "receive"]
 
 
 class _SkipVerification:
@@ -50,6 +50,8 @@ class _SkipVerification:
 
 SKIP_VERIFICATION: Final = _SkipVerification()
 """Pass as ``verifier`` to accept input without a signature: locally generated notifications only."""
+
+Verification = SnsVerifier | _SkipVerification
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def receive(
     body: str | bytes | Mapping[str, Any],
     *,
     sessions: sessionmaker[Session],
-    verifier: SnsVerifier | _SkipVerification,
+    verifier: Verification,
     now: dt.datetime,
     soft_bounce_limit: int,
     message_type_header: str | None = None,

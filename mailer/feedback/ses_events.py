@@ -14,7 +14,7 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from mailer.errors import InputError
 
@@ -250,7 +250,7 @@ def _bounce(data: Mapping[str, Any], mail: _Mail) -> SesEvent:
         for r in _objs(b, "bouncedRecipients", "bounce.")
     )
     return BounceEvent(
-        bounce_type=bounce_type,  # type: ignore[arg-type]  (checked against BOUNCE_TYPES above)
+        bounce_type=cast(BounceType, bounce_type),  # checked against BOUNCE_TYPES above
         sub_type=_opt_str(b, "bounceSubType", "bounce.") or "Undetermined",
         recipients=recipients,
         feedback_id=_str(b, "feedbackId", "bounce."),
