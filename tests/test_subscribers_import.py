@@ -1,0 +1,227 @@
+"""CSV import and export on SQLite and PostgreSQL: add, re-import, rejects, encodings, suppression."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from subscribers.csvreader import Reject
+from subscribers.errors import InvalidInput
+from subscribers.exporter import export_csv
+from subscribers.importer import import_csv
+from subscribers.models import Subscriber, SubscriberEvent
+from subscribers.preferences import get_preferences
+from subscribers.store import find_subscriber, stream_audience, sync_topics
+from subscribers.suppression import suppress
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+HEADER = "email,name,topics,locale\n"
+
+
+@pytest.fixture
+def session(db_session):
+    sync_topics(
+        db_session,
+        [("nova", "Nova", "Nova 计算"), ("neutron", "Neutron", None), ("heat", "Heat", "Heat 编排")],
+    )
+    db_session.commit()
+    return db_session
+
+
+def run(session, text: str | bytes, **kwargs):
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    rejects: list[Reject] = []
+    report = import_csv(session, io.BytesIO(data), on_reject=rejects.append, now=T0, **kwargs)
+    return report, rejects
+
+
+def prefs(session, email: str):
+    return get_preferences(session, find_subscriber(session, email).id)
+
+
+def test_import_adds_with_topics_names_locales(session):
+    report, rejects = run(
+        session,
+        HEADER + "li@example.com,李雷,nova;neutron,zh-CN\n"
+        "han@example.com,Han Meimei,Heat|nova,en\n"
+        "anon@example.com,,,\n",
+    )
+    assert (report.added, report.updated, report.unchanged, report.rejected) == (3, 0, 0, 0)
+    assert rejects == []
+    li = prefs(session, "LI@example.com")
+    assert (li.name, li.locale, li.topics, li.status) == (
+        "李雷",
+        "zh",
+        frozenset({"nova", "neutron"}),
+        "active",
+    )
+    assert prefs(session, "han@example.com").topics == frozenset({"heat", "nova"})
+    anon = prefs(session, "anon@example.com")
+    assert (anon.name, anon.locale, anon.topics) == (None, "zh", frozenset())
+
+
+def test_reimport_updates_never_duplicates(session):
+    run(session, HEADER + "a@example.com,A,nova,en\nb@example.com,B,heat,zh\n")
+    report, _ = run(
+        session,
+        HEADER + "A@EXAMPLE.com,A,nova,en\n"  # same person, other case: unchanged
+        "b@example.com,Bee,neutron,\n"  # new name and topics; empty locale keeps zh
+        "c@example.com,C,,\n",
+    )
+    assert (report.added, report.updated, report.unchanged, report.rejected) == (1, 1, 1, 0)
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 3
+    b = prefs(session, "b@example.com")
+    assert (b.name, b.topics, b.locale) == ("Bee", frozenset({"neutron"}), "zh")
+    kinds = session.scalars(
+        select(SubscriberEvent.kind)
+        .where(SubscriberEvent.email_key == "b@example.com")
+        .order_by(SubscriberEvent.id)
+    ).all()
+    assert kinds == ["subscribed", "updated"]
+    # the same address twice in one file: applied in order, the later row wins
+    report, _ = run(session, HEADER + "d@example.com,First,,\nd@example.com,Second,,\n")
+    assert (report.added, report.updated) == (1, 1)
+    assert prefs(session, "d@example.com").name == "Second"
+
+
+def test_rejects_name_line_and_reason_and_keep_the_original_row(session):
+    text = (
+        HEADER
+        + "good@example.com,G,nova,zh\n"
+        + "not-an-address,X,,\n"
+        + "x@example.com,X,nova;swift,zh\n"
+        + "\n"  # blank line: skipped, not a reject
+        + "y@example.com,Y,,fr\n"
+        + ",Nameless,,\n"
+        + '"multi@example.com","two\nlines",nova,en\n'
+        + "z@localhost,Z,,\n"
+    )
+    report, rejects = run(session, text)
+    assert (report.added, report.rejected) == (2, 5)
+    assert [r.line for r in rejects] == [3, 4, 6, 7, 10]
+    assert "not-an-address" in rejects[0].reason and rejects[0].fields == ("not-an-address", "X", "", "")
+    assert "unknown topic 'swift'" in rejects[1].reason and rejects[1].fields[2] == "nova;swift"
+    assert "unknown locale 'fr'" in rejects[2].reason
+    assert "empty email" in rejects[3].reason
+    assert "z@localhost" in rejects[4].reason
+    assert prefs(session, "multi@example.com").name == "two lines"
+
+
+def test_gbk_file_from_a_chinese_spreadsheet(session):
+    data = "邮箱,姓名,主题,语言\r\nwang@example.com,王小明,nova;Heat 编排,中文\r\n".encode("gbk")
+    report, rejects = run(session, data)
+    assert rejects == [] and report.added == 1 and report.encoding == "gb18030"
+    wang = prefs(session, "wang@example.com")
+    assert (wang.name, wang.topics, wang.locale) == ("王小明", frozenset({"nova", "heat"}), "zh")
+
+
+def test_utf8_with_bom_and_late_non_ascii(session):
+    lines = [f"user{i}@example.com,User {i},," for i in range(3000)] + ["zhang@example.com,张三,,"]
+    data = b"\xef\xbb\xbf" + ("email,name,topics,locale\n" + "\n".join(lines) + "\n").encode("utf-8")
+    report, rejects = run(session, data)
+    assert rejects == [] and report.added == 3001 and report.encoding == "utf-8"
+    assert prefs(session, "zhang@example.com").name == "张三"
+
+
+def test_gbk_after_a_long_ascii_prefix_and_a_bad_line_in_a_utf8_file(session):
+    ascii_part = "".join(f"u{i}@example.com,U{i},,\n" for i in range(5000))
+    gbk = (HEADER + ascii_part).encode() + "li@example.com,李四,,\n".encode("gbk")
+    report, rejects = run(session, gbk)
+    assert rejects == [] and report.encoding == "gb18030"
+    assert prefs(session, "li@example.com").name == "李四"
+    # a UTF-8 file with one line of stray GBK bytes: that row is rejected, not stored garbled
+    mixed = (HEADER + "a@example.com,张,,\n").encode() + "b@example.com,李四,,\n".encode("gbk")
+    report, rejects = run(session, mixed)
+    assert report.encoding == "utf-8" and [r.line for r in rejects] == [3]
+    assert "not valid" in rejects[0].reason
+    assert session.scalar(select(Subscriber).where(Subscriber.email_key == "b@example.com")) is None
+
+
+def test_suppressed_address_stays_suppressed_on_reimport(session):
+    run(session, HEADER + "gone@example.com,G,nova,\n")
+    suppress(session, "gone@example.com", "hard_bounce", now=T0)
+    suppress(session, "never@example.com", "complaint", now=T0)
+    session.commit()
+    report, _ = run(
+        session, HEADER + "gone@example.com,G,nova;heat,\nnever@example.com,N,,\n", status="active"
+    )
+    assert report.added == 1
+    assert prefs(session, "gone@example.com").status == "bounced"
+    assert prefs(session, "never@example.com").status == "complained"
+    assert list(stream_audience(session, ["nova"])) == []
+
+
+def test_status_option_and_pending_to_active(session):
+    report, _ = run(session, HEADER + "p@example.com,,,\n", status="pending")
+    assert report.by_status == {"pending": 1}
+    assert prefs(session, "p@example.com").status == "pending"
+    report, _ = run(session, HEADER + "p@example.com,,,\n", status="active")
+    assert report.updated == 1 and prefs(session, "p@example.com").status == "active"
+    s = find_subscriber(session, "p@example.com")
+    s.status = "unsubscribed"
+    session.commit()
+    report, _ = run(session, HEADER + "p@example.com,,,\n", status="active")
+    assert report.unchanged == 1 and prefs(session, "p@example.com").status == "unsubscribed"
+
+
+def test_topics_option_adds_to_every_row(session):
+    run(session, HEADER + "t@example.com,,heat,\n")
+    report, _ = run(session, "email\nt@example.com\nu@example.com\n", topics=["nova"])
+    assert (report.added, report.updated) == (1, 1)
+    assert prefs(session, "t@example.com").topics == frozenset({"heat", "nova"})
+    assert prefs(session, "u@example.com").topics == frozenset({"nova"})
+    with pytest.raises(InvalidInput, match="swift"):
+        run(session, "email\nv@example.com\n", topics=["swift"])
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"name,topics\nx,nova\n", "no email column"),
+        ("邮件,x\n".encode("gbk"), "no email column"),
+        ("email\na@example.com\n".encode("utf-16"), "UTF-16"),
+    ],
+)
+def test_files_that_cannot_be_imported_are_one_line_errors(session, data, message):
+    with pytest.raises(InvalidInput, match=message) as excinfo:
+        run(session, data)
+    assert "\n" not in str(excinfo.value)
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+
+
+def test_export_round_trips(session, db_engine):
+    run(
+        session,
+        HEADER
+        + 'li@example.com,"Li, Lei",nova;neutron,zh\nhan@example.com,韩梅梅,,en\n'
+        + 'q@example.com,"Quote ""Q""",heat,en\n',
+    )
+    run(session, HEADER + "pend@example.com,,heat,\n", status="pending")
+    first = io.StringIO()
+    assert export_csv(session, first) == 4
+    rows = list(csv.DictReader(io.StringIO(first.getvalue())))
+    assert rows[0]["email"] == "li@example.com" and rows[0]["topics"] == "neutron;nova"
+    assert [r["status"] for r in rows] == ["active", "active", "active", "pending"]
+
+    # into an emptied database and out again: the same subscribers
+    with db_engine.begin() as connection:
+        connection.execute(Subscriber.__table__.delete())
+    report, rejects = run(session, first.getvalue().encode(), status="active")
+    assert rejects == [] and report.added == 4
+    second = io.StringIO()
+    export_csv(session, second)
+
+    def content(text: str) -> list[tuple[str, ...]]:
+        return [
+            tuple(r[c] for c in ("email", "name", "topics", "locale", "status"))
+            for r in csv.DictReader(io.StringIO(text))
+        ]
+
+    assert content(second.getvalue()) == content(first.getvalue())
+    only_pending = io.StringIO()
+    assert export_csv(session, only_pending, statuses=["pending"]) == 1
