@@ -58,7 +58,7 @@ def apply_cmd(
         soft_bounce_limit=s.soft_bounce_limit,
     )
     for line in result.lines():
-        console.print(line, highlight=False, markup=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _parse_time(text: str) -> dt.datetime:
