@@ -8,7 +8,7 @@ import pytest
 
 from mailer.topics import TopicRegistry, load_registry
 
-pytest_plugins = ["plugins.db", "plugins.services", "plugins.browser"]
+pytest_plugins = ["plugins.db", "plugins.services", "plugins.browser", "plugins.sending"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"

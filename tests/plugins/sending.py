@@ -1,0 +1,134 @@
+"""Fixtures of the sending side: moto's SES server, an aiosmtpd sink, a Redis key prefix per test.
+
+All real components on 127.0.0.1: moto's ThreadedMotoServer (in-process, so its backend can be read
+directly), aiosmtpd's Controller, and the machine's Redis with a unique key prefix that is deleted after.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+import redis
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+MOTO_ACCOUNT = "123456789012"
+SES_REGION = "us-east-1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def delete_prefix(client: redis.Redis, prefix: str) -> None:
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    prefix = f"nltest-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    yield prefix
+    delete_prefix(redis_client, prefix)
+
+
+@dataclass
+class MotoSes:
+    endpoint_url: str
+    sender_domain: str = "example.org"
+
+    def client(self, service: str = "sesv2") -> Any:
+        return boto3.client(
+            service,
+            region_name=SES_REGION,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def sent_messages(self) -> list[Any]:
+        """What moto's SES backend has accepted (raw_data, destinations, ...), oldest first."""
+        from moto.backends import get_backend
+
+        return list(get_backend("ses")[MOTO_ACCOUNT][SES_REGION].sent_messages)
+
+    def reset(self) -> None:
+        from moto.backends import get_backend
+
+        get_backend("ses")[MOTO_ACCOUNT][SES_REGION].sent_messages.clear()
+
+
+@pytest.fixture(scope="session")
+def _moto_server() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def moto_ses(_moto_server: str) -> Iterator[MotoSes]:
+    ses = MotoSes(_moto_server)
+    ses.client("ses").verify_domain_identity(Domain=ses.sender_domain)
+    ses.reset()
+    yield ses
+    ses.reset()
+
+
+@dataclass
+class SmtpSink:
+    host: str
+    port: int
+    received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+    connections: int = 0
+    refuse: dict[str, tuple[int, str]] = field(default_factory=dict)  # rcpt -> (code, text)
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    from aiosmtpd.controller import Controller
+
+    sink = SmtpSink("127.0.0.1", free_port())
+
+    class Handler:
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+            sink.connections += 1
+            session.host_name = hostname
+            return responses
+
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+            if address in sink.refuse:
+                code, text = sink.refuse[address]
+                return f"{code} {text}"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            sink.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+            return "250 Message accepted for delivery"
+
+    controller = Controller(Handler(), hostname=sink.host, port=sink.port)
+    controller.start()
+    yield sink
+    controller.stop()
