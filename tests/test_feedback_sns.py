@@ -20,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailer.feedback.sns import (
     CachedCertificates,
@@ -312,3 +314,25 @@ def test_naive_now_is_a_programming_error(signer: Signer) -> None:
         SnsVerifier(signer.certificates()).verify(
             parse_sns_message(signer.sign(NOW)), now=NOW.replace(tzinfo=None)
         )
+
+
+SNS_KEYS = st.sampled_from(
+    ["Type", "MessageId", "TopicArn", "Message", "Timestamp", "SignatureVersion", "Signature",
+     "SigningCertURL", "Subject", "Token", "SubscribeURL", "UnsubscribeURL"]
+)  # fmt: skip
+SNS_VALUES = st.none() | st.integers() | st.text(max_size=30) | st.sampled_from(
+    ["Notification", "SubscriptionConfirmation", "1", "2", "2022-04-01T21:24:50.200Z", "QUJD",
+     "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-x.pem"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(SNS_KEYS, SNS_VALUES, max_size=12) | st.binary(max_size=40))
+def test_parsing_and_verifying_arbitrary_input_raises_only_sns_errors(
+    body: dict[str, object] | bytes,
+) -> None:
+    try:
+        message = parse_sns_message(body if isinstance(body, bytes) else json.dumps(body))
+        lenient().verify(message, now=NOW)
+    except SnsMessageError as exc:
+        assert "\n" not in str(exc)
