@@ -154,7 +154,14 @@ def _receive_sns(
             duplicate=not stored,
             subscribe_url=message.subscribe_url,
             topic_arn=message.topic_arn,
-            notes=(f"topic {message.topic_arn}: visit SubscribeURL to confirm",),
+            notes=(
+                f"topic {message.topic_arn}: GET the SubscribeURL to "
+                + (
+                    "confirm the subscription"
+                    if message.type == "SubscriptionConfirmation"
+                    else "re-subscribe"
+                ),
+            ),
         )
     return _store_and_apply(
         sessions,
