@@ -178,7 +178,10 @@ def read_rows(
     if first is None:
         raise InvalidInput("the file is empty; a header row with an 'email' column is required")
     delimiter = _delimiter(first)
-    header_fields = next(csv.reader([first], delimiter=delimiter), [])
+    try:
+        header_fields = next(csv.reader([first], delimiter=delimiter), [])
+    except csv.Error as exc:
+        raise InvalidInput(f"the header row is not readable as CSV ({exc})") from None
     state = ReadState(lines, _header(header_fields), tuple(header_fields))
     if on_state:
         on_state(state)
