@@ -120,6 +120,7 @@ def compile_mjml(mjml_source: str, source_name: str) -> str:
             allow_network=False,
             allow_loading_external_files=False,
             remove_classes=False,  # the media queries select by class
+            strip_important=False,  # media queries need !important to beat the inlined styles
             disable_validation=True,
             cssutils_logging_level=logging.CRITICAL,
         ).transform()
