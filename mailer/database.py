@@ -12,7 +12,7 @@ from mailer.topics import TopicRegistry, load_registry
 from subscribers.db import make_session_factory, open_database
 from subscribers.store import sync_topics
 
-__all__ = ["engine", "session_factory", "sync_registry"]
+__all__ = ["engine", "reset", "session_factory", "sync_registry"]
 
 _lock = threading.Lock()
 _factories: dict[str, sessionmaker[Session]] = {}
@@ -45,3 +45,13 @@ def engine(settings: Settings) -> Engine:
     bind = session_factory(settings).kw["bind"]
     assert isinstance(bind, Engine)
     return bind
+
+
+def reset() -> None:
+    """Forget the cached engines (disposing their pools): for tests that point settings elsewhere."""
+    with _lock:
+        for factory in _factories.values():
+            bind = factory.kw.get("bind")
+            if isinstance(bind, Engine):
+                bind.dispose()
+        _factories.clear()
