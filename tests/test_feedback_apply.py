@@ -22,6 +22,7 @@ from mailer.feedback import samples
 from mailer.feedback.apply import SKIP_VERIFICATION, receive
 from mailer.feedback.models import FeedbackMessage
 from mailer.feedback.sns import CachedCertificates, CertificateDirectory, SnsSignatureError, SnsVerifier
+from mailer.models import Campaign, Delivery, SegmentRendering
 from subscribers.db import Base, make_session_factory, open_database
 from subscribers.models import Subscriber, SubscriberEvent, Suppression
 from subscribers.preferences import add_subscriber
@@ -232,3 +233,46 @@ def test_migration_0003_matches_the_model(database_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
     assert [d for d in diff if "feedback_messages" in repr(d)] == []
+
+
+def test_feedback_names_the_ledger_row_of_the_original_message(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        campaign = Campaign(
+            issue_source="i.md",
+            issue_markdown="# i",
+            issue_hash="0" * 64,
+            subject="S",
+            transport="file",
+            nonce="n",
+        )
+        session.add(campaign)
+        session.flush()
+        segment = SegmentRendering(
+            campaign_id=campaign.id,
+            segment_key="",
+            subject="S",
+            preheader="",
+            html="",
+            text="",
+            section_headings="[]",
+        )
+        session.add(segment)
+        session.flush()
+        jane = subscriber(sessions, "jane@example.com")
+        delivery = Delivery(
+            campaign_id=campaign.id, subscriber_id=jane.id, segment_id=segment.id, email="jane@example.com",
+            status="sent", message_id="ses-message-1",
+        )  # fmt: skip
+        session.add(delivery)
+        session.commit()
+        ids = (delivery.id, campaign.id)
+    notification = samples.bounce_notification(
+        "jane@example.com", message_id="ses-message-1", at=NOW, campaign="7"
+    )
+    lines = feed(sessions, notification, SKIP_VERIFICATION).lines()  # type: ignore[attr-defined]
+    assert "campaign 7" in lines[1]
+    assert (
+        f"  ledger: jane@example.com: bounced; delivery {ids[0]} of campaign {ids[1]} (ledger: sent)" in lines
+    )
+    other = samples.complaint_notification("richard@example.com", message_id="elsewhere", at=NOW)
+    assert any("not in the ledger" in line for line in feed(sessions, other, SKIP_VERIFICATION).lines())  # type: ignore[attr-defined]

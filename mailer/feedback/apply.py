@@ -32,9 +32,10 @@ from mailer.feedback.policy import (
     Unsubscribe,
     actions_for,
 )
-from mailer.feedback.ses_events import BounceEvent, ComplaintEvent, SesEvent, classify
+from mailer.feedback.ses_events import BounceEvent, ComplaintEvent, IgnoredEvent, SesEvent, classify
 from mailer.feedback.sns import NOTIFICATION, SnsMessage, SnsMessageError, SnsSignatureError, SnsVerifier
 from mailer.feedback.sns import parse_sns_message as _parse_sns
+from mailer.models import Delivery
 from subscribers import preferences, suppression
 from subscribers.errors import SubscribersError
 from subscribers.models import Subscriber
@@ -80,7 +81,7 @@ class FeedbackResult:
             return [f"{head}: duplicate, already applied; nothing changed"]
         out = [head]
         out += [f"  event: {_describe(e)}" for e in self.events]
-        out += [f"  {'changed' if c.changed else 'no change'}: {c.note}" for c in self.changes]
+        out += [f"  {_label(c)}: {c.note}" for c in self.changes]
         out += [f"  {n}" for n in self.notes]
         if self.events and not self.changes:
             out.append("  no action for these events")
@@ -302,7 +303,21 @@ def _apply(session: Session, action: Action, now: dt.datetime, limit: int) -> Ch
 
 
 def _mark_ledger(session: Session, action: LedgerMark, now: dt.datetime) -> Change:
-    return Change(action, False, f"{action.email}: message {action.message_id} {action.outcome} (no ledger)")
+    """Name the ledger row the feedback is about. Read-only: the ledger's statuses describe sending
+    (queued..sent/failed), it has no column for what happened after; the subscriber tables hold that."""
+    rows = session.execute(
+        select(Delivery.id, Delivery.campaign_id, Delivery.email, Delivery.status).where(
+            Delivery.message_id == action.message_id
+        )
+    ).all()
+    key = email_key(action.email)
+    row = next((r for r in rows if r.email.lower() == key), rows[0] if rows else None)
+    if row is None:
+        return Change(
+            action, False, f"{action.email}: {action.outcome}; message {action.message_id} not in the ledger"
+        )
+    where = f"delivery {row.id} of campaign {row.campaign_id} (ledger: {row.status})"
+    return Change(action, False, f"{action.email}: {action.outcome}; {where}")
 
 
 def _subscriber(session: Session, email: str) -> int | None:
@@ -314,13 +329,24 @@ def _state(session: Session, email: str) -> str:
     return f", status {status}" if status else ", no subscriber with this address"
 
 
+def _label(change: Change) -> str:
+    if isinstance(change.action, LedgerMark):
+        return "ledger"
+    return "changed" if change.changed else "no change"
+
+
 def _describe(event: SesEvent) -> str:
+    if isinstance(event, IgnoredEvent):
+        return f"ignored: {event.reason}"
+    campaign = f", campaign {event.campaign}" if event.campaign else ""
     if isinstance(event, BounceEvent):
         who = ", ".join(r.email for r in event.recipients)
-        return f"{event.bounce_type}/{event.sub_type} bounce of {who} (message {event.message_id})"
+        return f"{event.bounce_type}/{event.sub_type} bounce of {who} (message {event.message_id}{campaign})"
     if isinstance(event, ComplaintEvent):
-        return f"complaint ({event.feedback_type or 'no report'}) from {', '.join(event.recipients)}"
-    return event.kind.replace("_", " ") + (f": {event.reason}" if event.kind == "ignored" else "")  # type: ignore[union-attr]
+        who = ", ".join(event.recipients)
+        kind = event.feedback_type or "no report"
+        return f"complaint ({kind}) from {who} (message {event.message_id}{campaign})"
+    return event.kind.replace("_", " ")
 
 
 def _as_mapping(body: str | bytes | Mapping[str, Any]) -> Mapping[str, Any]:
