@@ -8,8 +8,10 @@ anything else (mailto:, in-page anchors, unknown schemes) is kept as its text wi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from html import escape
 from urllib.parse import urljoin, urlsplit
 
 from markdown_it import MarkdownIt
@@ -32,6 +34,53 @@ def resolve_href(href: str, base_url: str | None) -> str | None:
     if not base_url:
         return None
     return urljoin(base_url.rstrip("/") + "/", href.lstrip("/"))
+
+
+# A bare URL ends at whitespace, at CJK text and at full-width punctuation: Chinese prose runs straight
+# on after a URL ("见https://a.org/x，下一句"), which linkify-it would swallow into the link.
+_BARE_URL_RE = re.compile(
+    r"(?<![A-Za-z0-9/])https?://[^\s<>\"'`\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]+"
+)
+_TRAILING = ".,;:!?*_~'\""
+
+
+def _trim_url(url: str) -> str:
+    while url and (url[-1] in _TRAILING or (url[-1] == ")" and url.count("(") < url.count(")"))):
+        url = url[:-1]
+    return url
+
+
+def _link_bare_urls(state: StateCore) -> None:
+    md = state.md
+    for block in state.tokens:
+        if block.type != "inline" or not block.children:
+            continue
+        out: list[Token] = []
+        depth = 0  # inside a link already
+        for token in block.children:
+            if token.type == "link_open":
+                depth += 1
+            elif token.type == "link_close":
+                depth -= 1
+            if token.type != "text" or depth or "://" not in token.content:
+                out.append(token)
+                continue
+            text, position = token.content, 0
+            for match in _BARE_URL_RE.finditer(text):
+                url = _trim_url(match.group(0))
+                href = md.normalizeLink(url)
+                if "://" not in url[:-1] or not md.validateLink(href):
+                    continue
+                if match.start() > position:
+                    out.append(Token("text", "", 0, content=text[position : match.start()]))
+                link_open = Token("link_open", "a", 1, attrs={"href": href}, markup="linkify", info="auto")
+                out.append(link_open)
+                out.append(Token("text", "", 0, content=md.normalizeLinkText(url)))
+                out.append(Token("link_close", "a", -1, markup="linkify", info="auto"))
+                position = match.start() + len(url)
+            if position < len(text):
+                out.append(Token("text", "", 0, content=text[position:]) if position else token)
+        block.children = out
 
 
 def _apply_link_policy(state: StateCore) -> None:
@@ -63,11 +112,14 @@ def _apply_link_policy(state: StateCore) -> None:
 
 @lru_cache(maxsize=1)
 def markdown() -> MarkdownIt:
-    """The shared parser: CommonMark + tables + strikethrough + bare-URL links, raw HTML off."""
-    md = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False})
-    md.enable(["linkify", "table", "strikethrough"])
-    # Fuzzy matching would turn "Node.js" or "setup.py" into links; only real URLs (with a scheme).
-    md.linkify.set({"fuzzy_link": False, "fuzzy_email": False})
+    """The shared parser: CommonMark + tables + strikethrough + bare-URL links, raw HTML off.
+
+    Bare URLs are found by ``_link_bare_urls`` rather than linkify-it: only http(s) URLs with their
+    scheme (so "Node.js" stays text), ending where CJK text begins, and several times faster.
+    """
+    md = MarkdownIt("commonmark", {"html": False, "typographer": False})
+    md.enable(["table", "strikethrough"])
+    md.core.ruler.push("bare_urls", _link_bare_urls)
     md.core.ruler.push("link_policy", _apply_link_policy)
     return md
 
@@ -77,7 +129,25 @@ def parse(text: str, base_url: str | None) -> list[Token]:
     return markdown().parse(text, {"base_url": base_url})
 
 
-def render_html(tokens: Sequence[Token]) -> str:
-    """HTML of a token stream (XHTML-style void tags, which MJML's parser accepts)."""
+def render_html(tokens: Sequence[Token], styles: Mapping[str, str] | None = None) -> str:
+    """HTML of a token stream (XHTML-style void tags, which MJML's parser accepts).
+
+    ``styles`` maps a tag name to the inline style every such element gets: email clients ignore or
+    strip much of a stylesheet, and inline styles leave premailer little to do.
+    """
     md = markdown()
-    return md.renderer.render(tokens, md.options, {})
+    if styles:
+        _set_styles(tokens, styles)
+    html = md.renderer.render(tokens, md.options, {})
+    if styles and "pre" in styles:  # markdown-it writes <pre> itself, with no token of its own
+        html = html.replace("<pre>", f'<pre style="{escape(styles["pre"])}">')
+    return html
+
+
+def _set_styles(tokens: Sequence[Token], styles: Mapping[str, str]) -> None:
+    for token in tokens:
+        if token.nesting != -1 and token.tag in styles and token.type not in ("fence", "code_block"):
+            own = token.attrGet("style")  # e.g. a table cell's text-align
+            token.attrSet("style", f"{styles[token.tag]};{own}" if own else styles[token.tag])
+        if token.children:
+            _set_styles(token.children, styles)

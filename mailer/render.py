@@ -41,6 +41,7 @@ CJK_FONT_STACK = (
 )
 HTML_TEMPLATE = "newsletter.mjml.j2"
 TEXT_TEMPLATE = "newsletter.txt.j2"
+STYLES_TEMPLATE = "_styles.j2"
 _DOCTYPE = "<!doctype html>\n"
 _PREHEADER_MAX = 140
 _REF_RE = re.compile(r"\[\d+\]")
@@ -155,6 +156,7 @@ class _Renderer:
         self.issue = issue
         self.brand = brand
         self.env = _environment(brand.email_templates_dir)
+        self.styles = _content_styles(self.env)
         self.lang = issue.lang or brand.default_lang
         self.lang_key = self.lang.replace("_", "-").split("-")[0].lower()
         self.topic_names = _topic_names(issue, registry, self.lang_key)
@@ -167,7 +169,7 @@ class _Renderer:
         part = self._parts.get(section.index)
         if part is None:
             tokens = parse(section.markdown, self.brand.base_url)
-            part = self._parts[section.index] = _Part(tokens, Markup(render_html(tokens)))
+            part = self._parts[section.index] = _Part(tokens, Markup(render_html(tokens, self.styles)))
         return part
 
     def render(self, segment: frozenset[str], *, fast: bool = False) -> Rendering:
@@ -255,6 +257,19 @@ def _environment(email_dir: Path) -> jinja2.Environment:
         keep_trailing_newline=True,
         auto_reload=False,  # templates are read once per process; rendering stays free of file I/O
     )
+
+
+@lru_cache(maxsize=8)
+def _content_styles(env: jinja2.Environment) -> dict[str, str]:
+    """Inline styles by tag from the template folder's ``_styles.j2`` (optional)."""
+    try:
+        module = env.get_template(STYLES_TEMPLATE).module
+    except jinja2.TemplateNotFound:
+        return {}
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{STYLES_TEMPLATE}: {_one_line(exc)}") from None
+    styles = getattr(module, "styles", {})
+    return {str(k): str(v) for k, v in styles.items()} if isinstance(styles, Mapping) else {}
 
 
 def _render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:

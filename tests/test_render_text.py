@@ -89,3 +89,13 @@ def test_reference_issue_text_part(registry: TopicRegistry) -> None:
     for name in placeholders.NAMES:
         assert placeholders.marker(name) in text
     assert text.rstrip().endswith("某路 1 号")
+
+
+def test_bare_urls_stop_where_chinese_text_or_punctuation_begins() -> None:
+    refs = LinkRefs()
+    text = text_of(
+        "见https://a.org/x中文，再看 https://b.org/q?a=1。还有(https://c.org/p_(1)). 和 Node.js", refs
+    )
+    assert text == "见[1]中文，再看 [2]。还有([3]). 和 Node.js"
+    assert refs.urls == ["https://a.org/x", "https://b.org/q?a=1", "https://c.org/p_(1)"]
+    assert text_of("`https://code.example` [x](https://d.org/a)") == "`https://code.example` x[1]"
