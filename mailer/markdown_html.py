@@ -9,16 +9,17 @@ anything else (mailto:, in-page anchors, unknown schemes) is kept as its text wi
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from html import escape
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 
-__all__ = ["markdown", "parse", "render_html", "resolve_href"]
+__all__ = ["collect_references", "markdown", "parse", "render_html", "resolve_href"]
 
 
 def resolve_href(href: str, base_url: str | None) -> str | None:
@@ -124,9 +125,33 @@ def markdown() -> MarkdownIt:
     return md
 
 
-def parse(text: str, base_url: str | None) -> list[Token]:
-    """The token stream of a Markdown text, links already checked and made absolute."""
-    return markdown().parse(text, {"base_url": base_url})
+def parse(
+    text: str, base_url: str | None, references: Mapping[str, Mapping[str, str]] | None = None
+) -> list[Token]:
+    """The token stream of a Markdown text, links already checked and made absolute.
+
+    ``references`` are link reference definitions (``[1]: http://...``) from elsewhere in the issue:
+    an issue is one Markdown document, so a section may cite a definition written in another one.
+    """
+    env: dict[str, Any] = {"base_url": base_url}
+    if references:
+        env["references"] = {label: dict(value) for label, value in references.items()}
+    return markdown().parse(text, env)
+
+
+_DEFINITION_RE = re.compile(r"^ {0,3}\[[^\]]+\]:", re.M)
+
+
+def collect_references(texts: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The link reference definitions of several Markdown texts; the first definition of a label wins."""
+    references: dict[str, dict[str, str]] = {}
+    for text in texts:
+        if _DEFINITION_RE.search(text):
+            env: dict[str, Any] = {}
+            markdown().parse(text, env)
+            for label, value in env.get("references", {}).items():
+                references.setdefault(label, dict(value))
+    return references
 
 
 def render_html(tokens: Sequence[Token], styles: Mapping[str, str] | None = None) -> str:

@@ -26,7 +26,7 @@ from premailer import Premailer
 from mailer import placeholders
 from mailer.errors import TemplateError
 from mailer.issue import Issue, Section
-from mailer.markdown_html import parse, render_html
+from mailer.markdown_html import collect_references, parse, render_html
 from mailer.settings import TEMPLATES_DIR, Settings
 from mailer.text_part import LinkRefs, tokens_to_text, underline
 from mailer.topics import TopicRegistry, normalise_heading
@@ -157,6 +157,7 @@ class _Renderer:
         self.brand = brand
         self.env = _environment(brand.email_templates_dir)
         self.styles = _content_styles(self.env)
+        self.references = collect_references(s.markdown for s in issue.sections)
         self.lang = issue.lang or brand.default_lang
         self.lang_key = self.lang.replace("_", "-").split("-")[0].lower()
         self.topic_names = _topic_names(issue, registry, self.lang_key)
@@ -168,7 +169,7 @@ class _Renderer:
     def part(self, section: Section) -> _Part:
         part = self._parts.get(section.index)
         if part is None:
-            tokens = parse(section.markdown, self.brand.base_url)
+            tokens = parse(section.markdown, self.brand.base_url, self.references)
             part = self._parts[section.index] = _Part(tokens, Markup(render_html(tokens, self.styles)))
         return part
 

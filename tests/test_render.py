@@ -255,3 +255,26 @@ def test_a_broken_template_folder_is_a_template_error(reference: Issue, tmp_path
     other = Brand("N2", "N", "P", "https://x.example", templates_dir=syntax_dir.parent)
     with pytest.raises(TemplateError, match=r"newsletter\.mjml\.j2:1: "):
         render(reference, set(), other)
+
+
+def test_link_definitions_reach_across_sections(registry: TopicRegistry) -> None:
+    text = "---\ntitle: T\n---\n## A\n看[这家公司][1]。\n\n## B\n正文\n\n  [1]: http://www.example.com/co\n"
+    rendering = render(parse_issue(text, "t.md", registry), set(), BRAND)
+    assert '<a href="http://www.example.com/co"' in rendering.html
+    assert "看这家公司[1]。" in rendering.text and "[1] http://www.example.com/co" in rendering.text
+
+
+def test_brand_from_settings() -> None:
+    from mailer.settings import Settings
+
+    settings = Settings(
+        name="周报", postal_address="某路 2 号", base_url="https://n.example", default_lang="en"
+    )
+    brand = Brand.from_settings(settings)
+    assert (brand.name, brand.postal_address, brand.base_url, brand.default_lang) == (
+        "周报",
+        "某路 2 号",
+        "https://n.example",
+        "en",
+    )
+    assert brand.email_templates_dir == Path(settings.templates_dir) / "email"
