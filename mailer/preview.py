@@ -31,7 +31,7 @@ def sample_values(brand: Brand) -> dict[str, str]:
     }
 
 
-def preview_segments(issue: Issue, registry: TopicRegistry | None = None) -> dict[str, frozenset[str]]:
+def preview_segments(issue: Issue) -> dict[str, frozenset[str]]:
     """Slug -> segment: "all", "topic-<key>" for each topic of the issue, "general"."""
     segments = {"all": issue.topics}
     for key in sorted(issue.topics):
@@ -42,7 +42,7 @@ def preview_segments(issue: Issue, registry: TopicRegistry | None = None) -> dic
 
 def preview_pages(issue: Issue, brand: Brand, registry: TopicRegistry | None = None) -> dict[str, str]:
     """Every file of the preview, by relative name."""
-    segments = preview_segments(issue, registry)
+    segments = preview_segments(issue)
     renderings = render_segments(issue, segments.values(), brand, registry=registry)
     values = sample_values(brand)
     pages: dict[str, str] = {}
