@@ -11,6 +11,7 @@ bounds what a SIGKILL can leave sent-but-unrecorded.
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterable
@@ -45,7 +46,8 @@ log = logging.getLogger(__name__)
 FLUSH_EVERY = 20
 FLUSH_SECONDS = 0.5
 SEND_ATTEMPTS = 3  # tries of one message on network/server trouble before its row fails
-_BACKOFF_CAP = 8.0
+_BACKOFF_CAP = 8.0  # network trouble
+_THROTTLE_CAP = 1.0  # SES throttling is per second: waiting longer only loses time
 
 
 @dataclass
@@ -192,7 +194,7 @@ def _send_one(
             return campaigns.Outcome(delivery_id, True, message_id=result.message_id)
         except ThrottledError as exc:
             throttled += 1
-            delay = min(_BACKOFF_CAP, 0.25 * 2 ** min(throttled, 6))
+            delay = min(_THROTTLE_CAP, 0.1 * 2 ** min(throttled - 1, 6)) * random.uniform(0.8, 1.2)
             log.info("throttled (%s); retrying in %.2fs", exc, delay)
             heartbeat()  # record what we have, renew the lease, notice a pause
             ctx.sleep(delay)

@@ -210,3 +210,114 @@ def populate(
         session.commit()
     engine.dispose()
     return Population(expected, excluded)
+
+
+PROJECT_ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def _load_sink_module() -> Any:
+    import importlib.util
+    import sys
+
+    if "ses_sink" in sys.modules:
+        return sys.modules["ses_sink"]
+    spec = importlib.util.spec_from_file_location("ses_sink", PROJECT_ROOT / "bench" / "ses_sink.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ses_sink"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def ses_sink() -> Iterator[Any]:
+    """bench/ses_sink.py running in a thread of the test process; ``.sink`` holds what it received."""
+    module = _load_sink_module()
+    handle = module.SesSink().start_in_thread()
+    yield handle
+    handle.stop()
+
+
+class Workers:
+    """Real ``celery -A worker worker -P solo`` processes, each one OS process, killable and restartable."""
+
+    def __init__(self, env: dict[str, str], log_dir: Any) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.processes: dict[int, Any] = {}
+        self.starts = 0
+
+    def start(self, index: int) -> None:
+        import subprocess
+        import sys
+        import time
+
+        self.starts += 1
+        log = (self.log_dir / f"worker{index}-{self.starts}.log").open("wb")
+        command = [
+            sys.executable, "-m", "celery", "-A", "worker", "worker", "-P", "solo",
+            "-n", f"w{index}-{self.starts}@%h",
+            "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ]  # fmt: skip
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.processes[index] = process
+        deadline = time.monotonic() + 30
+        path = log.name
+        while time.monotonic() < deadline:
+            if b" ready." in open(path, "rb").read():  # noqa: SIM115
+                return
+            if process.poll() is not None:
+                raise RuntimeError(f"worker exited: {open(path, 'rb').read()[-3000:].decode()}")  # noqa: SIM115
+            time.sleep(0.1)
+        raise RuntimeError("worker did not become ready in 30 s")
+
+    def kill(self, index: int) -> None:
+        import signal
+
+        process = self.processes.pop(index)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def stop(self) -> None:
+        import signal
+
+        for process in self.processes.values():
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(10)
+            except Exception:
+                process.kill()
+                process.wait(5)
+        self.processes.clear()
+
+
+@pytest.fixture
+def start_workers(tmp_path: Any, redis_prefix: str) -> Iterator[Any]:
+    """``start_workers(count, **settings)``: worker processes on this test's Redis prefix and settings."""
+    groups: list[Workers] = []
+
+    def start(count: int, **settings: Any) -> Workers:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+        env.update(
+            {
+                "NEWSLETTER_BROKER_URL": REDIS_URL,
+                "NEWSLETTER_REDIS_PREFIX": redis_prefix,
+                "NEWSLETTER_DATA_DIR": str(tmp_path / "data"),
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update({f"NEWSLETTER_{k.upper()}": str(v) for k, v in settings.items()})
+        workers = Workers(env, tmp_path)
+        groups.append(workers)
+        for index in range(count):
+            workers.start(index)
+        return workers
+
+    yield start
+    for workers in groups:
+        workers.stop()
