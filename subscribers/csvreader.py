@@ -81,6 +81,7 @@ class DecodedLines:
         self._stream = stream
         self.encoding: str | None = None  # None while every line so far was ASCII
         self.bytes_read = 0
+        self.undecodable_lines = 0
 
     def __iter__(self) -> Iterator[str]:
         first = True
@@ -105,7 +106,11 @@ class DecodedLines:
                 else:
                     yield text
                     continue
-            yield raw.decode(self.encoding, errors="surrogateescape")
+            try:
+                yield raw.decode(self.encoding)
+            except UnicodeDecodeError:
+                self.undecodable_lines += 1
+                yield raw.decode(self.encoding, errors="surrogateescape")
 
 
 def _header(fields: list[str]) -> dict[str, int]:
@@ -128,27 +133,28 @@ def _delimiter(first_line: str) -> str:
     return ","
 
 
-def _parse(fields: list[str], columns: dict[str, int], line: int) -> CsvRow:
-    if any(_SURROGATE.search(f) for f in fields):
+_COLUMNS = ("email", "name", "topics", "locale", "status")
+
+
+def _parse(fields: list[str], indices: tuple[int, ...], line: int, check_bytes: bool) -> CsvRow:
+    if check_bytes and any(_SURROGATE.search(f) for f in fields):
         raise InvalidInput("bytes that are not valid in the file's encoding")
-
-    def cell(column: str) -> str:
-        index = columns.get(column)
-        return fields[index].strip() if index is not None and index < len(fields) else ""
-
-    address = normalise_address(cell("email"))
-    status = cell("status").lower() or None
-    if status is not None and status not in STATUSES:
-        raise InvalidInput(f"unknown status {status!r}")
-    topics = split_topics(cell("topics"))
+    width = len(fields)
+    email, name, topics, locale, status = (fields[i].strip() if 0 <= i < width else "" for i in indices)
+    address = normalise_address(email)
+    if status:
+        status = status.lower()
+        if status not in STATUSES:
+            raise InvalidInput(f"unknown status {status!r}")
+    topic_list = split_topics(topics) if topics else None
     return CsvRow(
         line=line,
         email=address.email,
         key=address.key,
-        name=normalise_name(cell("name")),
-        locale=normalise_locale(cell("locale"), default="") or None,
-        topics=tuple(topics) if topics else None,
-        status=status,
+        name=normalise_name(name) if name else None,
+        locale=normalise_locale(locale) if locale else None,
+        topics=tuple(topic_list) if topic_list else None,
+        status=status or None,
         fields=tuple(fields),
     )
 
@@ -185,7 +191,7 @@ def read_rows(
     state = ReadState(lines, _header(header_fields), tuple(header_fields))
     if on_state:
         on_state(state)
-    yield from _rows(_chain(first, iterator), delimiter, state.columns)
+    yield from _rows(_chain(first, iterator), delimiter, state.columns, lines)
 
 
 def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
@@ -194,7 +200,10 @@ def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
     yield from rest
 
 
-def _rows(lines: Iterable[str], delimiter: str, columns: dict[str, int]) -> Iterator[CsvRow | Reject]:
+def _rows(
+    lines: Iterable[str], delimiter: str, columns: dict[str, int], decoded: DecodedLines
+) -> Iterator[CsvRow | Reject]:
+    indices = tuple(columns.get(column, -1) for column in _COLUMNS)
     reader = csv.reader(lines, delimiter=delimiter, strict=False)
     next(reader)  # the header
     start = reader.line_num + 1
@@ -211,6 +220,6 @@ def _rows(lines: Iterable[str], delimiter: str, columns: dict[str, int]) -> Iter
         if not any(f.strip() for f in fields):
             continue
         try:
-            yield _parse(fields, columns, line)
+            yield _parse(fields, indices, line, decoded.undecodable_lines > 0)
         except SubscribersError as exc:
             yield Reject(line, str(exc), tuple(fields))

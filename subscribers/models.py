@@ -49,6 +49,7 @@ subscriber_topics = Table(
     Column("subscriber_id", BigId, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
     Column("topic_id", Integer, ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True),
     Index("ix_subscriber_topics_topic_id", "topic_id"),
+    sqlite_with_rowid=False,
 )
 
 
@@ -64,7 +65,8 @@ class Topic(Base):
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
-    __table_args__ = (Index("ix_subscribers_status_id", "status", "id"),)
+    # No index on status: the audience scan walks the primary key (id order) and most rows are active;
+    # every extra index costs each imported row a B-tree insert.
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     email: Mapped[str] = mapped_column(String(320))  # as given (normalised domain)
@@ -110,7 +112,7 @@ class SubscriberEvent(Base):
     subscriber_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("subscribers.id", ondelete="SET NULL")
     )
-    email_key: Mapped[str] = mapped_column(String(320), index=True)
+    email_key: Mapped[str] = mapped_column(String(320))
     kind: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text)  # JSON

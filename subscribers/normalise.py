@@ -127,7 +127,9 @@ def normalise_name(text: str | None) -> str | None:
     """A display name with control characters and runs of whitespace collapsed; None when empty."""
     if text is None:
         return None
-    name = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    if not text.isprintable():  # tabs, newlines, control characters become spaces
+        text = "".join(c if c.isprintable() else " " for c in text)
+    name = " ".join(text.split())
     if len(name) > NAME_MAX_LENGTH:
         raise InvalidInput(f"name longer than {NAME_MAX_LENGTH} characters")
     return name or None

@@ -225,3 +225,14 @@ def test_export_round_trips(session, db_engine):
     assert content(second.getvalue()) == content(first.getvalue())
     only_pending = io.StringIO()
     assert export_csv(session, only_pending, statuses=["pending"]) == 1
+
+
+def test_imported_times_read_back_like_orm_written_ones(session):
+    """The bulk path writes timestamps through the column type, so they compare and read back alike."""
+    run(session, HEADER + "t@example.com,,,\n")
+    subscriber = find_subscriber(session, "t@example.com")
+    assert subscriber.created_at == T0 and subscriber.confirmed_at == T0
+    assert (
+        session.scalar(select(func.count()).select_from(Subscriber).where(Subscriber.created_at >= T0)) == 1
+    )
+    assert session.scalar(select(func.count()).select_from(Subscriber).where(Subscriber.created_at > T0)) == 0
