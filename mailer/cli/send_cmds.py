@@ -1,3 +1,380 @@
-"""Commands of the send_cmds group (filled in by its issue)."""
+"""``newsletter send``, ``newsletter campaigns list|show|pause|resume|cancel|reap`` and ``newsletter demo``.
 
-from mailer.cli.app import app  # noqa: F401
+With a broker configured, ``send`` starts the campaign (segments rendered once, ledger filled, batches on
+Redis) and follows the workers' progress; without one (embedded mode) the same tasks run in this process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy import select
+
+from mailer import campaigns, tasks
+from mailer.cli.app import app, console, err_console, settings
+from mailer.database import session_factory
+from mailer.errors import InputError
+from mailer.feedback.apply import SKIP_VERIFICATION, receive
+from mailer.feedback.samples import bounce_notification, complaint_notification
+from mailer.issue import Issue, load_issue
+from mailer.models import Campaign, Delivery, SegmentRendering
+from mailer.render import Brand, render_segments
+from mailer.sender import send_test
+from mailer.settings import PROJECT_ROOT, Settings
+from mailer.topics import TopicRegistry, load_registry
+from subscribers.db import utcnow
+from subscribers.importer import import_csv
+from subscribers.store import segment_counts
+
+campaigns_app = typer.Typer(help="List and steer campaigns.", no_args_is_help=True)
+app.add_typer(campaigns_app, name="campaigns")
+
+_FINAL = ("done", "paused", "cancelled")
+
+
+def _say(text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _load(issue_file: Path, config: Settings) -> tuple[Issue, TopicRegistry, str]:
+    registry = load_registry(Path(config.topics_file))
+    issue = load_issue(issue_file, registry, config.default_lang)
+    for warning in issue.warnings:
+        err_console.print(f"warning: {issue_file}: {warning}", markup=False, highlight=False, soft_wrap=True)
+    return issue, registry, issue_file.read_text(encoding="utf-8-sig")
+
+
+def _segment_label(segment: frozenset[str]) -> str:
+    return ", ".join(sorted(segment)) or "(general only)"
+
+
+def follow(
+    config: Settings, campaign_id: int, *, worker: threading.Thread | None = None
+) -> campaigns.Progress:
+    """A Rich progress bar (sent/failed, rate, ETA) until the campaign is done, paused or cancelled."""
+    factory = session_factory(config)
+    columns = (
+        TextColumn("[bold]campaign {task.fields[cid]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(
+            "sent {task.fields[sent]} · failed {task.fields[failed]} · skipped {task.fields[skipped]}"
+        ),
+        TextColumn("{task.fields[rate]:.0f}/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=False) as bar:
+        task = bar.add_task("send", total=None, cid=campaign_id, sent=0, failed=0, skipped=0, rate=0.0)
+        while True:
+            with factory() as session:
+                state = campaigns.progress(session, campaign_id, exact=False)
+            speed = bar.tasks[0].speed or 0.0
+            bar.update(
+                task,
+                total=state.total or None,
+                completed=state.done,
+                sent=state.sent,
+                failed=state.failed,
+                skipped=state.skipped,
+                rate=speed,
+            )
+            finished = worker is not None and not worker.is_alive()
+            if state.status in _FINAL or (finished and state.status != "sending"):
+                break
+            if finished and state.status == "sending" and state.done >= state.total and state.total:
+                break
+            time.sleep(0.3)
+    with factory() as session:
+        return campaigns.progress(session, campaign_id)
+
+
+def start_and_follow(
+    config: Settings, issue: Issue, registry: TopicRegistry, markdown: str, *, audience: str, transport: str
+) -> campaigns.Progress:
+    tasks.use_settings(config)
+    factory = session_factory(config)
+    with factory() as session:
+        campaign = campaigns.create_campaign(session, issue, markdown, audience=audience, transport=transport)
+        session.commit()
+        campaign_id = campaign.id
+    _say(f"campaign {campaign_id}: {issue.title} (transport {transport}, audience {audience})")
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            campaigns.start_campaign(
+                factory,
+                campaign_id,
+                issue,
+                Brand.from_settings(config),
+                enqueue=tasks.enqueue,
+                registry=registry,
+                batch_size=config.batch_size,
+            )
+        except BaseException as exc:  # shown after the progress bar stops
+            errors.append(exc)
+
+    # Embedded mode sends inside start_campaign (eager tasks); with a broker it only fills the queue.
+    worker = threading.Thread(target=run, name="send", daemon=True)
+    worker.start()
+    try:
+        result = follow(config, campaign_id, worker=worker)
+    except KeyboardInterrupt:
+        if config.broker_url:
+            err_console.print(
+                f"stopped following; the workers go on (newsletter campaigns show {campaign_id})"
+            )
+        raise
+    worker.join()
+    if errors:
+        raise errors[0]
+    return result
+
+
+@app.command("send")
+def send_command(
+    issue_file: Annotated[Path, typer.Argument(help="The issue: Markdown with YAML front matter")],
+    topics_from_subscribers: Annotated[
+        bool, typer.Option("--topics-from-subscribers", help="Each subscriber gets their topics (default)")
+    ] = False,
+    all_sections: Annotated[bool, typer.Option("--all", help="Everyone gets every section")] = False,
+    transport: Annotated[str | None, typer.Option("--transport", help="ses, smtp or file [settings]")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show segments and counts; send nothing")
+    ] = False,
+    test_to: Annotated[
+        list[str] | None, typer.Option("--test-to", help="Send one message per segment to ADDR only")
+    ] = None,
+) -> None:
+    """Send an issue to the subscribers: render once per segment, then deliver through the workers."""
+    if topics_from_subscribers and all_sections:
+        raise InputError("use either --topics-from-subscribers or --all, not both")
+    config = settings()
+    chosen = transport or config.transport
+    if chosen not in ("ses", "smtp", "file"):
+        raise InputError(f"--transport must be ses, smtp or file, not {chosen!r}")
+    config = config.model_copy(update={"transport": chosen})
+    audience = "all" if all_sections else "subscribers"
+    issue, registry, markdown = _load(issue_file, config)
+    if test_to is not None or dry_run:
+        with session_factory(config)() as session:
+            counts = segment_counts(session, issue.topics)
+        if audience == "all":
+            counts = {issue.topics: sum(counts.values())}
+        segments = list(counts) or [issue.topics]
+        if dry_run:
+            renderings = render_segments(issue, segments, Brand.from_settings(config), registry=registry)
+            _segments_table(
+                [(_segment_label(s), counts.get(s, 0), len(renderings[s].html.encode())) for s in segments]
+            )
+            _say(f"dry run: {sum(counts.values())} recipients, {len(segments)} segments; nothing sent")
+            return
+        sent = send_test(
+            config, issue, Brand.from_settings(config), test_to or [], segments, transport_name=chosen,
+            registry=registry,
+        )  # fmt: skip
+        for segment, address in sent:
+            _say(f"test message for segment {_segment_label(segment)} -> {address}")
+        _say(f"{len(sent)} test messages through {chosen}; no campaign, no ledger rows")
+        return
+    result = start_and_follow(config, issue, registry, markdown, audience=audience, transport=chosen)
+    _summary(result)
+
+
+def _segments_table(rows: list[tuple[str, int, int]]) -> None:
+    table = Table("segment", "recipients", "HTML size")
+    for label, count, size in rows:
+        table.add_row(label, f"{count:,}", f"{size / 1024:.1f} KB")
+    console.print(table)
+
+
+def _summary(state: campaigns.Progress) -> None:
+    line = (
+        f"campaign {state.campaign_id} {state.status}: {state.sent:,} sent, {state.failed:,} failed, "
+        f"{state.skipped:,} skipped, {state.unknown:,} unknown of {state.total:,}"
+    )
+    _say(line + (f" ({state.reason})" if state.reason else ""))
+
+
+@campaigns_app.command("list")
+def list_command(limit: Annotated[int, typer.Option(help="Newest N campaigns")] = 20) -> None:
+    """The newest campaigns with their status and counters."""
+    with session_factory(settings())() as session:
+        rows = list(session.scalars(select(Campaign).order_by(Campaign.id.desc()).limit(limit)))
+    table = Table("id", "status", "subject", "created", "total", "sent", "failed", "skipped")
+    for c in rows:
+        created = c.created_at.strftime("%Y-%m-%d %H:%M")
+        table.add_row(
+            str(c.id),
+            c.status,
+            c.subject,
+            created,
+            *(f"{n:,}" for n in (c.total, c.sent, c.failed, c.skipped)),
+        )
+    console.print(table)
+
+
+@campaigns_app.command("show")
+def show_command(campaign_id: Annotated[int, typer.Argument(help="Campaign id")]) -> None:
+    """Counts by status, segments, rate and ETA of one campaign."""
+    with session_factory(settings())() as session:
+        campaign = campaigns.get_campaign(session, campaign_id)
+        state = campaigns.progress(session, campaign_id)
+        segments = list(
+            session.scalars(select(SegmentRendering).where(SegmentRendering.campaign_id == campaign_id))
+        )
+    _say(f"campaign {campaign.id}: {campaign.subject}")
+    _say(f"issue {campaign.issue_source} (sha256 {campaign.issue_hash[:12]}), transport {campaign.transport}")
+    _say(f"status {state.status}" + (f": {state.reason}" if state.reason else ""))
+    table = Table("status", "rows")
+    for status in ("queued", "sending", "sent", "failed", "skipped", "unknown"):
+        table.add_row(status, f"{state.by_status.get(status, 0):,}")
+    console.print(table)
+    eta = f"{state.eta_seconds:.0f} s" if state.eta_seconds is not None else "-"
+    _say(f"rate {state.rate:.1f}/s over the last minute, ETA {eta}")
+    _segments_table([(_segment_label(s.segment), s.recipients, len(s.html.encode())) for s in segments])
+
+
+@campaigns_app.command("pause")
+def pause_command(campaign_id: Annotated[int, typer.Argument(help="Campaign id")]) -> None:
+    """Stop sending; workers give their unsent rows back. Resume continues where it stopped."""
+    with session_factory(settings())() as session:
+        campaigns.pause(session, campaign_id)
+    _say(f"campaign {campaign_id} paused")
+
+
+@campaigns_app.command("resume")
+def resume_command(campaign_id: Annotated[int, typer.Argument(help="Campaign id")]) -> None:
+    """Continue a paused campaign: every row still queued goes back on the queue."""
+    config = settings()
+    tasks.use_settings(config)
+    with session_factory(config)() as session:
+        count = campaigns.resume(session, campaign_id, enqueue=tasks.enqueue, batch_size=config.batch_size)
+    _say(f"campaign {campaign_id} resumed: {count:,} rows queued")
+    if config.broker_url:
+        _summary(follow(config, campaign_id))
+    else:
+        with session_factory(config)() as session:
+            _summary(campaigns.progress(session, campaign_id))
+
+
+@campaigns_app.command("cancel")
+def cancel_command(campaign_id: Annotated[int, typer.Argument(help="Campaign id")]) -> None:
+    """Stop for good; rows not sent yet are marked skipped."""
+    with session_factory(settings())() as session:
+        count = campaigns.cancel(session, campaign_id)
+    _say(f"campaign {campaign_id} cancelled; {count:,} queued rows skipped")
+
+
+@campaigns_app.command("reap")
+def reap_command() -> None:
+    """Resolve rows a killed worker left in 'sending' past the lease (settings.on_lost_send)."""
+    config = settings()
+    tasks.use_settings(config)
+    with session_factory(config)() as session:
+        report = campaigns.reap(
+            session,
+            lease_seconds=config.lease_seconds,
+            policy=config.on_lost_send,
+            enqueue=tasks.enqueue,
+            batch_size=config.batch_size,
+        )
+    _say(f"resent {report.resent}, marked unknown {report.unknown}, re-queued {report.requeued}")
+
+
+# --- newsletter demo ---------------------------------------------------------------------------------
+_DEMO_ISSUE = (
+    PROJECT_ROOT.parent / "shared" / "fixtures" / "issues" / "2014-01-16-openstack-activity-1226-0116.md"
+)
+_DEMO_SUBSCRIBERS = PROJECT_ROOT / "examples" / "subscribers.csv"
+
+
+@app.command("demo")
+def demo_command(
+    issue_file: Annotated[
+        Path, typer.Option("--issue", help="Issue to send [the reference issue]")
+    ] = _DEMO_ISSUE,
+    subscribers_csv: Annotated[Path, typer.Option("--subscribers", help="CSV to import")] = _DEMO_SUBSCRIBERS,
+) -> None:
+    """The whole path on embedded defaults: import, render per segment, send to the outbox, feedback."""
+    if not issue_file.is_file():
+        raise InputError(f"{issue_file}: issue not found; pass --issue FILE.md")
+    if not subscribers_csv.is_file():
+        raise InputError(f"{subscribers_csv}: subscriber CSV not found; pass --subscribers FILE.csv")
+    # embedded: SQLite and the file outbox under data_dir, tasks in this process, no Redis
+    config = settings().model_copy(
+        update={
+            "broker_url": None,
+            "redis_url": None,
+            "database_url": None,
+            "transport": "file",
+            "send_rate": None,
+        }
+    )
+    factory = session_factory(config)
+    issue, registry, markdown = _load(issue_file, config)
+    _say(f"1. importing {subscribers_csv}")
+    with subscribers_csv.open("rb") as stream, factory() as session:
+        rejects: list[str] = []
+        report = import_csv(
+            session,
+            stream,
+            resolve_topic=registry.match,
+            on_reject=lambda r: rejects.append(f"line {r.line}: {r.reason}"),
+        )
+    _say(f"   {report.rows} rows: added {report.added}, updated {report.updated}, rejected {report.rejected}")
+    for line in rejects:
+        _say(f"   rejected {line}")
+    _say(f"2. sending {issue_file.name} ({issue.title}) through the file outbox")
+    state = start_and_follow(config, issue, registry, markdown, audience="subscribers", transport="file")
+    with factory() as session:
+        segments = list(
+            session.scalars(select(SegmentRendering).where(SegmentRendering.campaign_id == state.campaign_id))
+        )
+        deliveries = list(
+            session.scalars(
+                select(Delivery)
+                .where(Delivery.campaign_id == state.campaign_id, Delivery.status == "sent")
+                .order_by(Delivery.id)
+                .limit(2)
+            )
+        )
+    outbox = config.resolved_outbox_dir
+    files = list(outbox.glob(f"{state.campaign_id}.*.eml"))
+    table = Table(
+        "segment", "recipients", "HTML", "text", title=f"campaign {state.campaign_id}: {issue.title}"
+    )
+    for segment in sorted(segments, key=lambda s: (len(s.segment), s.segment_key)):
+        html_kb, text_kb = len(segment.html.encode()) / 1024, len(segment.text.encode()) / 1024
+        table.add_row(
+            _segment_label(segment.segment), str(segment.recipients), f"{html_kb:.1f} KB", f"{text_kb:.1f} KB"
+        )
+    console.print(table)
+    _say(f"   sent {state.sent}, failed {state.failed}, skipped {state.skipped} ({state.status})")
+    _say(f"   outbox: {outbox.resolve()} ({len(files)} .eml files of this campaign)")
+    _say("3. SES feedback for two sent messages: one hard bounce, one complaint")
+    if len(deliveries) < 2:
+        _say("   fewer than two messages sent; no feedback to show")
+        return
+    now = utcnow()
+    campaign_tag, sender = str(state.campaign_id), config.sender_address
+    first, second = deliveries
+    bounce = bounce_notification(
+        first.email, message_id=first.message_id or "", at=now, campaign=campaign_tag, sender=sender
+    )
+    complaint = complaint_notification(
+        second.email, message_id=second.message_id or "", at=now, campaign=campaign_tag, sender=sender
+    )
+    for notification in (bounce, complaint):
+        result = receive(
+            notification, sessions=factory, verifier=SKIP_VERIFICATION, now=now,
+            soft_bounce_limit=config.soft_bounce_limit,
+        )  # fmt: skip
+        for line in result.lines():
+            _say(f"   {line}")
