@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from subscribers.errors import InvalidInput
 from subscribers.models import STATUSES, Subscriber, Topic, subscriber_topics
+from subscribers.store import engine_of
 
 __all__ = ["EXPORT_COLUMNS", "export_csv"]
 
@@ -41,7 +42,7 @@ def export_csv(session: Session, out: TextIO, *, statuses: Collection[str] | Non
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     count = 0
-    with session.get_bind().connect() as connection:
+    with engine_of(session).connect() as connection:
         result = connection.execution_options(stream_results=True, max_row_buffer=_BATCH).execute(query)
         while rows := result.fetchmany(_BATCH):
             followed: dict[int, list[str]] = {}

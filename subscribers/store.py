@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import Connection, Engine, and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from subscribers.db import utcnow
@@ -18,6 +18,7 @@ from subscribers.normalise import email_key
 __all__ = [
     "AudienceMember",
     "add_topic",
+    "engine_of",
     "find_subscriber",
     "get_subscriber",
     "list_topics",
@@ -43,6 +44,12 @@ class AudienceMember:
 
 def _not_suppressed():  # type: ignore[no-untyped-def]
     return ~exists().where(Suppression.email_key == Subscriber.email_key)
+
+
+def engine_of(session: Session) -> Engine:
+    """The engine behind a session, for a connection of one's own (streams that outlive commits)."""
+    bind = session.get_bind()
+    return bind.engine if isinstance(bind, Connection) else bind
 
 
 def topic_ids(session: Session, keys: Iterable[str]) -> dict[str, int]:
@@ -72,8 +79,7 @@ def stream_audience(
         .where(Subscriber.status == "active", Subscriber.id > after_id, _not_suppressed())
         .order_by(Subscriber.id)
     )
-    engine = session.get_bind()
-    with engine.connect() as connection:
+    with engine_of(session).connect() as connection:
         result = connection.execution_options(stream_results=True, max_row_buffer=batch_size).execute(members)
         try:
             while rows := result.fetchmany(batch_size):
