@@ -48,6 +48,8 @@ class SesSink:
     throttle_first: int = 0
     max_send_rate: float = 1000.0
     keep_raw: bool = False  # keep decoded raw messages (tests); the benchmark keeps only headers
+    # (n, error type, message): after n accepted messages answer every SendEmail with that 400 error
+    fail_after: tuple[int, str, str] | None = None
     calls: int = 0
     throttled: int = 0
     records: list[Record] = field(default_factory=list)
@@ -95,6 +97,9 @@ class SesSink:
             if self.calls <= self.throttle_first:
                 self.throttled += 1
                 return 429, _THROTTLE_BODY, {"x-amzn-ErrorType": "TooManyRequestsException"}
+            if self.fail_after is not None and len(self.records) >= self.fail_after[0]:
+                _, error_type, text = self.fail_after
+                return 400, json.dumps({"message": text}).encode(), {"x-amzn-ErrorType": error_type}
         try:
             request = json.loads(body)
             data = request["Content"]["Raw"]["Data"]

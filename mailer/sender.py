@@ -157,8 +157,14 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
                     message_id=built.message_id,
                     campaign_id=campaign_id,
                 )
-                outcomes.append(_send_one(ctx, transport, limiter, row.id, message, flush))
-                if len(outcomes) >= FLUSH_EVERY or time.monotonic() - last_flush >= FLUSH_SECONDS:
+                outcome = _send_one(ctx, transport, limiter, row.id, message, flush)
+                outcomes.append(outcome)
+                # a failure is recorded at once, so the campaign pauses exactly at its failure limit
+                if (
+                    not outcome.sent
+                    or len(outcomes) >= FLUSH_EVERY
+                    or time.monotonic() - last_flush >= FLUSH_SECONDS
+                ):
                     flush()
             flush()
         except AccountPausedError as exc:
