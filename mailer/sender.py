@@ -43,7 +43,7 @@ __all__ = ["BatchReport", "SendContext", "send_batch", "send_test"]
 
 log = logging.getLogger(__name__)
 
-FLUSH_EVERY = 20
+FLUSH_EVERY = 50
 FLUSH_SECONDS = 0.5
 SEND_ATTEMPTS = 3  # tries of one message on network/server trouble before its row fails
 _BACKOFF_CAP = 8.0  # network trouble
@@ -119,7 +119,7 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
         campaign = campaigns.get_campaign(session, campaign_id)
         compiled = {row.segment_id: ctx.segment(session, campaign, row.segment_id) for row in rows}
         transport = ctx.transport(campaign.transport)
-        limiter = ctx.rate_limiter()
+        tokens = _Tokens(ctx.rate_limiter(), settings.rate_burst)
         outcomes: list[campaigns.Outcome] = []
         last_flush = time.monotonic()
 
@@ -141,12 +141,12 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
 
         try:
             for row in rows:
-                tokens = RecipientLinks(
+                links = RecipientLinks(
                     unsubscribe=make_token(settings.secret_key, row.subscriber_id, "unsubscribe"),
                     preferences=make_token(settings.secret_key, row.subscriber_id, "preferences"),
                     view=make_token(settings.secret_key, row.subscriber_id, "view"),
                 )
-                values = link_values(ctx.identity, campaign_id, row.email, tokens)
+                values = link_values(ctx.identity, campaign_id, row.email, links)
                 built = compiled[row.segment_id].build(
                     subscriber_id=row.subscriber_id, email=row.email, name=row.name, values=values
                 )
@@ -157,7 +157,7 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
                     message_id=built.message_id,
                     campaign_id=campaign_id,
                 )
-                outcome = _send_one(ctx, transport, limiter, row.id, message, flush)
+                outcome = _send_one(ctx, transport, tokens, row.id, message, flush)
                 outcomes.append(outcome)
                 # a failure is recorded at once, so the campaign pauses exactly at its failure limit
                 if (
@@ -184,17 +184,36 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
     return report
 
 
+class _Tokens:
+    """Takes rate-limiter tokens a few at a time at high rates (one Redis round trip per ~20 ms of sending),
+    one at a time at low rates, so the bucket's accuracy is unchanged where it matters."""
+
+    def __init__(self, limiter: RateLimiter, burst: int) -> None:
+        self.limiter = limiter
+        rate = limiter.rate
+        self.chunk = 0 if rate is None else max(1, min(burst, int(rate * 0.02)))
+        self.credit = 0
+
+    def take(self) -> None:
+        if not self.chunk:
+            return
+        if self.credit == 0:
+            self.limiter.acquire(self.chunk)
+            self.credit = self.chunk
+        self.credit -= 1
+
+
 def _send_one(
     ctx: SendContext,
     transport: Transport,
-    limiter: RateLimiter,
+    tokens: _Tokens,
     delivery_id: int,
     message: OutgoingMessage,
     heartbeat: Callable[[], None],
 ) -> campaigns.Outcome:
     throttled = failures = 0
     while True:
-        limiter.acquire()
+        tokens.take()
         try:
             result = transport.send(message)
             return campaigns.Outcome(delivery_id, True, message_id=result.message_id)

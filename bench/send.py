@@ -1,0 +1,365 @@
+"""Sending benchmark: a campaign to N recipients through Redis and 2 Celery worker processes to a local
+SES-compatible sink, against a bare boto3 loop over 2 processes to the same sink; and per-recipient MIME
+build time against email.message.EmailMessage. Prints figures; needs Redis and PostgreSQL on 127.0.0.1.
+
+    .venv/bin/python bench/send.py [--recipients 100000] [--bare 20000] [--database postgresql|sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from email.message import EmailMessage
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+import redis  # noqa: E402
+from sqlalchemy import insert, select  # noqa: E402
+
+from mailer import campaigns  # noqa: E402
+from mailer.database import session_factory, sync_registry  # noqa: E402
+from mailer.issue import load_issue  # noqa: E402
+from mailer.message import RecipientLinks, SegmentMessage, SenderIdentity, link_values  # noqa: E402
+from mailer.placeholders import SplitTemplate  # noqa: E402
+from mailer.render import Brand, render  # noqa: E402
+from mailer.settings import Settings  # noqa: E402
+from mailer.tasks import make_app  # noqa: E402
+from mailer.topics import load_registry  # noqa: E402
+from subscribers.db import utcnow  # noqa: E402
+from subscribers.models import Subscriber, Topic, subscriber_topics  # noqa: E402
+from subscribers.tokens import make_token  # noqa: E402
+
+REFERENCE = ROOT.parent / "shared/fixtures/issues/2014-01-16-openstack-activity-1226-0116.md"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+TOPICS = ["nova", "neutron", "tempest", "ceilometer", "heat", "keystone"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def populate(url: str, count: int) -> None:
+    rng = random.Random(4)
+    settings = Settings(database_url=url)
+    factory = session_factory(settings)
+    with factory() as session:
+        sync_registry(session, load_registry(settings.topics_file))
+        session.commit()
+        ids = dict(session.execute(select(Topic.key, Topic.id)).all())
+        now = utcnow()
+        for start in range(0, count, 10_000):
+            rows = [
+                {
+                    "email": f"reader{n}@example.com",
+                    "email_key": f"reader{n}@example.com",
+                    "name": None,
+                    "locale": "zh",
+                    "status": "active",
+                    "created_at": now,
+                    "changed_at": now,
+                    "source": "bench",
+                    "soft_bounces": 0,
+                }
+                for n in range(start, min(count, start + 10_000))
+            ]
+            new = list(session.scalars(insert(Subscriber).returning(Subscriber.id), rows))
+            follows = [
+                {"subscriber_id": sid, "topic_id": ids[t]}
+                for sid in new
+                for t in TOPICS
+                if rng.random() < 0.3
+            ]
+            session.execute(insert(subscriber_topics), follows)
+            session.commit()
+
+
+def start_sink(port: int) -> subprocess.Popen[bytes]:
+    sink = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "ses_sink.py"),
+            "--port",
+            str(port),
+            "--max-send-rate",
+            "50000",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return sink
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("sink did not start")
+
+
+def sink_stats(port: int) -> dict[str, int]:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sink/stats") as response:
+        return json.loads(response.read())
+
+
+def sink_reset(port: int) -> None:
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/_sink/reset", data=b"{}")).read()
+
+
+def end_to_end(url: str, recipients: int, port: int, prefix: str, workdir: Path) -> dict[str, float]:
+    settings = Settings(
+        data_dir=workdir, database_url=url, broker_url=REDIS_URL, redis_prefix=prefix, transport="ses",
+        ses_endpoint_url=f"http://127.0.0.1:{port}",
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        NEWSLETTER_BROKER_URL=REDIS_URL, NEWSLETTER_REDIS_PREFIX=prefix, NEWSLETTER_DATABASE_URL=url,
+        NEWSLETTER_TRANSPORT="ses", NEWSLETTER_SES_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        NEWSLETTER_DATA_DIR=str(workdir), AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+    )  # fmt: skip
+    workers = []
+    for index in range(2):
+        log = (workdir / f"worker{index}.log").open("wb")
+        workers.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "worker",
+                    "worker",
+                    "-P",
+                    "solo",
+                    "-n",
+                    f"bench{index}@%h",
+                    "--loglevel",
+                    "WARNING",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        )
+    time.sleep(4)  # both workers connected and idle
+    cpu_before = sum(proc_cpu_seconds(w.pid) for w in workers)
+    registry = load_registry(settings.topics_file)
+    issue = load_issue(REFERENCE, registry)
+    factory = session_factory(settings)
+    app = make_app(settings)
+    with factory() as session:
+        campaign = campaigns.create_campaign(
+            session, issue, REFERENCE.read_text(), audience="subscribers", transport="ses"
+        )
+        session.commit()
+
+    def enqueue(campaign_id: int, ids) -> None:  # type: ignore[no-untyped-def]
+        app.send_task("mailer.tasks.send_batch", args=(campaign_id, list(ids)))
+
+    started = time.time()
+    campaigns.start_campaign(
+        factory, campaign.id, issue, Brand.from_settings(settings), enqueue=enqueue, registry=registry
+    )
+    queued = time.time()
+    while True:
+        with factory() as session:
+            state = campaigns.progress(session, campaign.id, exact=False)
+        if state.status != "sending":
+            break
+        time.sleep(0.5)
+    with factory() as session:
+        finished = campaigns.get_campaign(session, campaign.id).finished_at
+    elapsed = (finished.timestamp() if finished else time.time()) - started
+    cpu = sum(proc_cpu_seconds(w.pid) for w in workers) - cpu_before
+    rss = max(proc_peak_rss_mb(w.pid) for w in workers)
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        worker.wait(30)
+    app.close()
+    stats = sink_stats(port)
+    return {
+        "sent": state.sent,
+        "status_done": float(state.status == "done"),
+        "seconds": elapsed,
+        "start_seconds": queued - started,
+        "rate": state.sent / elapsed,
+        "cpu_us_per_message": cpu / max(1, state.sent) * 1e6,
+        "worker_peak_rss_mb": rss,
+        "sink_accepted": stats["accepted"],
+        "sink_duplicates": stats["duplicates"],
+    }
+
+
+def _bare_worker(port: int, messages: list[tuple[str, bytes]], out) -> None:  # type: ignore[no-untyped-def]
+    from mailer.transports.ses import make_client
+
+    client = make_client(Settings(ses_endpoint_url=f"http://127.0.0.1:{port}"))
+    for recipient, raw in messages:
+        client.send_email(
+            FromEmailAddress="newsletter@example.org",
+            Destination={"ToAddresses": [recipient]},
+            Content={"Raw": {"Data": raw}},
+            EmailTags=[{"Name": "campaign", "Value": "1"}],
+        )
+    out.put(len(messages))
+
+
+def prebuilt_messages(count: int) -> list[tuple[str, bytes]]:
+    settings = Settings()
+    issue = load_issue(REFERENCE, load_registry(settings.topics_file))
+    rendering = render(issue, frozenset({"nova"}), Brand.from_settings(settings))
+    identity = SenderIdentity.from_settings(settings)
+    compiled = SegmentMessage(rendering, campaign_id=1, identity=identity)
+    tokens = RecipientLinks("u" * 30, "p" * 30, "v" * 30)
+    out = []
+    for n in range(count):
+        address = f"reader{n}@example.com"
+        values = link_values(identity, 1, address, tokens)
+        out.append((address, compiled.build(subscriber_id=n, email=address, name=None, values=values).raw))
+    return out
+
+
+def bare_loop(port: int, count: int) -> float:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    messages = prebuilt_messages(count)
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    halves = [messages[: count // 2], messages[count // 2 :]]
+    started = time.time()
+    processes = [context.Process(target=_bare_worker, args=(port, half, out)) for half in halves]
+    for process in processes:
+        process.start()
+    sent = sum(out.get(timeout=600) for _ in processes)
+    elapsed = time.time() - started
+    for process in processes:
+        process.join()
+    return sent / elapsed
+
+
+def mime_build(count: int = 3000) -> tuple[float, float]:
+    """Microseconds per recipient: ours (tokens + substitution + headers) vs EmailMessage from the same parts."""
+    settings = Settings()
+    issue = load_issue(REFERENCE, load_registry(settings.topics_file))
+    rendering = render(issue, issue.topics, Brand.from_settings(settings))
+    identity = SenderIdentity.from_settings(settings)
+    compiled = SegmentMessage(rendering, campaign_id=1, identity=identity)
+    secret = settings.secret_key
+    started = time.perf_counter()
+    for n in range(count):
+        address = f"reader{n}@example.com"
+        tokens = RecipientLinks(*(make_token(secret, n, p) for p in ("unsubscribe", "preferences", "view")))
+        compiled.build(
+            subscriber_id=n, email=address, name="读者", values=link_values(identity, 1, address, tokens)
+        )
+    ours = (time.perf_counter() - started) / count * 1e6
+    text_t = SplitTemplate.split(rendering.text, escape_html=False)
+    html_t = SplitTemplate.split(rendering.html, escape_html=True)
+    started = time.perf_counter()
+    for n in range(count // 10):
+        address = f"reader{n}@example.com"
+        tokens = RecipientLinks(*(make_token(secret, n, p) for p in ("unsubscribe", "preferences", "view")))
+        values = link_values(identity, 1, address, tokens)
+        message = EmailMessage()
+        message["From"] = f"{identity.sender_name} <{identity.sender_address}>"
+        message["To"] = f"读者 <{address}>"
+        message["Subject"] = rendering.subject
+        message["Message-ID"] = f"<1.{n}@{identity.domain}>"
+        message["List-Unsubscribe"] = f"<{values['unsubscribe_url']}>, <{values['mailto_unsubscribe']}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        message.set_content(text_t.fill(values))
+        message.add_alternative(html_t.fill(values), subtype="html")
+        message.as_bytes()
+    theirs = (time.perf_counter() - started) / (count // 10) * 1e6
+    return ours, theirs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipients", type=int, default=100_000)
+    parser.add_argument("--bare", type=int, default=20_000, help="messages of the bare boto3 loop")
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    args = parser.parse_args()
+    print(f"load before: {os.getloadavg()[0]:.2f}")
+    ours, theirs = mime_build()
+    print(f"MIME build per recipient: {ours:.1f} us (tokens + substitution + headers); "
+          f"EmailMessage: {theirs:.0f} us; {theirs / ours:.0f}x faster")  # fmt: skip
+    prefix = f"nlbench-{uuid.uuid4().hex[:8]}"
+    workdir = Path(tempfile.mkdtemp(prefix="nlbench-"))
+    name = f"nlbench_{os.getpid()}"
+    if args.database == "postgresql":
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    else:
+        url = f"sqlite:///{workdir / 'bench.db'}"
+    port = free_port()
+    sink = start_sink(port)
+    try:
+        started = time.time()
+        populate(url, args.recipients)
+        print(f"populated {args.recipients:,} subscribers in {time.time() - started:.1f} s ({args.database})")
+        e2e = end_to_end(url, args.recipients, port, prefix, workdir)
+        print(
+            f"end to end: {e2e['sent']:,.0f} messages in {e2e['seconds']:.1f} s = {e2e['rate']:,.0f} messages/s "
+            f"(start: render + ledger + enqueue {e2e['start_seconds']:.1f} s); worker CPU "
+            f"{e2e['cpu_us_per_message']:.0f} us/message; worker peak RSS {e2e['worker_peak_rss_mb']:.0f} MB; "
+            f"sink accepted {e2e['sink_accepted']:,}, duplicates {e2e['sink_duplicates']}"
+        )
+        sink_reset(port)
+        bare = bare_loop(port, args.bare)
+        print(f"bare boto3 loop, 2 processes, prebuilt messages: {bare:,.0f} messages/s")
+        print(f"ratio end to end / bare loop: {e2e['rate'] / bare:.2f}")
+        print(f"load after: {os.getloadavg()[0]:.2f}")
+    finally:
+        sink.send_signal(signal.SIGINT)
+        sink.wait(10)
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            client.delete(key)
+        if args.database == "postgresql":
+            from mailer.database import engine
+
+            engine(Settings(database_url=url)).dispose()
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
