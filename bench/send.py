@@ -273,7 +273,7 @@ def bare_loop(port: int, count: int) -> float:
 
 
 def mime_build(count: int = 3000) -> tuple[float, float]:
-    """Microseconds per recipient: ours (tokens + substitution + headers) vs EmailMessage from the same parts."""
+    """Microseconds per recipient: ours (tokens, substitution, headers) vs EmailMessage, same parts."""
     settings = Settings()
     issue = load_issue(REFERENCE, load_registry(settings.topics_file))
     rendering = render(issue, issue.topics, Brand.from_settings(settings))
@@ -336,10 +336,11 @@ def main() -> None:
         print(f"populated {args.recipients:,} subscribers in {time.time() - started:.1f} s ({args.database})")
         e2e = end_to_end(url, args.recipients, port, prefix, workdir)
         print(
-            f"end to end: {e2e['sent']:,.0f} messages in {e2e['seconds']:.1f} s = {e2e['rate']:,.0f} messages/s "
-            f"(start: render + ledger + enqueue {e2e['start_seconds']:.1f} s); worker CPU "
-            f"{e2e['cpu_us_per_message']:.0f} us/message; worker peak RSS {e2e['worker_peak_rss_mb']:.0f} MB; "
-            f"sink accepted {e2e['sink_accepted']:,}, duplicates {e2e['sink_duplicates']}"
+            f"end to end: {e2e['sent']:,.0f} messages in {e2e['seconds']:.1f} s = {e2e['rate']:,.0f} "
+            f"messages/s (start: render + ledger + enqueue {e2e['start_seconds']:.1f} s); worker CPU "
+            f"{e2e['cpu_us_per_message']:.0f} us/message; worker peak RSS "
+            f"{e2e['worker_peak_rss_mb']:.0f} MB; sink accepted {e2e['sink_accepted']:,}, "
+            f"duplicates {e2e['sink_duplicates']}"
         )
         sink_reset(port)
         bare = bare_loop(port, args.bare)
