@@ -12,10 +12,11 @@ back unchanged.
 from __future__ import annotations
 
 import csv
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from subscribers.errors import InvalidInput, SubscribersError
 from subscribers.models import STATUSES
@@ -55,15 +56,13 @@ _SURROGATE = re.compile("[\udc80-\udcff]")
 csv.field_size_limit(1 << 20)  # one field over a megabyte is a broken file, not a subscriber
 
 
-@dataclass(frozen=True, slots=True)
-class Reject:
+class Reject(NamedTuple):
     line: int  # physical line where the row starts (the header is line 1)
     reason: str
     fields: tuple[str, ...]  # the row as read (undecodable bytes escaped)
 
 
-@dataclass(frozen=True, slots=True)
-class CsvRow:
+class CsvRow(NamedTuple):  # a tuple, not a frozen dataclass: built once per row of a million-row file
     line: int
     email: str
     key: str
@@ -136,26 +135,37 @@ def _delimiter(first_line: str) -> str:
 _COLUMNS = ("email", "name", "topics", "locale", "status")
 
 
-def _parse(fields: list[str], indices: tuple[int, ...], line: int, check_bytes: bool) -> CsvRow:
-    if check_bytes and any(_SURROGATE.search(f) for f in fields):
+def _getter(columns: dict[str, int], length: int) -> Callable[[list[str]], tuple[str, ...]]:
+    """Picks our five columns from a row of ``length`` cells whose last cell is the empty padding."""
+    return operator.itemgetter(
+        *(i if (i := columns.get(c, -1)) >= 0 and i < length - 1 else -1 for c in _COLUMNS)
+    )
+
+
+def _parse(
+    fields: list[str], cells: Callable[[list[str]], tuple[str, ...]], line: int, check: bool
+) -> CsvRow:
+    if check and _SURROGATE.search("".join(fields)):
         raise InvalidInput("bytes that are not valid in the file's encoding")
-    width = len(fields)
-    email, name, topics, locale, status = (fields[i].strip() if 0 <= i < width else "" for i in indices)
+    # one empty cell appended: the index of every column the header lacks (or a short row misses)
+    email, name, topics, locale, status = cells([*fields, ""])
     address = normalise_address(email)
     if status:
-        status = status.lower()
+        status = status.strip().lower()
         if status not in STATUSES:
             raise InvalidInput(f"unknown status {status!r}")
     topic_list = split_topics(topics) if topics else None
+    name = name.strip()
+    locale = locale.strip()
     return CsvRow(
-        line=line,
-        email=address.email,
-        key=address.key,
-        name=normalise_name(name) if name else None,
-        locale=normalise_locale(locale) if locale else None,
-        topics=tuple(topic_list) if topic_list else None,
-        status=status or None,
-        fields=tuple(fields),
+        line,
+        address.email,
+        address.key,
+        normalise_name(name) if name else None,
+        normalise_locale(locale) if locale else None,
+        tuple(topic_list) if topic_list else None,
+        status or None,
+        tuple(fields),
     )
 
 
@@ -203,7 +213,8 @@ def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
 def _rows(
     lines: Iterable[str], delimiter: str, columns: dict[str, int], decoded: DecodedLines
 ) -> Iterator[CsvRow | Reject]:
-    indices = tuple(columns.get(column, -1) for column in _COLUMNS)
+    width = max(columns.values()) + 1
+    getter = _getter(columns, width + 1)
     reader = csv.reader(lines, delimiter=delimiter, strict=False)
     next(reader)  # the header
     start = reader.line_num + 1
@@ -217,9 +228,12 @@ def _rows(
             start = reader.line_num + 1
             continue
         line, start = start, reader.line_num + 1
-        if not any(f.strip() for f in fields):
+        if not "".join(fields).strip():
             continue
+        # the getter picks the five cells in one C call; a short row gets the appended "" for the rest
+        padded = len(fields) + 1
+        cells = getter if len(fields) >= width else _getter(columns, padded)
         try:
-            yield _parse(fields, indices, line, decoded.undecodable_lines > 0)
+            yield _parse(fields, cells, line, decoded.undecodable_lines > 0)
         except SubscribersError as exc:
             yield Reject(line, str(exc), tuple(fields))

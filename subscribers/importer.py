@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import gc
 import json
-import queue
-import sys
-import threading
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +30,7 @@ from subscribers.suppression import STATUS_FOR_REASON
 __all__ = ["ImportReport", "import_csv"]
 
 CHUNK_SIZE = 5000
+IMPORT_CACHE_KB = 64 * 1024  # SQLite page cache of the importing connection, while it imports
 TopicResolver = Callable[[str], str | None]
 
 
@@ -120,15 +118,10 @@ def import_csv(
 
     chunk: dict[str, tuple[CsvRow, frozenset[int] | None]] = {}
 
-    def apply(rows: list[tuple[CsvRow, frozenset[int] | None]]) -> None:
-        _apply(session, rows, extra_topics, status, default_locale, source, now, report)
-        session.commit()
-
-    writer = _Writer(apply)
-
     def flush() -> None:
         if chunk:
-            writer.put(list(chunk.values()))
+            _apply(session, list(chunk.values()), extra_topics, status, default_locale, source, now, report)
+            session.commit()
             chunk.clear()
         if progress:
             progress(report.rows, state[0].lines.bytes_read if state else 0)
@@ -137,7 +130,10 @@ def import_csv(
     # every 700 allocations cost a fifth of the import time.
     thresholds = gc.get_threshold()
     gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
-    writer.start()
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    if sqlite:  # the unique-address index is probed for every row: keep it in memory, not in 2 MB
+        previous_cache = session.connection().exec_driver_sql("PRAGMA cache_size").scalar()
+        session.connection().exec_driver_sql(f"PRAGMA cache_size = -{IMPORT_CACHE_KB}")
     try:
         for item in read_rows(stream, on_state=state.append):
             if not report.columns and state:
@@ -160,46 +156,12 @@ def import_csv(
                 flush()
         flush()
     finally:
-        writer.finish()
         gc.set_threshold(*thresholds)
+        if sqlite:
+            session.connection().exec_driver_sql(f"PRAGMA cache_size = {int(previous_cache)}")
     if state:
         report.encoding = state[0].lines.encoding or "ascii"
     return report
-
-
-_Chunk = list[tuple[CsvRow, frozenset[int] | None]]
-
-
-class _Writer(threading.Thread):
-    """Applies chunks in order on a thread of its own, so parsing the next chunk overlaps the database
-    writing this one (sqlite3 and psycopg release the GIL while the database works). At most one chunk
-    waits in the queue: memory stays flat. The first error stops the import and is raised in the caller."""
-
-    def __init__(self, apply: Callable[[_Chunk], None]) -> None:
-        super().__init__(name="subscribers-import-writer", daemon=True)
-        self._apply = apply
-        self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=1)
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        while (rows := self._queue.get()) is not None:
-            if self.error is None:
-                try:
-                    self._apply(rows)
-                except BaseException as exc:  # handed to the caller's thread by put()/finish()
-                    self.error = exc
-
-    def put(self, rows: _Chunk) -> None:
-        if self.error is not None:
-            raise self.error
-        self._queue.put(rows)
-
-    def finish(self) -> None:
-        """Wait for every queued chunk; re-raise the writer's error (unless one is already propagating)."""
-        self._queue.put(None)
-        self.join()
-        if self.error is not None and sys.exc_info()[1] is None:
-            raise self.error
 
 
 class _Sql:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import DOT_ATOM_TEXT, EMAIL_MAX_LENGTH, LOCAL_PART_MAX_LENGTH
@@ -54,8 +54,7 @@ _LOCALE_ALIASES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
+class Address(NamedTuple):
     email: str  # email-validator's normalised form (domain lower-cased and IDNA-normalised)
     key: str  # the case-insensitive unique key
 
@@ -112,6 +111,7 @@ def email_key(address: str) -> str:
     return normalise_address(address).key
 
 
+@lru_cache(maxsize=256)
 def normalise_locale(text: str | None, default: str = DEFAULT_LOCALE) -> str:
     """``zh``/``en`` from what a spreadsheet holds (``zh-CN``, ``en_US``, ``English``, ``中文``, empty)."""
     value = (text or "").strip().lower().replace("_", "-")
