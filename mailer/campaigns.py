@@ -1,11 +1,6 @@
-"""Campaign lifecycle and every ledger query: create, start, claim, record, release, pause/resume/cancel,
-reap, progress. Tasks and the CLI call these; no SQL lives anywhere else on the sending side.
-
-Exactly-once rests on three conditional updates: a row is claimed only while ``queued`` (one UPDATE with
-RETURNING: a second worker or a retried task gets nothing), recorded only by the claim that holds it, and
-a campaign changes status only from the state the caller expects. Rows a killed worker left in
-``sending`` are found once their lease (``claimed_at``, renewed at every record) has expired and are
-resent or marked ``unknown`` (``settings.on_lost_send``).
+"""Campaign lifecycle: create, start (render segments once, fill the ledger, enqueue), pause, resume,
+cancel, progress. With mailer/ledger.py (claim, record, release, reap; re-exported here) this is all the
+SQL of the sending side; tasks and the CLI call these functions.
 """
 
 from __future__ import annotations
@@ -13,26 +8,40 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.errors import ConflictError, NotFoundError
 from mailer.issue import Issue
+from mailer.ledger import (
+    Claimed,
+    Enqueue,
+    Outcome,
+    ReapReport,
+    claim,
+    enqueue_queued,
+    execute_count,
+    finish_if_done,
+    reap,
+    record,
+    release,
+    set_status,
+)
 from mailer.models import Campaign, Delivery, SegmentRendering, segment_key
 from mailer.render import Brand, render_segments
 from mailer.topics import TopicRegistry
 from subscribers.db import utcnow
-from subscribers.store import segment_counts, sendable, stream_audience
+from subscribers.store import segment_counts, stream_audience
 
 __all__ = [
     "Claimed",
     "Enqueue",
     "Outcome",
     "Progress",
+    "ReapReport",
     "cancel",
     "claim",
     "create_campaign",
@@ -46,7 +55,6 @@ __all__ = [
     "start_campaign",
 ]
 
-Enqueue = Callable[[int, Sequence[int]], None]  # (campaign id, ledger ids) -> one batch task
 _UPDATE_OPTS = {"synchronize_session": False}
 
 
@@ -90,18 +98,6 @@ def create_campaign(
     return campaign
 
 
-def _set_status(
-    session: Session, campaign_id: int, new: str, *, only_from: Iterable[str], **values: object
-) -> bool:
-    result = session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.status.in_(list(only_from)))
-        .values(status=new, **values)
-        .execution_options(**_UPDATE_OPTS)
-    )
-    return bool(result.rowcount)
-
-
 def start_campaign(
     factory: sessionmaker[Session],
     campaign_id: int,
@@ -115,7 +111,7 @@ def start_campaign(
 ) -> int:
     """Render each segment once, stream the audience into the ledger, enqueue batches. Returns the total."""
     with factory() as session:
-        if not _set_status(
+        if not set_status(
             session, campaign_id, "sending", only_from=("draft", "scheduled"), started_at=utcnow()
         ):
             raise ConflictError(f"campaign {campaign_id} is not a draft; resume it instead")
@@ -147,7 +143,7 @@ def start_campaign(
                         "queued_at": utcnow(),
                     }
                 )
-            ids = list(session.scalars(Delivery.__table__.insert().returning(Delivery.__table__.c.id), rows))
+            ids = list(session.scalars(insert(Delivery).returning(Delivery.id), rows))
             session.execute(
                 update(Campaign).where(Campaign.id == campaign_id).values(total=Campaign.total + len(ids))
             )
@@ -156,7 +152,7 @@ def start_campaign(
             for start in range(0, len(ids), batch_size):
                 enqueue(campaign_id, ids[start : start + batch_size])
         session.execute(update(Campaign).where(Campaign.id == campaign_id).values(queued_all=True))
-        _finish_if_done(session, campaign_id)
+        finish_if_done(session, campaign_id)
         session.commit()
     return total
 
@@ -189,172 +185,9 @@ def _store_renderings(
     return ids
 
 
-@dataclass(frozen=True)
-class Claimed:
-    id: int
-    subscriber_id: int
-    segment_id: int
-    email: str
-    name: str | None
-
-
-def claim(
-    session: Session, campaign_id: int, ids: Sequence[int], claim_id: str, *, now: datetime | None = None
-) -> tuple[list[Claimed], int]:
-    """Claim the still-queued rows among ``ids`` while the campaign is sending, re-check who may still get
-    mail, skip the others. Commits. Returns (rows to send, rows skipped)."""
-    now = now or utcnow()
-    sending = select(Campaign.status).where(Campaign.id == campaign_id).scalar_subquery() == "sending"
-    rows = session.execute(
-        update(Delivery)
-        .where(
-            Delivery.id.in_(list(ids)),
-            Delivery.campaign_id == campaign_id,
-            Delivery.status == "queued",
-            sending,
-        )
-        .values(status="sending", claim=claim_id, claimed_at=now, attempts=Delivery.attempts + 1)
-        .returning(Delivery.id, Delivery.subscriber_id, Delivery.segment_id, Delivery.email, Delivery.name)
-        .execution_options(**_UPDATE_OPTS)
-    ).all()
-    claimed = [Claimed(*row) for row in rows]
-    allowed = sendable(session, [c.subscriber_id for c in claimed]) if claimed else set()
-    gone = [c.id for c in claimed if c.subscriber_id not in allowed]
-    if gone:
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(gone), Delivery.claim == claim_id)
-            .values(
-                status="skipped",
-                claim=None,
-                last_error="not sendable at send time (unsubscribed or suppressed)",
-            )
-            .execution_options(**_UPDATE_OPTS)
-        )
-        session.execute(
-            update(Campaign).where(Campaign.id == campaign_id).values(skipped=Campaign.skipped + len(gone))
-        )
-    session.commit()
-    return [c for c in claimed if c.subscriber_id in allowed], len(gone)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    delivery_id: int
-    sent: bool
-    message_id: str | None = None
-    error: str | None = None
-
-
-def record(
-    session: Session,
-    campaign_id: int,
-    claim_id: str,
-    outcomes: Sequence[Outcome],
-    *,
-    max_consecutive_failures: int,
-    now: datetime | None = None,
-) -> str:
-    """Write results of this claim, renew the lease of its other rows, update counters; pause the campaign
-    after too many failures in a row and finish it when nothing is left. Commits. Returns its status."""
-    now = now or utcnow()
-    sent = {o.delivery_id: o.message_id or "" for o in outcomes if o.sent}
-    failed = {o.delivery_id: (o.error or "failed")[:2000] for o in outcomes if not o.sent}
-    mine = and_(Delivery.claim == claim_id, Delivery.status == "sending")
-    n_sent = n_failed = 0
-    if sent:
-        n_sent = len(
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(list(sent)), mine)
-                .values(status="sent", message_id=case(sent, value=Delivery.id), sent_at=now, last_error=None)
-                .returning(Delivery.id)
-                .execution_options(**_UPDATE_OPTS)
-            ).all()
-        )
-    if failed:
-        n_failed = len(
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(list(failed)), mine)
-                .values(status="failed", last_error=case(failed, value=Delivery.id))
-                .returning(Delivery.id)
-                .execution_options(**_UPDATE_OPTS)
-            ).all()
-        )
-    session.execute(update(Delivery).where(mine).values(claimed_at=now).execution_options(**_UPDATE_OPTS))
-    trailing = 0
-    for outcome in reversed(outcomes):
-        if outcome.sent:
-            break
-        trailing += 1
-    streak = trailing if sent else Campaign.consecutive_failures + trailing
-    status, streak_now = session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id)
-        .values(sent=Campaign.sent + n_sent, failed=Campaign.failed + n_failed, consecutive_failures=streak)
-        .returning(Campaign.status, Campaign.consecutive_failures)
-    ).one()
-    if status == "sending" and streak_now >= max_consecutive_failures:
-        reason = f"paused after {streak_now} failures in a row; last: {outcomes[-1].error}"
-        if _set_status(session, campaign_id, "paused", only_from=("sending",), status_reason=reason):
-            status = "paused"
-    if status == "sending" and _finish_if_done(session, campaign_id, now=now):
-        status = "done"
-    session.commit()
-    return status
-
-
-def release(session: Session, campaign_id: int, claim_id: str, *, now: datetime | None = None) -> int:
-    """Give back this claim's unsent rows: queued again, or skipped when the campaign was cancelled."""
-    status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
-    cancelled = status == "cancelled"
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.claim == claim_id, Delivery.status == "sending")
-        .values(
-            status="skipped" if cancelled else "queued",
-            claim=None,
-            queued_at=now or utcnow(),
-            last_error="campaign cancelled" if cancelled else None,
-        )
-        .execution_options(**_UPDATE_OPTS)
-    )
-    if cancelled and result.rowcount:
-        session.execute(
-            update(Campaign)
-            .where(Campaign.id == campaign_id)
-            .values(skipped=Campaign.skipped + result.rowcount)
-        )
-    session.commit()
-    return int(result.rowcount)
-
-
-def _finish_if_done(session: Session, campaign_id: int, *, now: datetime | None = None) -> bool:
-    return (
-        _set_status(
-            session,
-            campaign_id,
-            "done",
-            only_from=("sending",),
-            finished_at=now or utcnow(),
-        )
-        if session.scalar(
-            select(func.count())
-            .select_from(Campaign)
-            .where(
-                Campaign.id == campaign_id,
-                Campaign.queued_all.is_(True),
-                Campaign.sent + Campaign.failed + Campaign.skipped + Campaign.unknown >= Campaign.total,
-            )
-        )
-        else False
-    )
-
-
 def pause(session: Session, campaign_id: int, reason: str = "paused by an operator") -> None:
     get_campaign(session, campaign_id)
-    if not _set_status(
+    if not set_status(
         session, campaign_id, "paused", only_from=("sending", "scheduled"), status_reason=reason
     ):
         raise ConflictError(f"campaign {campaign_id} is not sending; only a sending campaign can pause")
@@ -364,18 +197,18 @@ def pause(session: Session, campaign_id: int, reason: str = "paused by an operat
 def resume(session: Session, campaign_id: int, *, enqueue: Enqueue, batch_size: int = 100) -> int:
     """Paused -> sending; every row still queued goes back on the queue. Returns how many."""
     get_campaign(session, campaign_id)
-    if not _set_status(
+    if not set_status(
         session, campaign_id, "sending", only_from=("paused",), status_reason=None, consecutive_failures=0
     ):
         raise ConflictError(f"campaign {campaign_id} is not paused")
     session.commit()
-    return _enqueue_queued(session, campaign_id, enqueue, batch_size)
+    return enqueue_queued(session, campaign_id, enqueue, batch_size)
 
 
 def cancel(session: Session, campaign_id: int, reason: str = "cancelled by an operator") -> int:
     """Stop for good: queued rows become skipped (workers skip the rows they hold). Returns how many."""
     get_campaign(session, campaign_id)
-    if not _set_status(
+    if not set_status(
         session,
         campaign_id,
         "cancelled",
@@ -383,109 +216,18 @@ def cancel(session: Session, campaign_id: int, reason: str = "cancelled by an op
         status_reason=reason,
     ):
         raise ConflictError(f"campaign {campaign_id} is already finished")
-    result = session.execute(
+    changed = execute_count(
+        session,
         update(Delivery)
         .where(Delivery.campaign_id == campaign_id, Delivery.status == "queued")
         .values(status="skipped", last_error="campaign cancelled")
-        .execution_options(**_UPDATE_OPTS)
+        .execution_options(**_UPDATE_OPTS),
     )
     session.execute(
-        update(Campaign).where(Campaign.id == campaign_id).values(skipped=Campaign.skipped + result.rowcount)
+        update(Campaign).where(Campaign.id == campaign_id).values(skipped=Campaign.skipped + changed)
     )
     session.commit()
-    return int(result.rowcount)
-
-
-def _enqueue_queued(session: Session, campaign_id: int, enqueue: Enqueue, batch_size: int) -> int:
-    ids = list(
-        session.scalars(
-            select(Delivery.id)
-            .where(Delivery.campaign_id == campaign_id, Delivery.status == "queued")
-            .order_by(Delivery.id)
-        )
-    )
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(ids))
-        .values(queued_at=utcnow())
-        .execution_options(**_UPDATE_OPTS)
-    ) if ids else None
-    session.commit()
-    for start in range(0, len(ids), batch_size):
-        enqueue(campaign_id, ids[start : start + batch_size])
-    return len(ids)
-
-
-@dataclass(frozen=True)
-class ReapReport:
-    resent: int
-    unknown: int
-    requeued: int  # queued rows whose task was lost, put back on the queue
-
-
-def reap(
-    session: Session,
-    *,
-    lease_seconds: float,
-    policy: str,
-    enqueue: Enqueue,
-    batch_size: int = 100,
-    now: datetime | None = None,
-) -> ReapReport:
-    """Resolve rows whose worker vanished: ``sending`` past the lease -> resent or ``unknown``; and when a
-    sending campaign has claimed nothing for a whole lease, its queued rows' tasks are lost: enqueue again."""
-    now = now or utcnow()
-    expired = now - timedelta(seconds=lease_seconds)
-    lost = session.execute(
-        select(Delivery.id, Delivery.campaign_id).where(
-            Delivery.status == "sending", Delivery.claimed_at < expired
-        )
-    ).all()
-    resent = unknown = 0
-    by_campaign: dict[int, list[int]] = {}
-    for delivery_id, campaign_id in lost:
-        by_campaign.setdefault(campaign_id, []).append(delivery_id)
-    for campaign_id, ids in by_campaign.items():
-        stale = and_(Delivery.id.in_(ids), Delivery.status == "sending", Delivery.claimed_at < expired)
-        if policy == "resend":
-            count = session.execute(
-                update(Delivery)
-                .where(stale)
-                .values(
-                    status="queued",
-                    claim=None,
-                    queued_at=now,
-                    last_error="lease expired (worker lost); resent",
-                )
-                .execution_options(**_UPDATE_OPTS)
-            ).rowcount
-            resent += count
-        else:
-            count = session.execute(
-                update(Delivery)
-                .where(stale)
-                .values(
-                    status="unknown", claim=None, last_error="lease expired (worker lost); may have been sent"
-                )
-                .execution_options(**_UPDATE_OPTS)
-            ).rowcount
-            session.execute(
-                update(Campaign).where(Campaign.id == campaign_id).values(unknown=Campaign.unknown + count)
-            )
-            unknown += count
-    session.commit()
-    requeued = 0
-    for campaign_id in session.scalars(select(Campaign.id).where(Campaign.status == "sending")):
-        last_claim = session.scalar(
-            select(func.max(Delivery.claimed_at)).where(Delivery.campaign_id == campaign_id)
-        )
-        started = session.scalar(select(Campaign.started_at).where(Campaign.id == campaign_id))
-        idle_since = last_claim or started or now
-        if idle_since < expired or campaign_id in by_campaign:
-            requeued += _enqueue_queued(session, campaign_id, enqueue, batch_size)
-        _finish_if_done(session, campaign_id, now=now)
-        session.commit()
-    return ReapReport(resent=resent, unknown=unknown, requeued=requeued)
+    return int(changed)
 
 
 @dataclass(frozen=True)

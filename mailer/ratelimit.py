@@ -69,7 +69,10 @@ return {1, wait}
 
 
 class RateLimiter(Protocol):
-    rate: float | None
+    @property
+    def rate(self) -> float | None:
+        """Tokens per second; None: unlimited."""
+        ...
 
     def acquire(self, tokens: int = 1) -> float:
         """Block until ``tokens`` may be spent; returns the seconds waited."""
