@@ -84,6 +84,18 @@ def _link_bare_urls(state: StateCore) -> None:
         block.children = out
 
 
+_CJK_RE = re.compile(r"[\u2e80-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]")
+
+
+def _softbreak_html(renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    """A soft line break between two CJK characters disappears in HTML: Chinese puts no spaces between
+    words, and browsers would show the break as one ("第一行\n第二行" reading "第一行 第二行").
+    The text part keeps the editor's lines as they are."""
+    before = tokens[idx - 1].content[-1:] if idx and tokens[idx - 1].type == "text" else ""
+    after = tokens[idx + 1].content[:1] if idx + 1 < len(tokens) and tokens[idx + 1].type == "text" else ""
+    return "" if _CJK_RE.match(before) and _CJK_RE.match(after) else "\n"
+
+
 def _apply_link_policy(state: StateCore) -> None:
     base_url = state.env.get("base_url") if isinstance(state.env, dict) else None
     for block in state.tokens:
@@ -122,6 +134,7 @@ def markdown() -> MarkdownIt:
     md.enable(["table", "strikethrough"])
     md.core.ruler.push("bare_urls", _link_bare_urls)
     md.core.ruler.push("link_policy", _apply_link_policy)
+    md.add_render_rule("softbreak", _softbreak_html)
     return md
 
 

@@ -278,3 +278,11 @@ def test_brand_from_settings() -> None:
         "en",
     )
     assert brand.email_templates_dir == Path(settings.templates_dir) / "email"
+
+
+def test_soft_line_breaks_between_chinese_characters_add_no_space(registry: TopicRegistry) -> None:
+    text = "---\ntitle: T\n---\n## A\n第一行\n第二行。\nEnglish line\nnext line\n中文\n"
+    rendering = render(parse_issue(text, "t.md", registry), set(), BRAND)
+    assert "第一行第二行。" in rendering.html
+    assert "English line\nnext line" in rendering.html  # a break between Latin words stays a space
+    assert "第一行\n第二行。" in rendering.text  # the text part keeps the editor's lines
