@@ -10,6 +10,7 @@ bounds what a SIGKILL can leave sent-but-unrecorded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import secrets
@@ -180,6 +181,13 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
             report.status = "paused"
         except _Stop:
             pass
+        except Exception:
+            # a bug or a lost database: keep what was sent, give the rest back, let Celery log the error
+            with contextlib.suppress(Exception):
+                session.rollback()
+                campaigns.record(session, campaign_id, claim_id, outcomes, max_consecutive_failures=1 << 30)
+                campaigns.release(session, campaign_id, claim_id)
+            raise
         report.released = campaigns.release(session, campaign_id, claim_id)
     return report
 
