@@ -116,6 +116,17 @@ def drop_pg(name: str) -> None:
 
 
 def bench_import(url: str, csv_path: Path) -> dict[str, float]:
+    """Each import runs in a fresh child process, like the CLI: no state of this process weighs on it."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--import-child", url, "--csv", str(csv_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def import_child(url: str, csv_path: Path) -> dict[str, float]:
     engine = open_database(url)
     factory = make_session_factory(engine)
     with factory() as session:
@@ -281,9 +292,14 @@ def main() -> None:
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--repeat", type=int, default=3, help="SQLite import runs (the median is shown)")
     parser.add_argument("--stream-child")
+    parser.add_argument("--import-child")
+    parser.add_argument("--csv")
     args = parser.parse_args()
     if args.stream_child:
         stream_child(args.stream_child, args.batch_size)
+        return
+    if args.import_child:
+        print(json.dumps(import_child(args.import_child, Path(args.csv))))
         return
 
     with tempfile.TemporaryDirectory(prefix="nlbench") as tmp:

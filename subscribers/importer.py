@@ -59,6 +59,7 @@ class _Topics:
         self._names = names
         self._resolve = resolve
         self._cache: dict[str, int | None] = {}
+        self._sets: dict[tuple[str, ...], frozenset[int]] = {}
 
     def id(self, name: str) -> int | None:
         if name not in self._cache:
@@ -67,7 +68,14 @@ class _Topics:
             self._cache[name] = self._ids.get(key) if key else None
         return self._cache[name]
 
-    def ids(self, names: Iterable[str]) -> frozenset[int]:
+    def ids(self, names: tuple[str, ...]) -> frozenset[int]:
+        """The ids of a row's topic names (cached per distinct tuple: a list has few combinations)."""
+        found = self._sets.get(names)
+        if found is None:
+            found = self._sets[names] = self._ids_of(names)
+        return found
+
+    def _ids_of(self, names: Iterable[str]) -> frozenset[int]:
         found = set()
         for name in names:
             topic_id = self.id(name)
@@ -75,10 +83,6 @@ class _Topics:
                 raise InvalidInput(f"unknown topic {name!r}")
             found.add(topic_id)
         return frozenset(found)
-
-    def keys(self, ids: Iterable[int]) -> list[str]:
-        by_id = {v: k for k, v in self._ids.items()}
-        return sorted(by_id[i] for i in ids)
 
 
 def import_csv(
@@ -107,7 +111,7 @@ def import_csv(
     if status not in ("active", "pending"):
         raise InvalidInput(f"--status must be active or pending, not {status!r}")
     topic_map = _Topics(session, resolve_topic)
-    extra_topics = topic_map.ids(topics)
+    extra_topics = topic_map.ids(tuple(topics))
     report = ImportReport()
     state: list[ReadState] = []
 
@@ -246,16 +250,17 @@ def _apply(
     topic_adds: list[tuple[int, int]] = []
     topic_removes: list[tuple[int, int]] = []
     events: list[tuple[Any, ...]] = []
+    arrays: dict[frozenset[int], str] = {}
     for row, row_topics in rows:
         old = existing.get(row.key)
         if old is None:
             status = row.status or default_status
             if row.key in suppressed:
                 status = STATUS_FOR_REASON[suppressed[row.key]]
-            topic_ids = sorted((row_topics or frozenset()) | extra_topics)
-            new_rows.append(
-                (row.email, row.key, row.name, row.locale or default_locale, status, str(topic_ids))
-            )
+            ids = (row_topics or frozenset()) | extra_topics
+            if (array := arrays.get(ids)) is None:
+                array = arrays[ids] = str(sorted(ids))  # "[1, 5]": JSON for json_each / jsonb
+            new_rows.append((row.email, row.key, row.name, row.locale or default_locale, status, array))
             continue
         old_id, _, _, old_name, old_locale, old_status = old
         changes: dict[str, Any] = {}  # the address keeps the spelling it was first stored with

@@ -61,33 +61,34 @@ class Address(NamedTuple):
 
 @lru_cache(maxsize=65536)
 def _domain(domain: str) -> str | None:
-    """The normalised domain, or None when email-validator rejects it (the full path then says why)."""
+    """The normalised ASCII domain; None when email-validator rejects it (the full path then says why)
+    or when it is internationalised, bracketed or holds an @ (the full path handles those)."""
+    if not domain or domain[0] == "[" or "@" in domain or not domain.isascii():
+        return None
     try:
-        return validate_email_domain_name(domain, test_environment=False, globally_deliverable=True)["domain"]
+        normal = validate_email_domain_name(domain, test_environment=False, globally_deliverable=True)
     except EmailNotValidError:
         return None
+    return normal["domain"] if normal["domain"].isascii() else None
 
 
 def _fast(address: str) -> Address | None:
     local, at, domain = address.partition("@")
     if (
         not at
-        or "@" in domain
-        or not domain
-        or domain[0] == "["
         or len(local) > LOCAL_PART_MAX_LENGTH
         or not local.isascii()
         or DOT_ATOM_TEXT.match(local) is None
-        or local.lower() in CASE_INSENSITIVE_MAILBOX_NAMES
     ):
         return None
     normal_domain = _domain(domain)
-    if normal_domain is None or not normal_domain.isascii():
+    if normal_domain is None:
         return None
-    email = f"{local}@{normal_domain}"
-    if len(email) > EMAIL_MAX_LENGTH:
+    email = local + "@" + normal_domain
+    key = email.lower()
+    if len(email) > EMAIL_MAX_LENGTH or key[: len(local)] in CASE_INSENSITIVE_MAILBOX_NAMES:
         return None
-    return Address(email=email, key=email.lower())
+    return Address(email, key)
 
 
 def normalise_address(text: str) -> Address:
