@@ -146,6 +146,7 @@ def import_child(url: str, csv_path: Path) -> dict[str, float]:
     assert again.unchanged == again.rows, again
     engine.dispose()
     return {
+        "peak_mb": _status_kb("VmHWM") / 1024,
         "rows": report.rows,
         "seconds": seconds,
         "rows_per_s": report.rows / seconds,
@@ -316,6 +317,7 @@ def main() -> None:
 
         runs = [bench_import(f"sqlite:///{folder / f'import{i}.db'}", csv_path) for i in range(args.repeat)]
         print("import SQLite runs (rows/s): " + ", ".join(f"{x['rows_per_s']:,.0f}" for x in runs))
+        print(f"import child peak RSS (VmHWM): {max(x['peak_mb'] for x in runs):.0f} MB")
         r = sorted(runs, key=lambda x: x["rows_per_s"])[len(runs) // 2]  # the median run
         print(
             f"import SQLite:     {r['rows']:,} rows in {r['seconds']:.2f} s = {r['rows_per_s']:,.0f} rows/s "
