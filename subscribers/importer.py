@@ -30,7 +30,7 @@ from subscribers.suppression import STATUS_FOR_REASON
 __all__ = ["ImportReport", "import_csv"]
 
 CHUNK_SIZE = 10_000  # rows per transaction: bigger cost memory, smaller cost statements and commits
-IMPORT_CACHE_KB = 64 * 1024  # SQLite page cache of the importing connection, while it imports
+IMPORT_CACHE_KB = 16 * 1024  # SQLite page cache of the importing connection, while it imports
 TopicResolver = Callable[[str], str | None]
 
 
