@@ -143,7 +143,21 @@ def start_campaign(
                         "queued_at": utcnow(),
                     }
                 )
-            ids = list(session.scalars(insert(Delivery).returning(Delivery.id), rows))
+            if not rows:
+                continue
+            # plain executemany (one prepared statement; RETURNING would make psycopg re-parse a huge
+            # multi-VALUES query), then the new ids by the chunk's subscriber range: unique per campaign
+            session.execute(insert(Delivery), rows)
+            ids = list(
+                session.scalars(
+                    select(Delivery.id)
+                    .where(
+                        Delivery.campaign_id == campaign_id,
+                        Delivery.subscriber_id.between(rows[0]["subscriber_id"], rows[-1]["subscriber_id"]),
+                    )
+                    .order_by(Delivery.id)
+                )
+            )
             session.execute(
                 update(Campaign).where(Campaign.id == campaign_id).values(total=Campaign.total + len(ids))
             )

@@ -125,10 +125,12 @@ def record(
     outcomes: Sequence[Outcome],
     *,
     max_consecutive_failures: int,
+    final: bool = True,
     now: datetime | None = None,
 ) -> str:
     """Write results of this claim, renew the lease of its other rows, update counters; pause the campaign
-    after too many failures in a row and finish it when nothing is left. Commits. Returns its status."""
+    after too many failures in a row and (``final``: the claim's last record) finish it when nothing is
+    left. Commits. Returns the campaign's status."""
     now = now or utcnow()
     sent = {o.delivery_id: o.message_id or "" for o in outcomes if o.sent}
     failed = {o.delivery_id: (o.error or "failed")[:2000] for o in outcomes if not o.sent}
@@ -168,10 +170,11 @@ def record(
         .returning(Campaign.status, Campaign.consecutive_failures)
     ).one()
     if status == "sending" and streak_now >= max_consecutive_failures:
-        reason = f"paused after {streak_now} failures in a row; last: {outcomes[-1].error}"
+        last = outcomes[-1].error if outcomes else "-"
+        reason = f"paused after {streak_now} failures in a row; last: {last}"
         if set_status(session, campaign_id, "paused", only_from=("sending",), status_reason=reason):
             status = "paused"
-    if status == "sending" and finish_if_done(session, campaign_id, now=now):
+    if final and status == "sending" and finish_if_done(session, campaign_id, now=now):
         status = "done"
     session.commit()
     return status

@@ -116,6 +116,8 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
         rows, report.skipped = campaigns.claim(session, campaign_id, list(delivery_ids), claim_id)
         report.claimed = len(rows) + report.skipped
         if not rows:
+            if report.skipped:  # the campaign's last rows may all have been skipped
+                campaigns.record(session, campaign_id, claim_id, [], max_consecutive_failures=1 << 30)
             return report
         campaign = campaigns.get_campaign(session, campaign_id)
         compiled = {row.segment_id: ctx.segment(session, campaign, row.segment_id) for row in rows}
@@ -124,7 +126,7 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
         outcomes: list[campaigns.Outcome] = []
         last_flush = time.monotonic()
 
-        def flush() -> None:
+        def flush(final: bool = False) -> None:
             nonlocal last_flush
             report.sent += sum(1 for o in outcomes if o.sent)
             report.failed += sum(1 for o in outcomes if not o.sent)
@@ -134,6 +136,7 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
                 claim_id,
                 outcomes,
                 max_consecutive_failures=settings.max_consecutive_failures,
+                final=final,
             )
             outcomes.clear()
             last_flush = time.monotonic()
@@ -167,7 +170,7 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
                     or time.monotonic() - last_flush >= FLUSH_SECONDS
                 ):
                     flush()
-            flush()
+            flush(final=True)
         except AccountPausedError as exc:
             report.sent += sum(1 for o in outcomes if o.sent)
             report.failed += sum(1 for o in outcomes if not o.sent)
