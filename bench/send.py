@@ -11,6 +11,7 @@ import argparse
 import multiprocessing
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -229,6 +230,8 @@ def _bare_worker(port: int, messages: list[tuple[str, bytes]], out) -> None:  # 
     from mailer.transports.ses import make_client
 
     client = make_client(Settings(ses_endpoint_url=f"http://127.0.0.1:{port}"))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = usage.ru_utime + usage.ru_stime
     for recipient, raw in messages:
         client.send_email(
             FromEmailAddress="newsletter@example.org",
@@ -236,7 +239,8 @@ def _bare_worker(port: int, messages: list[tuple[str, bytes]], out) -> None:  # 
             Content={"Raw": {"Data": raw}},
             EmailTags=[{"Name": "campaign", "Value": "1"}],
         )
-    out.put(len(messages))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out.put((len(messages), usage.ru_utime + usage.ru_stime - cpu_before))
 
 
 def prebuilt_messages(count: int) -> list[tuple[str, bytes]]:
@@ -254,7 +258,8 @@ def prebuilt_messages(count: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def bare_loop(port: int, count: int) -> float:
+def bare_loop(port: int, count: int) -> tuple[float, float]:
+    """Messages per second and CPU microseconds per message of the two sending processes."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     messages = prebuilt_messages(count)
@@ -265,11 +270,12 @@ def bare_loop(port: int, count: int) -> float:
     processes = [context.Process(target=_bare_worker, args=(port, half, out)) for half in halves]
     for process in processes:
         process.start()
-    sent = sum(out.get(timeout=600) for _ in processes)
+    results = [out.get(timeout=600) for _ in processes]
     elapsed = time.time() - started
     for process in processes:
         process.join()
-    return sent / elapsed
+    sent = sum(n for n, _ in results)
+    return sent / elapsed, sum(cpu for _, cpu in results) / sent * 1e6
 
 
 def mime_build(count: int = 3000) -> tuple[float, float]:
@@ -343,8 +349,11 @@ def main() -> None:
             f"duplicates {e2e['sink_duplicates']}"
         )
         sink_reset(port)
-        bare = bare_loop(port, args.bare)
-        print(f"bare boto3 loop, 2 processes, prebuilt messages: {bare:,.0f} messages/s")
+        bare, bare_cpu = bare_loop(port, args.bare)
+        print(
+            f"bare boto3 loop, 2 processes, prebuilt messages: {bare:,.0f} messages/s; "
+            f"CPU {bare_cpu:.0f} us/message"
+        )
         print(f"ratio end to end / bare loop: {e2e['rate'] / bare:.2f}")
         print(f"load after: {os.getloadavg()[0]:.2f}")
     finally:
