@@ -10,6 +10,7 @@ half-way leaves whole chunks only, and running it again finishes the job.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 from collections.abc import Callable, Collection, Iterable
@@ -18,6 +19,7 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from subscribers.csvreader import CsvRow, ReadState, Reject, read_rows
@@ -161,8 +163,9 @@ def import_csv(
         flush()
     finally:
         gc.set_threshold(*thresholds)
-        if sqlite:
-            session.connection().exec_driver_sql(f"PRAGMA cache_size = {int(previous_cache)}")
+        if sqlite:  # after a failed chunk the session may refuse statements: the pool's setting then stays
+            with contextlib.suppress(SQLAlchemyError):
+                session.connection().exec_driver_sql(f"PRAGMA cache_size = {int(previous_cache or -2000)}")
     if state:
         report.encoding = state[0].lines.encoding or "ascii"
     return report
