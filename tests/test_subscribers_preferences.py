@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from subscribers.errors import AlreadyExists, InvalidInput, InvalidToken, RateLimited
 from subscribers.models import Subscriber, SubscriberEvent
@@ -165,3 +165,35 @@ def test_add_and_remove(session):
     ).all()
     assert [e.kind for e in events] == ["subscribed", "removed"]
     assert all(e.subscriber_id is None for e in events)  # the log outlives the row
+
+
+def test_two_racing_signups_send_one_confirmation(db_engine, session):
+    """Two processes signing the same new address up at once: the second waits for the first's row
+    lock, then finds the slot taken. No second confirmation email."""
+    import threading
+    import time
+
+    from subscribers.db import make_session_factory
+
+    factory = make_session_factory(db_engine)
+    first_session, results = factory(), {}
+    first = signup(first_session, "race@example.org", secret=SECRET, now=T0)  # not committed yet
+
+    def second() -> None:
+        with factory() as other:
+            try:
+                results["second"] = signup(other, "race@example.org", secret=SECRET, now=T0)
+                other.commit()
+            except RateLimited as exc:
+                results["second"] = exc
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    time.sleep(0.3)  # the second signup is now waiting on the first one's write
+    assert "second" not in results
+    first_session.commit()
+    first_session.close()
+    thread.join(timeout=20)
+    assert first.send_confirmation
+    assert isinstance(results["second"], RateLimited)
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 1
