@@ -1,4 +1,5 @@
-"""Sending benchmark: a campaign to N recipients through Redis and 2 Celery worker processes to a local
+"""Sending benchmark: a campaign to N recipients through Redis and 2 Celery worker processes (2 threads
+each, so one thread's network and database waits overlap the other's work) to a local
 SES-compatible sink, against a bare boto3 loop over 2 processes to the same sink; and per-recipient MIME
 build time against email.message.EmailMessage. Prints figures; needs Redis and PostgreSQL on 127.0.0.1.
 
@@ -161,7 +162,9 @@ def end_to_end(url: str, recipients: int, port: int, prefix: str, workdir: Path)
                     "worker",
                     "worker",
                     "-P",
-                    "solo",
+                    "threads",
+                    "-c",
+                    "2",
                     "-n",
                     f"bench{index}@%h",
                     "--loglevel",

@@ -10,6 +10,7 @@ the embedded mode. Tasks are safe to run twice: claiming is conditional.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 
 from celery import Celery
@@ -57,8 +58,9 @@ _state: dict[str, object] = {}
 
 def use_settings(settings: Settings) -> None:
     """Run the tasks of this process with ``settings`` (the CLI and in-process tests call this)."""
-    context = _state.pop("context", None)
-    if isinstance(context, sender.SendContext):
+    contexts = _state.pop("contexts", [])
+    assert isinstance(contexts, list)
+    for context in contexts:
         context.close()
     _state["settings"] = settings
     app.conf.task_always_eager = not settings.broker_url
@@ -69,12 +71,21 @@ def _settings() -> Settings:
     return settings if isinstance(settings, Settings) else get_settings()
 
 
+_local = threading.local()
+
+
 def _context() -> sender.SendContext:
-    context = _state.get("context")
-    if not isinstance(context, sender.SendContext):
-        settings = _settings()
+    """This thread's sending state (one per worker process with -P solo/prefork, one per thread with
+    -P threads: transports such as SMTP hold one connection and must not be shared between threads)."""
+    context = getattr(_local, "context", None)
+    settings = _settings()
+    if not isinstance(context, sender.SendContext) or context.settings is not settings:
         context = sender.SendContext(settings, session_factory(settings))
-        _state["context"] = context
+        _local.context = context
+        _state.setdefault("contexts", [])
+        contexts = _state["contexts"]
+        assert isinstance(contexts, list)
+        contexts.append(context)
     return context
 
 

@@ -301,7 +301,7 @@ def test_workers_killed_mid_campaign_lose_nothing(
         on_lost_send="resend",
     )
     population = populate(database_url, 21_200, TOPICS, issue_topics=run.issue.topics)
-    workers = start_workers(2, **run.worker_settings())
+    workers = start_workers(2, threads=2, **run.worker_settings())  # the benchmark's configuration
     campaign_id = run.start()
     in_flight_at_kills = []
     for _round in range(3):

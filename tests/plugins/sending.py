@@ -241,7 +241,8 @@ def ses_sink() -> Iterator[Any]:
 class Workers:
     """Real ``celery -A worker worker -P solo`` processes, each one OS process, killable and restartable."""
 
-    def __init__(self, env: dict[str, str], log_dir: Any) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Any, pool: tuple[str, ...] = ("-P", "solo")) -> None:
+        self.pool = pool
         self.env = env
         self.log_dir = log_dir
         self.processes: dict[int, Any] = {}
@@ -255,7 +256,7 @@ class Workers:
         self.starts += 1
         log = (self.log_dir / f"worker{index}-{self.starts}.log").open("wb")
         command = [
-            sys.executable, "-m", "celery", "-A", "worker", "worker", "-P", "solo",
+            sys.executable, "-m", "celery", "-A", "worker", "worker", *self.pool,
             "-n", f"w{index}-{self.starts}@%h",
             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
@@ -296,10 +297,11 @@ class Workers:
 
 @pytest.fixture
 def start_workers(tmp_path: Any, redis_prefix: str) -> Iterator[Any]:
-    """``start_workers(count, **settings)``: worker processes on this test's Redis prefix and settings."""
+    """``start_workers(count, threads=0, **settings)``: worker processes (solo pool, or ``threads`` threads
+    each) on this test's Redis prefix and settings."""
     groups: list[Workers] = []
 
-    def start(count: int, **settings: Any) -> Workers:
+    def start(count: int, threads: int = 0, **settings: Any) -> Workers:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
         env.update(
             {
@@ -312,7 +314,8 @@ def start_workers(tmp_path: Any, redis_prefix: str) -> Iterator[Any]:
             }
         )
         env.update({f"NEWSLETTER_{k.upper()}": str(v) for k, v in settings.items()})
-        workers = Workers(env, tmp_path)
+        pool = ("-P", "threads", "-c", str(threads)) if threads else ("-P", "solo")
+        workers = Workers(env, tmp_path, pool)
         groups.append(workers)
         for index in range(count):
             workers.start(index)
