@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import ColumnElement, and_, case, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
@@ -125,6 +125,7 @@ def record(
     outcomes: Sequence[Outcome],
     *,
     max_consecutive_failures: int,
+    held: Sequence[int] = (),
     final: bool = True,
     now: datetime | None = None,
 ) -> str:
@@ -134,7 +135,7 @@ def record(
     now = now or utcnow()
     sent = {o.delivery_id: o.message_id or "" for o in outcomes if o.sent}
     failed = {o.delivery_id: (o.error or "failed")[:2000] for o in outcomes if not o.sent}
-    mine = and_(Delivery.claim == claim_id, Delivery.status == "sending")
+    mine = _held(claim_id, held)
     n_sent = n_failed = 0
     if sent:
         n_sent = len(
@@ -180,14 +181,28 @@ def record(
     return status
 
 
-def release(session: Session, campaign_id: int, claim_id: str, *, now: datetime | None = None) -> int:
+def _held(claim_id: str, held: Sequence[int]) -> ColumnElement[bool]:
+    """Rows of this claim still in 'sending'; ``held`` (the claimed ids) lets the database use the
+    primary key instead of scanning the ledger for the claim id."""
+    condition = and_(Delivery.claim == claim_id, Delivery.status == "sending")
+    return and_(Delivery.id.in_(list(held)), condition) if held else condition
+
+
+def release(
+    session: Session,
+    campaign_id: int,
+    claim_id: str,
+    *,
+    held: Sequence[int] = (),
+    now: datetime | None = None,
+) -> int:
     """Give back this claim's unsent rows: queued again, or skipped when the campaign was cancelled."""
     status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
     cancelled = status == "cancelled"
     changed = execute_count(
         session,
         update(Delivery)
-        .where(Delivery.claim == claim_id, Delivery.status == "sending")
+        .where(_held(claim_id, held))
         .values(
             status="skipped" if cancelled else "queued",
             claim=None,

@@ -119,6 +119,7 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
             if report.skipped:  # the campaign's last rows may all have been skipped
                 campaigns.record(session, campaign_id, claim_id, [], max_consecutive_failures=1 << 30)
             return report
+        held = [row.id for row in rows]
         campaign = campaigns.get_campaign(session, campaign_id)
         compiled = {row.segment_id: ctx.segment(session, campaign, row.segment_id) for row in rows}
         transport = ctx.transport(campaign.transport)
@@ -136,6 +137,7 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
                 claim_id,
                 outcomes,
                 max_consecutive_failures=settings.max_consecutive_failures,
+                held=held,
                 final=final,
             )
             outcomes.clear()
@@ -174,7 +176,9 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
         except AccountPausedError as exc:
             report.sent += sum(1 for o in outcomes if o.sent)
             report.failed += sum(1 for o in outcomes if not o.sent)
-            campaigns.record(session, campaign_id, claim_id, outcomes, max_consecutive_failures=1 << 30)
+            campaigns.record(
+                session, campaign_id, claim_id, outcomes, max_consecutive_failures=1 << 30, held=held
+            )
             reason = f"paused by the provider: {exc}"
             try:
                 campaigns.pause(session, campaign_id, reason)
@@ -188,10 +192,12 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
             # a bug or a lost database: keep what was sent, give the rest back, let Celery log the error
             with contextlib.suppress(Exception):
                 session.rollback()
-                campaigns.record(session, campaign_id, claim_id, outcomes, max_consecutive_failures=1 << 30)
-                campaigns.release(session, campaign_id, claim_id)
+                campaigns.record(
+                    session, campaign_id, claim_id, outcomes, max_consecutive_failures=1 << 30, held=held
+                )
+                campaigns.release(session, campaign_id, claim_id, held=held)
             raise
-        report.released = campaigns.release(session, campaign_id, claim_id)
+        report.released = campaigns.release(session, campaign_id, claim_id, held=held)
     return report
 
 
