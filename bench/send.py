@@ -36,7 +36,7 @@ from mailer.database import session_factory, sync_registry  # noqa: E402
 from mailer.issue import load_issue  # noqa: E402
 from mailer.message import RecipientLinks, SegmentMessage, SenderIdentity, link_values  # noqa: E402
 from mailer.placeholders import SplitTemplate  # noqa: E402
-from mailer.render import Brand, render  # noqa: E402
+from mailer.render import Brand, render, render_segments  # noqa: E402
 from mailer.settings import Settings  # noqa: E402
 from mailer.tasks import make_app  # noqa: E402
 from mailer.topics import load_registry  # noqa: E402
@@ -247,17 +247,27 @@ def _bare_worker(port: int, messages: list[tuple[str, bytes]], out) -> None:  # 
 
 
 def prebuilt_messages(count: int) -> list[tuple[str, bytes]]:
+    """Messages with the campaign's mix of segments (same topic odds as ``populate``), so both sides
+    send the same sizes; real-length tokens."""
     settings = Settings()
     issue = load_issue(REFERENCE, load_registry(settings.topics_file))
-    rendering = render(issue, frozenset({"nova"}), Brand.from_settings(settings))
+    rng = random.Random(4)
+    segments = [frozenset(t for t in TOPICS if rng.random() < 0.3) for _ in range(count)]
+    renderings = render_segments(issue, set(segments), Brand.from_settings(settings))
     identity = SenderIdentity.from_settings(settings)
-    compiled = SegmentMessage(rendering, campaign_id=1, identity=identity)
-    tokens = RecipientLinks("u" * 30, "p" * 30, "v" * 30)
+    compiled = {
+        key: SegmentMessage(rendering, campaign_id=1, identity=identity)
+        for key, rendering in renderings.items()
+    }
     out = []
-    for n in range(count):
+    for n, segment in enumerate(segments):
         address = f"reader{n}@example.com"
+        tokens = RecipientLinks(
+            *(make_token(settings.secret_key, n, p) for p in ("unsubscribe", "preferences", "view"))
+        )
         values = link_values(identity, 1, address, tokens)
-        out.append((address, compiled.build(subscriber_id=n, email=address, name=None, values=values).raw))
+        message = compiled[issue.segment_for(segment)]
+        out.append((address, message.build(subscriber_id=n, email=address, name=None, values=values).raw))
     return out
 
 
