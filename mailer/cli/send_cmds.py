@@ -293,6 +293,7 @@ _DEMO_ISSUE = (
     PROJECT_ROOT.parent / "shared" / "fixtures" / "issues" / "2014-01-16-openstack-activity-1226-0116.md"
 )
 _DEMO_SUBSCRIBERS = PROJECT_ROOT / "examples" / "subscribers.csv"
+_DEMO_ENV = PROJECT_ROOT / "examples" / "demo.env"
 
 
 @app.command("demo")
@@ -308,7 +309,9 @@ def demo_command(
     if not subscribers_csv.is_file():
         raise InputError(f"{subscribers_csv}: subscriber CSV not found; pass --subscribers FILE.csv")
     # embedded: SQLite and the file outbox under data_dir, tasks in this process, no Redis
-    config = settings().model_copy(
+    # the demo newsletter's identity from examples/demo.env; the user's .env and environment still win
+    branded = Settings(_env_file=(_DEMO_ENV, ".env"))  # type: ignore[call-arg]
+    config = branded.model_copy(
         update={
             "broker_url": None,
             "redis_url": None,
