@@ -9,10 +9,7 @@ from typing import Annotated
 import typer
 
 from mailer.cli.app import app, console, settings
-from mailer.database import session_factory
 from mailer.errors import InputError
-from mailer.feedback.apply import SKIP_VERIFICATION, Verification, receive
-from mailer.feedback.sns import CachedCertificates, CertificateDirectory, SnsVerifier, fetch_certificate_https
 
 feedback_app = typer.Typer(
     help="SES feedback (bounces, complaints) arriving through SNS.", no_args_is_help=True
@@ -35,6 +32,16 @@ def apply_cmd(
     ] = None,
 ) -> None:
     """Verify, store once and apply one feedback message; print what changed."""
+    # imported here, not at the top: the database and crypto stack would slow every other command's start
+    from mailer.database import session_factory
+    from mailer.feedback.apply import SKIP_VERIFICATION, Verification, receive
+    from mailer.feedback.sns import (
+        CachedCertificates,
+        CertificateDirectory,
+        SnsVerifier,
+        fetch_certificate_https,
+    )
+
     s = settings()
     try:
         body = file.read_bytes()

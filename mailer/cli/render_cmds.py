@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mailer.cli.app import app, console, err_console, settings
 from mailer.errors import InputError
-from mailer.issue import Issue, load_issue
-from mailer.preview import preview_pages, write_preview
-from mailer.render import Brand, render
-from mailer.topics import TopicRegistry, load_registry
+
+if TYPE_CHECKING:  # the renderer (MJML, premailer) is imported when a command runs: `--help` stays fast
+    from mailer.issue import Issue
+    from mailer.topics import TopicRegistry
 
 
 def _load(issue_file: Path, strict: bool) -> tuple[Issue, TopicRegistry]:
+    from mailer.issue import load_issue
+    from mailer.topics import load_registry
+
     config = settings()
     registry = load_registry(Path(config.topics_file))
     issue = load_issue(issue_file, registry, config.default_lang)
@@ -44,6 +47,8 @@ def render_command(
     ] = False,
 ) -> None:
     """Render an issue for one segment: writes OUT/email.html and OUT/email.txt (placeholders unfilled)."""
+    from mailer.render import Brand, render
+
     if topics is not None and all_topics:
         raise InputError("use either --topics or --all, not both")
     issue, registry = _load(issue_file, strict)
@@ -79,6 +84,9 @@ def preview_command(
     ] = False,
 ) -> None:
     """Write a static preview: an index page, a page per segment with the email at 600 px and 375 px."""
+    from mailer.preview import preview_pages, write_preview
+    from mailer.render import Brand
+
     issue, registry = _load(issue_file, strict)
     pages = preview_pages(issue, Brand.from_settings(settings()), registry)
     folder = out or Path(settings().data_dir) / "preview" / issue_file.stem
