@@ -7,7 +7,7 @@ from mailer.placeholders import SplitTemplate
 
 
 def test_split_template_fills_each_marker_and_escapes_html() -> None:
-    template = f"<a href=\"{placeholders.marker('unsubscribe_url')}\">x</a> {placeholders.marker('email')}"
+    template = f'<a href="{placeholders.marker("unsubscribe_url")}">x</a> {placeholders.marker("email")}'
     values = {"unsubscribe_url": "https://x.org/u?a=1&b=2", "email": "a<b>@x.org"}
     assert SplitTemplate.split(template, escape_html=True).fill(values) == (
         '<a href="https://x.org/u?a=1&amp;b=2">x</a> a&lt;b&gt;@x.org'
