@@ -6,15 +6,16 @@ SQL of the sending side; tasks and the CLI call these functions.
 from __future__ import annotations
 
 import hashlib
-import json
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailer.errors import ConflictError, NotFoundError
+from mailer.errors import ConflictError, NewsletterError, NotFoundError
+from mailer.fill import campaign_issue, fill_ledger, store_renderings
 from mailer.issue import Issue
 from mailer.ledger import (
     Claimed,
@@ -24,17 +25,16 @@ from mailer.ledger import (
     claim,
     enqueue_queued,
     execute_count,
-    finish_if_done,
     reap,
     record,
     release,
     set_status,
 )
-from mailer.models import Campaign, Delivery, SegmentRendering, segment_key
-from mailer.render import Brand, render_segments
+from mailer.models import Campaign, Delivery
+from mailer.render import Brand
 from mailer.topics import TopicRegistry
 from subscribers.db import utcnow
-from subscribers.store import segment_counts, stream_audience
+from subscribers.store import segment_counts
 
 __all__ = [
     "Claimed",
@@ -53,7 +53,10 @@ __all__ = [
     "release",
     "resume",
     "start_campaign",
+    "start_due",
 ]
+
+log = logging.getLogger(__name__)
 
 _UPDATE_OPTS = {"synchronize_session": False}
 
@@ -73,8 +76,10 @@ def create_campaign(
     audience: str,
     transport: str,
     subject: str | None = None,
+    scheduled_at: datetime | None = None,
 ) -> Campaign:
-    """A draft campaign holding the issue's Markdown; the caller commits."""
+    """A draft campaign holding the issue's Markdown, or a scheduled one when ``scheduled_at`` is given
+    (rendered only when it starts: the audience may change until then); the caller commits."""
     campaign = Campaign(
         issue_source=issue.source,
         issue_markdown=markdown,
@@ -82,7 +87,8 @@ def create_campaign(
         subject=subject or issue.title,
         audience=audience,
         transport=transport,
-        status="draft",
+        status="draft" if scheduled_at is None else "scheduled",
+        scheduled_at=scheduled_at,
         nonce=secrets.token_hex(4),
         queued_all=False,
         total=0,
@@ -108,95 +114,91 @@ def start_campaign(
     registry: TopicRegistry | None = None,
     batch_size: int = 100,
     insert_chunk: int = 1000,
+    only_from: tuple[str, ...] = ("draft", "scheduled"),
 ) -> int:
-    """Render each segment once, stream the audience into the ledger, enqueue batches. Returns the total."""
+    """Claim the campaign (``only_from`` -> sending: one conditional UPDATE, so two starters never both
+    start it), render each segment once, stream the audience into the ledger, enqueue batches. Returns the
+    rows inserted."""
     with factory() as session:
-        if not set_status(
-            session, campaign_id, "sending", only_from=("draft", "scheduled"), started_at=utcnow()
-        ):
-            raise ConflictError(f"campaign {campaign_id} is not a draft; resume it instead")
+        if not set_status(session, campaign_id, "sending", only_from=only_from, started_at=utcnow()):
+            status = get_campaign(session, campaign_id).status
+            allowed = " or ".join(only_from)
+            raise ConflictError(f"campaign {campaign_id} is {status}; only a {allowed} campaign can start")
         audience = get_campaign(session, campaign_id).audience
         counts = segment_counts(session, issue.topics)
         if audience == "all":
             counts = {issue.topics: sum(counts.values())} if counts else {}
-        segment_ids = _store_renderings(session, campaign_id, issue, brand, registry, counts)
+        store_renderings(session, campaign_id, issue, brand, registry, counts)
         session.commit()
-    total = 0
     with factory() as session:
-        for members in stream_audience(session, issue.topics, batch_size=insert_chunk):
-            rows = []
-            for member in members:
-                segment = issue.topics if audience == "all" else member.segment
-                if segment not in segment_ids:  # topics changed since counting: render that one now
-                    segment_ids.update(
-                        _store_renderings(session, campaign_id, issue, brand, registry, {segment: 0})
-                    )
-                rows.append(
-                    {
-                        "campaign_id": campaign_id,
-                        "subscriber_id": member.subscriber_id,
-                        "segment_id": segment_ids[segment],
-                        "email": member.email,
-                        "name": member.name,
-                        "status": "queued",
-                        "attempts": 0,
-                        "queued_at": utcnow(),
-                    }
-                )
-            if not rows:
-                continue
-            # plain executemany (one prepared statement; RETURNING would make psycopg re-parse a huge
-            # multi-VALUES query), then the new ids by the chunk's subscriber range: unique per campaign
-            session.execute(insert(Delivery), rows)
-            ids = list(
-                session.scalars(
-                    select(Delivery.id)
-                    .where(
-                        Delivery.campaign_id == campaign_id,
-                        Delivery.subscriber_id.between(rows[0]["subscriber_id"], rows[-1]["subscriber_id"]),
-                    )
-                    .order_by(Delivery.id)
-                )
-            )
-            session.execute(
-                update(Campaign).where(Campaign.id == campaign_id).values(total=Campaign.total + len(ids))
-            )
-            session.commit()
-            total += len(ids)
-            for start in range(0, len(ids), batch_size):
-                enqueue(campaign_id, ids[start : start + batch_size])
-        session.execute(update(Campaign).where(Campaign.id == campaign_id).values(queued_all=True))
-        finish_if_done(session, campaign_id)
-        session.commit()
-    return total
-
-
-def _store_renderings(
-    session: Session,
-    campaign_id: int,
-    issue: Issue,
-    brand: Brand,
-    registry: TopicRegistry | None,
-    counts: dict[frozenset[str], int],
-) -> dict[frozenset[str], int]:
-    renderings = render_segments(issue, list(counts), brand, registry=registry)
-    ids: dict[frozenset[str], int] = {}
-    for segment, count in counts.items():
-        rendering = renderings[issue.segment_for(segment)]
-        row = SegmentRendering(
-            campaign_id=campaign_id,
-            segment_key=segment_key(segment),
-            subject=rendering.subject,
-            preheader=rendering.preheader,
-            html=rendering.html,
-            text=rendering.text,
-            section_headings=json.dumps(list(rendering.section_headings), ensure_ascii=False),
-            recipients=count,
+        return fill_ledger(
+            session,
+            campaign_id,
+            issue,
+            brand,
+            enqueue=enqueue,
+            registry=registry,
+            batch_size=batch_size,
+            insert_chunk=insert_chunk,
         )
-        session.add(row)
-        session.flush()
-        ids[segment] = row.id
-    return ids
+
+
+def start_due(
+    factory: sessionmaker[Session],
+    brand: Brand,
+    registry: TopicRegistry,
+    *,
+    enqueue: Enqueue,
+    default_lang: str = "zh",
+    batch_size: int = 100,
+    insert_chunk: int = 1000,
+    now: datetime | None = None,
+) -> list[int]:
+    """Start every scheduled campaign whose time has come, rendering from its stored Markdown now.
+    Overlapping runs (two beats, cron) are safe: the scheduled -> sending UPDATE lets one of them claim
+    each campaign. A campaign that cannot start keeps its schedule and says why (``status_reason``).
+    Returns the ids this run started."""
+    now = now or utcnow()
+    with factory() as session:
+        due = list(
+            session.scalars(
+                select(Campaign.id)
+                .where(Campaign.status == "scheduled", Campaign.scheduled_at <= now)
+                .order_by(Campaign.scheduled_at, Campaign.id)
+            )
+        )
+    started = []
+    for campaign_id in due:
+        try:
+            with factory() as session:
+                issue = campaign_issue(get_campaign(session, campaign_id), registry, default_lang)
+            start_campaign(
+                factory,
+                campaign_id,
+                issue,
+                brand,
+                enqueue=enqueue,
+                registry=registry,
+                batch_size=batch_size,
+                insert_chunk=insert_chunk,
+                only_from=("scheduled",),
+            )
+        except ConflictError:
+            continue  # another run claimed it first, or it was cancelled meanwhile
+        except NewsletterError as exc:
+            log.error("scheduled campaign %s cannot start: %s", campaign_id, exc)
+            with factory() as session:
+                set_status(
+                    session,
+                    campaign_id,
+                    "scheduled",
+                    only_from=("scheduled",),
+                    status_reason=f"cannot start: {exc}",
+                )
+                session.commit()
+            continue
+        started.append(campaign_id)
+    return started
 
 
 def pause(session: Session, campaign_id: int, reason: str = "paused by an operator") -> None:
@@ -208,15 +210,47 @@ def pause(session: Session, campaign_id: int, reason: str = "paused by an operat
     session.commit()
 
 
-def resume(session: Session, campaign_id: int, *, enqueue: Enqueue, batch_size: int = 100) -> int:
-    """Paused -> sending; every row still queued goes back on the queue. Returns how many."""
-    get_campaign(session, campaign_id)
+def resume(
+    session: Session,
+    campaign_id: int,
+    *,
+    enqueue: Enqueue,
+    batch_size: int = 100,
+    brand: Brand | None = None,
+    registry: TopicRegistry | None = None,
+    default_lang: str = "zh",
+    insert_chunk: int = 1000,
+) -> int:
+    """Paused -> sending; every row still queued goes back on the queue. A campaign whose ledger fill
+    never finished (the starting process crashed; status sending or paused) also gets the rest of its
+    audience: the fill continues after the highest subscriber id in the ledger, rendering from the stored
+    Markdown (``brand`` and ``registry`` needed). Returns how many rows were queued."""
+    campaign = get_campaign(session, campaign_id)
+    unfinished = not campaign.queued_all and campaign.status in ("sending", "paused")
+    issue = None
+    if unfinished:
+        if brand is None or registry is None:
+            raise TypeError("resuming an unfinished ledger fill needs brand and registry")
+        issue = campaign_issue(campaign, registry, default_lang)  # a bad issue fails before any change
+    allowed = ("paused", "sending") if unfinished else ("paused",)
     if not set_status(
-        session, campaign_id, "sending", only_from=("paused",), status_reason=None, consecutive_failures=0
+        session, campaign_id, "sending", only_from=allowed, status_reason=None, consecutive_failures=0
     ):
         raise ConflictError(f"campaign {campaign_id} is not paused")
     session.commit()
-    return enqueue_queued(session, campaign_id, enqueue, batch_size)
+    count = enqueue_queued(session, campaign_id, enqueue, batch_size)
+    if issue is not None and brand is not None:
+        count += fill_ledger(
+            session,
+            campaign_id,
+            issue,
+            brand,
+            enqueue=enqueue,
+            registry=registry,
+            batch_size=batch_size,
+            insert_chunk=insert_chunk,
+        )
+    return count
 
 
 def cancel(session: Session, campaign_id: int, reason: str = "cancelled by an operator") -> int:

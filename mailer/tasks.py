@@ -17,9 +17,11 @@ from celery import Celery
 
 from mailer import campaigns, sender
 from mailer.database import session_factory
+from mailer.render import Brand
 from mailer.settings import Settings, get_settings
+from mailer.topics import load_registry
 
-__all__ = ["app", "enqueue", "make_app", "reap", "send_batch", "use_settings"]
+__all__ = ["app", "enqueue", "make_app", "reap", "send_batch", "start_due", "use_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,8 @@ def make_app(settings: Settings) -> Celery:
             "reap-lost-sends": {
                 "task": "mailer.tasks.reap",
                 "schedule": max(5.0, settings.lease_seconds / 2),
-            }
+            },
+            "start-due-campaigns": {"task": "mailer.tasks.start_due", "schedule": 30.0},
         },
     )
     return app
@@ -108,6 +111,22 @@ def reap() -> None:
         )
     if report.resent or report.unknown or report.requeued:
         log.warning("reaped lost sends: %s", report)
+
+
+@app.task(name="mailer.tasks.start_due", ignore_result=True)
+def start_due() -> None:
+    """Start the scheduled campaigns whose time has come (beat runs this every 30 s)."""
+    settings = _settings()
+    started = campaigns.start_due(
+        session_factory(settings),
+        Brand.from_settings(settings),
+        load_registry(settings.topics_file),
+        enqueue=enqueue,
+        default_lang=settings.default_lang,
+        batch_size=settings.batch_size,
+    )
+    if started:
+        log.info("started scheduled campaigns %s", started)
 
 
 def enqueue(campaign_id: int, delivery_ids: Sequence[int]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from mailer.cli import feedback_cmds, render_cmds, send_cmds, subscriber_cmds  # noqa: F401  (they register commands)
+from mailer.cli import campaign_cmds, feedback_cmds, render_cmds, send_cmds, subscriber_cmds  # noqa: F401  (they register commands)
 from mailer.cli.app import app, err_console
 from mailer.errors import NewsletterError
 from subscribers.errors import SubscribersError

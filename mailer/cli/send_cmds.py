@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +24,7 @@ from mailer.errors import InputError
 from mailer.feedback.apply import SKIP_VERIFICATION, receive
 from mailer.feedback.samples import bounce_notification, complaint_notification
 from mailer.issue import Issue, load_issue
-from mailer.models import Campaign, Delivery, SegmentRendering
+from mailer.models import Delivery, SegmentRendering
 from mailer.render import Brand, render_segments
 from mailer.sender import send_test
 from mailer.settings import PROJECT_ROOT, Settings
@@ -31,9 +32,6 @@ from mailer.topics import TopicRegistry, load_registry
 from subscribers.db import utcnow
 from subscribers.importer import import_csv
 from subscribers.store import segment_counts
-
-campaigns_app = typer.Typer(help="List and steer campaigns.", no_args_is_help=True)
-app.add_typer(campaigns_app, name="campaigns")
 
 _FINAL = ("done", "paused", "cancelled")
 
@@ -151,10 +149,17 @@ def send_command(
     test_to: Annotated[
         list[str] | None, typer.Option("--test-to", help="Send one message per segment to ADDR only")
     ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="Schedule for this ISO time with offset, e.g. 2026-12-01T09:00+08:00"),
+    ] = None,
 ) -> None:
     """Send an issue to the subscribers: render once per segment, then deliver through the workers."""
     if topics_from_subscribers and all_sections:
         raise InputError("use either --topics-from-subscribers or --all, not both")
+    if at is not None and (dry_run or test_to is not None):
+        raise InputError("--at schedules a campaign; it cannot be combined with --dry-run or --test-to")
+    scheduled_at = parse_at(at, utcnow()) if at is not None else None
     config = settings()
     chosen = transport or config.transport
     if chosen not in ("ses", "smtp", "file"):
@@ -183,8 +188,32 @@ def send_command(
             _say(f"test message for segment {_segment_label(segment)} -> {address}")
         _say(f"{len(sent)} test messages through {chosen}; no campaign, no ledger rows")
         return
+    if scheduled_at is not None:
+        with session_factory(config)() as session:
+            campaign = campaigns.create_campaign(
+                session, issue, markdown, audience=audience, transport=chosen, scheduled_at=scheduled_at
+            )
+            session.commit()
+        _say(
+            f"campaign {campaign.id} scheduled for {scheduled_at:%Y-%m-%d %H:%M} UTC: {issue.title}; "
+            "rendered and sent when due (celery beat, or `newsletter campaigns start-due` from cron)"
+        )
+        return
     result = start_and_follow(config, issue, registry, markdown, audience=audience, transport=chosen)
     _summary(result)
+
+
+def parse_at(text: str, now: datetime) -> datetime:
+    """``--at``: an ISO time with a UTC offset, in the future; returned in UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(f"--at {text!r} is not an ISO time such as 2026-12-01T09:00+08:00") from None
+    if moment.tzinfo is None:
+        raise InputError(f"--at {text!r} has no UTC offset; add one, e.g. {text.strip()}+08:00")
+    if moment <= now:
+        raise InputError(f"--at {text} is in the past")
+    return moment.astimezone(UTC)
 
 
 def _segments_table(rows: list[tuple[str, int, int]]) -> None:
@@ -200,92 +229,6 @@ def _summary(state: campaigns.Progress) -> None:
         f"{state.skipped:,} skipped, {state.unknown:,} unknown of {state.total:,}"
     )
     _say(line + (f" ({state.reason})" if state.reason else ""))
-
-
-@campaigns_app.command("list")
-def list_command(limit: Annotated[int, typer.Option(help="Newest N campaigns")] = 20) -> None:
-    """The newest campaigns with their status and counters."""
-    with session_factory(settings())() as session:
-        rows = list(session.scalars(select(Campaign).order_by(Campaign.id.desc()).limit(limit)))
-    table = Table("id", "status", "subject", "created", "total", "sent", "failed", "skipped")
-    for c in rows:
-        created = c.created_at.strftime("%Y-%m-%d %H:%M")
-        table.add_row(
-            str(c.id),
-            c.status,
-            c.subject,
-            created,
-            *(f"{n:,}" for n in (c.total, c.sent, c.failed, c.skipped)),
-        )
-    console.print(table)
-
-
-@campaigns_app.command("show")
-def show_command(campaign_id: Annotated[int, typer.Argument(help="Campaign id")]) -> None:
-    """Counts by status, segments, rate and ETA of one campaign."""
-    with session_factory(settings())() as session:
-        campaign = campaigns.get_campaign(session, campaign_id)
-        state = campaigns.progress(session, campaign_id)
-        segments = list(
-            session.scalars(select(SegmentRendering).where(SegmentRendering.campaign_id == campaign_id))
-        )
-    _say(f"campaign {campaign.id}: {campaign.subject}")
-    _say(f"issue {campaign.issue_source} (sha256 {campaign.issue_hash[:12]}), transport {campaign.transport}")
-    _say(f"status {state.status}" + (f": {state.reason}" if state.reason else ""))
-    table = Table("status", "rows")
-    for status in ("queued", "sending", "sent", "failed", "skipped", "unknown"):
-        table.add_row(status, f"{state.by_status.get(status, 0):,}")
-    console.print(table)
-    eta = f"{state.eta_seconds:.0f} s" if state.eta_seconds is not None else "-"
-    _say(f"rate {state.rate:.1f}/s over the last minute, ETA {eta}")
-    _segments_table([(_segment_label(s.segment), s.recipients, len(s.html.encode())) for s in segments])
-
-
-@campaigns_app.command("pause")
-def pause_command(campaign_id: Annotated[int, typer.Argument(help="Campaign id")]) -> None:
-    """Stop sending; workers give their unsent rows back. Resume continues where it stopped."""
-    with session_factory(settings())() as session:
-        campaigns.pause(session, campaign_id)
-    _say(f"campaign {campaign_id} paused")
-
-
-@campaigns_app.command("resume")
-def resume_command(campaign_id: Annotated[int, typer.Argument(help="Campaign id")]) -> None:
-    """Continue a paused campaign: every row still queued goes back on the queue."""
-    config = settings()
-    tasks.use_settings(config)
-    with session_factory(config)() as session:
-        count = campaigns.resume(session, campaign_id, enqueue=tasks.enqueue, batch_size=config.batch_size)
-    _say(f"campaign {campaign_id} resumed: {count:,} rows queued")
-    if config.broker_url:
-        _summary(follow(config, campaign_id))
-    else:
-        with session_factory(config)() as session:
-            _summary(campaigns.progress(session, campaign_id))
-
-
-@campaigns_app.command("cancel")
-def cancel_command(campaign_id: Annotated[int, typer.Argument(help="Campaign id")]) -> None:
-    """Stop for good; rows not sent yet are marked skipped."""
-    with session_factory(settings())() as session:
-        count = campaigns.cancel(session, campaign_id)
-    _say(f"campaign {campaign_id} cancelled; {count:,} queued rows skipped")
-
-
-@campaigns_app.command("reap")
-def reap_command() -> None:
-    """Resolve rows a killed worker left in 'sending' past the lease (settings.on_lost_send)."""
-    config = settings()
-    tasks.use_settings(config)
-    with session_factory(config)() as session:
-        report = campaigns.reap(
-            session,
-            lease_seconds=config.lease_seconds,
-            policy=config.on_lost_send,
-            enqueue=tasks.enqueue,
-            batch_size=config.batch_size,
-        )
-    _say(f"resent {report.resent}, marked unknown {report.unknown}, re-queued {report.requeued}")
 
 
 # --- newsletter demo ---------------------------------------------------------------------------------
