@@ -120,7 +120,8 @@ def start_campaign(
     start it), render each segment once, stream the audience into the ledger, enqueue batches. Returns the
     rows inserted."""
     with factory() as session:
-        if not set_status(session, campaign_id, "sending", only_from=only_from, started_at=utcnow()):
+        started = {"started_at": utcnow(), "status_reason": None}
+        if not set_status(session, campaign_id, "sending", only_from=only_from, **started):
             status = get_campaign(session, campaign_id).status
             allowed = " or ".join(only_from)
             raise ConflictError(f"campaign {campaign_id} is {status}; only a {allowed} campaign can start")
@@ -226,6 +227,12 @@ def resume(
     audience: the fill continues after the highest subscriber id in the ledger, rendering from the stored
     Markdown (``brand`` and ``registry`` needed). Returns how many rows were queued."""
     campaign = get_campaign(session, campaign_id)
+    if campaign.status == "paused" and campaign.started_at is None and campaign.scheduled_at is not None:
+        # paused before its time: it waits for its schedule again (start_due starts it, at once if past)
+        if not set_status(session, campaign_id, "scheduled", only_from=("paused",), status_reason=None):
+            raise ConflictError(f"campaign {campaign_id} is not paused")
+        session.commit()
+        return 0
     unfinished = not campaign.queued_all and campaign.status in ("sending", "paused")
     issue = None
     if unfinished:

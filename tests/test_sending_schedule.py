@@ -122,6 +122,21 @@ def test_a_campaign_cancelled_before_it_is_due_never_starts(tmp_path, database_u
     assert run.count(Delivery, campaign_id) == 0 and run.enqueued == []
 
 
+def test_a_scheduled_campaign_paused_then_resumed_waits_for_its_time_again(tmp_path, database_url):
+    run = Scheduled(tmp_path, database_url)
+    population = populate(database_url, 20, TOPICS, issue_topics=run.issue.topics)
+    now = utcnow()
+    campaign_id = run.schedule(now + timedelta(minutes=5))
+    with run.factory() as session:
+        campaigns.pause(session, campaign_id)
+    assert run.start_due(now + timedelta(minutes=10)) == [], "a paused campaign does not start"
+    with run.factory() as session:
+        assert campaigns.resume(session, campaign_id, enqueue=run.enqueue) == 0
+    assert run.campaign(campaign_id).status == "scheduled" and run.enqueued == []
+    assert run.start_due(now + timedelta(minutes=10)) == [campaign_id]
+    assert run.count(Delivery, campaign_id) == len(population.expected)
+
+
 def _newsletter(cwd: Path, *args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env["COLUMNS"] = "200"
