@@ -371,7 +371,11 @@ def main() -> None:
         print(f"load after: {os.getloadavg()[0]:.2f}")
     finally:
         sink.send_signal(signal.SIGINT)
-        sink.wait(10)
+        try:
+            sink.wait(10)
+        except subprocess.TimeoutExpired:
+            sink.kill()
+            sink.wait()
         client = redis.Redis.from_url(REDIS_URL)
         for key in client.scan_iter(match=f"{prefix}*", count=1000):
             client.delete(key)

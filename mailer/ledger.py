@@ -127,11 +127,12 @@ def record(
     max_consecutive_failures: int,
     held: Sequence[int] = (),
     final: bool = True,
+    renew: bool = True,
     now: datetime | None = None,
 ) -> str:
-    """Write results of this claim, renew the lease of its other rows, update counters; pause the campaign
-    after too many failures in a row and (``final``: the claim's last record) finish it when nothing is
-    left. Commits. Returns the campaign's status."""
+    """Write results of this claim, renew the lease of its other rows (``renew``), update counters; pause
+    the campaign after too many failures in a row and (``final``: the claim's last record) finish it when
+    nothing is left. Commits. Returns the campaign's status."""
     now = now or utcnow()
     sent = {o.delivery_id: o.message_id or "" for o in outcomes if o.sent}
     failed = {o.delivery_id: (o.error or "failed")[:2000] for o in outcomes if not o.sent}
@@ -157,7 +158,8 @@ def record(
                 .execution_options(**_UPDATE_OPTS)
             ).all()
         )
-    session.execute(update(Delivery).where(mine).values(claimed_at=now).execution_options(**_UPDATE_OPTS))
+    if renew:
+        session.execute(update(Delivery).where(mine).values(claimed_at=now).execution_options(**_UPDATE_OPTS))
     trailing = 0
     for outcome in reversed(outcomes):
         if outcome.sent:
