@@ -18,5 +18,11 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+@app.callback()
+def _newsletter() -> None:
+    """Render a Markdown newsletter per topic segment and deliver it to subscribers."""
+    # a callback keeps `newsletter COMMAND` a group even when only one command module is loaded
+
+
 def settings() -> Settings:
     return get_settings()
