@@ -1,8 +1,8 @@
 """The batch send loop a worker runs: claim rows, build each message by substitution, take a token from the
 shared rate limiter, send, record. Also the test send (``--test-to``), which leaves no ledger rows.
 
-Error handling (issue item 7): throttling backs off and retries the same row (the lease is renewed and
-the campaign status re-read while waiting); quota/paused/suspended pauses the campaign with the reason
+Error handling (issue item 7): throttling backs off and retries the same row (the campaign status is
+re-read and, every quarter lease, the lease renewed while waiting); quota/paused/suspended pauses the campaign with the reason
 and gives the rows back; a rejected message fails its row only; network trouble retries with backoff,
 then fails the row. Results are recorded every ``FLUSH_EVERY`` messages or ``FLUSH_SECONDS``, which
 bounds what a SIGKILL can leave sent-but-unrecorded.
