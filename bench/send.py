@@ -9,6 +9,7 @@ build time against email.message.EmailMessage. Prints figures; needs Redis and P
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import random
@@ -59,6 +60,53 @@ def free_port() -> int:
 def proc_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a prefork worker's children do the sending)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree = [pid]
+    for member in tree:
+        tree.extend(child for child, parent in parents.items() if parent == member)
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            total += proc_cpu_seconds(member)
+    return total
+
+
+def service_cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of the PostgreSQL and Redis server processes (every backend counts)."""
+    totals = {"postgresql": 0.0, "redis": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            service = (
+                "postgresql" if b"postgres" in command else "redis" if b"redis-server" in command else None
+            )
+            if service:
+                totals[service] += proc_cpu_seconds(int(entry.name))
+        except OSError:
+            continue
+    return totals
+
+
+def machine_steal() -> tuple[float, float]:
+    """(all CPU ticks, stolen ticks) so far: a virtual machine's neighbours show up as steal."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return float(sum(fields[:8])), float(fields[7])
 
 
 def proc_peak_rss_mb(pid: int) -> float:
@@ -138,7 +186,17 @@ def sink_reset(port: int) -> None:
     urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/_sink/reset", data=b"{}")).read()
 
 
-def end_to_end(url: str, recipients: int, port: int, prefix: str, workdir: Path) -> dict[str, float]:
+def end_to_end(
+    url: str,
+    recipients: int,
+    port: int,
+    prefix: str,
+    workdir: Path,
+    pool: str,
+    concurrency: int,
+    processes: int,
+    sink_pid: int,
+) -> dict[str, float]:
     settings = Settings(
         data_dir=workdir, database_url=url, broker_url=REDIS_URL, redis_prefix=prefix, transport="ses",
         ses_endpoint_url=f"http://127.0.0.1:{port}",
@@ -150,7 +208,7 @@ def end_to_end(url: str, recipients: int, port: int, prefix: str, workdir: Path)
         NEWSLETTER_DATA_DIR=str(workdir), AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
     )  # fmt: skip
     workers = []
-    for index in range(2):
+    for index in range(processes):
         log = (workdir / f"worker{index}.log").open("wb")
         workers.append(
             subprocess.Popen(
@@ -162,9 +220,9 @@ def end_to_end(url: str, recipients: int, port: int, prefix: str, workdir: Path)
                     "worker",
                     "worker",
                     "-P",
-                    "threads",
+                    pool,
                     "-c",
-                    "2",
+                    str(concurrency),
                     "-n",
                     f"bench{index}@%h",
                     "--loglevel",
@@ -180,7 +238,10 @@ def end_to_end(url: str, recipients: int, port: int, prefix: str, workdir: Path)
             )  # fmt: skip
         )
     time.sleep(4)  # both workers connected and idle
-    cpu_before = sum(proc_cpu_seconds(w.pid) for w in workers)
+    cpu_before = sum(tree_cpu_seconds(w.pid) for w in workers)
+    services_before, steal_before = service_cpu_seconds(), machine_steal()
+    sink_cpu_before = tree_cpu_seconds(sink_pid)
+    own_before = resource.getrusage(resource.RUSAGE_SELF)
     registry = load_registry(settings.topics_file)
     issue = load_issue(REFERENCE, registry)
     factory = session_factory(settings)
@@ -208,8 +269,14 @@ def end_to_end(url: str, recipients: int, port: int, prefix: str, workdir: Path)
     with factory() as session:
         finished = campaigns.get_campaign(session, campaign.id).finished_at
     elapsed = (finished.timestamp() if finished else time.time()) - started
-    cpu = sum(proc_cpu_seconds(w.pid) for w in workers) - cpu_before
-    rss = max(proc_peak_rss_mb(w.pid) for w in workers)
+    cpu = sum(tree_cpu_seconds(w.pid) for w in workers) - cpu_before
+    services = {k: v - services_before[k] for k, v in service_cpu_seconds().items()}
+    own_after = resource.getrusage(resource.RUSAGE_SELF)
+    own = own_after.ru_utime + own_after.ru_stime - own_before.ru_utime - own_before.ru_stime
+    steal_after = machine_steal()
+    steal = (steal_after[1] - steal_before[1]) / max(1.0, steal_after[0] - steal_before[0])
+    sink_cpu = tree_cpu_seconds(sink_pid) - sink_cpu_before
+    rss = max(proc_peak_rss_mb(p) for w in workers for p in process_tree(w.pid))
     for worker in workers:
         worker.send_signal(signal.SIGTERM)
     for worker in workers:
@@ -223,6 +290,11 @@ def end_to_end(url: str, recipients: int, port: int, prefix: str, workdir: Path)
         "start_seconds": queued - started,
         "rate": state.sent / elapsed,
         "cpu_us_per_message": cpu / max(1, state.sent) * 1e6,
+        "postgresql_us_per_message": services["postgresql"] / max(1, state.sent) * 1e6,
+        "redis_us_per_message": services["redis"] / max(1, state.sent) * 1e6,
+        "sink_us_per_message": sink_cpu / max(1, state.sent) * 1e6,
+        "starter_us_per_message": own / max(1, state.sent) * 1e6,
+        "steal": steal,
         "worker_peak_rss_mb": rss,
         "sink_accepted": stats["accepted"],
         "sink_duplicates": stats["duplicates"],
@@ -333,6 +405,9 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=100_000)
     parser.add_argument("--bare", type=int, default=20_000, help="messages of the bare boto3 loop")
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--pool", choices=["threads", "solo", "prefork"], default="threads")
+    parser.add_argument("--concurrency", type=int, default=2, help="threads (or children) per worker")
+    parser.add_argument("--workers", type=int, default=2, help="celery worker processes")
     args = parser.parse_args()
     print(f"load before: {os.getloadavg()[0]:.2f}")
     ours, theirs = mime_build()
@@ -353,7 +428,9 @@ def main() -> None:
         started = time.time()
         populate(url, args.recipients)
         print(f"populated {args.recipients:,} subscribers in {time.time() - started:.1f} s ({args.database})")
-        e2e = end_to_end(url, args.recipients, port, prefix, workdir)
+        e2e = end_to_end(
+            url, args.recipients, port, prefix, workdir, args.pool, args.concurrency, args.workers, sink.pid
+        )
         print(
             f"end to end: {e2e['sent']:,.0f} messages in {e2e['seconds']:.1f} s = {e2e['rate']:,.0f} "
             f"messages/s (start: render + ledger + enqueue {e2e['start_seconds']:.1f} s); worker CPU "
@@ -361,11 +438,21 @@ def main() -> None:
             f"{e2e['worker_peak_rss_mb']:.0f} MB; sink accepted {e2e['sink_accepted']:,}, "
             f"duplicates {e2e['sink_duplicates']}"
         )
+        print(
+            f"  CPU per message elsewhere: PostgreSQL {e2e['postgresql_us_per_message']:.0f} us, Redis "
+            f"{e2e['redis_us_per_message']:.0f} us, sink {e2e['sink_us_per_message']:.0f} us, starting "
+            f"process {e2e['starter_us_per_message']:.0f} us; CPU stolen by the host {e2e['steal']:.0%}"
+        )
         sink_reset(port)
+        steal_before, sink_before = machine_steal(), tree_cpu_seconds(sink.pid)
         bare, bare_cpu = bare_loop(port, args.bare)
+        steal_after = machine_steal()
+        steal = (steal_after[1] - steal_before[1]) / max(1.0, steal_after[0] - steal_before[0])
         print(
             f"bare boto3 loop, 2 processes, prebuilt messages: {bare:,.0f} messages/s; "
-            f"CPU {bare_cpu:.0f} us/message"
+            f"CPU {bare_cpu:.0f} us/message; sink "
+            f"{(tree_cpu_seconds(sink.pid) - sink_before) / args.bare * 1e6:.0f}"
+            f" us/message; CPU stolen by the host {steal:.0%}"
         )
         print(f"ratio end to end / bare loop: {e2e['rate'] / bare:.2f}")
         print(f"load after: {os.getloadavg()[0]:.2f}")

@@ -4,23 +4,24 @@ Exactly-once rests on three conditional updates: a row is claimed only while ``q
 RETURNING: a second worker or a retried task gets nothing; on PostgreSQL a concurrent claimer blocks on the
 row and then re-checks ``status``), recorded only by the claim that holds it, and a campaign changes status
 only from the state the caller expects. Rows a killed worker left in ``sending`` are found once their
-lease (``claimed_at``, renewed at every record) has expired and are resent or marked ``unknown``.
+lease (``claimed_at``, renewed a few times per lease time) has expired and are resent or marked ``unknown``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, case, func, select, update
+from sqlalchemy import and_, bindparam, func, select, text, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
 from mailer.models import Campaign, Delivery
-from subscribers.db import utcnow
+from subscribers.db import UtcDateTime, utcnow
 from subscribers.store import sendable
 
 __all__ = [
@@ -70,44 +71,121 @@ class Claimed:
     name: str | None
 
 
+class _Statements:
+    """The hot path's statements (claim, record, renew, release) as fixed SQL text per dialect: the id
+    lists are bound as one array (PostgreSQL) or one JSON text (SQLite), so each statement's text never
+    changes with the batch. SQLAlchemy then compiles it once and psycopg prepares it on the server; built
+    with ``in_()`` and ``case()`` they were compiled and parsed again at every call, which cost more CPU
+    than the database's own work."""
+
+    def __init__(self, dialect: str) -> None:
+        if dialect == "postgresql":
+            ids = "id = ANY(CAST(:ids AS BIGINT[]))"
+            pairs = "unnest(CAST(:ids AS BIGINT[]), CAST(:vals AS TEXT[])) AS v(id, val)"
+            self.pack: Callable[[Sequence[Any]], object] = list
+        else:
+            ids = "id IN (SELECT value FROM json_each(:ids))"
+            pairs = (
+                "(SELECT i.value AS id, m.value AS val FROM json_each(:ids) AS i "
+                "JOIN json_each(:vals) AS m ON m.key = i.key) AS v"
+            )
+            self.pack = json.dumps
+        now = bindparam("now", type_=UtcDateTime)
+        mine = f"{ids} AND claim = :claim AND status = 'sending'"
+        self.claim = text(
+            "UPDATE deliveries SET status = 'sending', claim = :claim, claimed_at = :now, "
+            f"attempts = attempts + 1 WHERE {ids} AND campaign_id = :campaign AND status = 'queued' "
+            "AND (SELECT status FROM campaigns WHERE campaigns.id = :campaign) = 'sending' "
+            "RETURNING id, subscriber_id, segment_id, email, name"
+        ).bindparams(now)
+        self.skip = text(
+            f"UPDATE deliveries SET status = 'skipped', claim = NULL, last_error = :error WHERE {mine}"
+        )
+        self.sent = text(
+            f"UPDATE deliveries SET status = 'sent', message_id = v.val, sent_at = :now, last_error = NULL "
+            f"FROM {pairs} WHERE deliveries.id = v.id AND deliveries.claim = :claim "
+            "AND deliveries.status = 'sending'"
+        ).bindparams(now)
+        self.failed = text(
+            f"UPDATE deliveries SET status = 'failed', last_error = v.val FROM {pairs} "
+            "WHERE deliveries.id = v.id AND deliveries.claim = :claim AND deliveries.status = 'sending'"
+        )
+        self.renew = text(f"UPDATE deliveries SET claimed_at = :now WHERE {mine}").bindparams(now)
+        self.release = text(
+            "UPDATE deliveries SET status = :status, claim = NULL, queued_at = :now, last_error = :error "
+            f"WHERE {mine}"
+        ).bindparams(now)
+        self.release_all = text(
+            "UPDATE deliveries SET status = :status, claim = NULL, queued_at = :now, last_error = :error "
+            "WHERE claim = :claim AND status = 'sending'"
+        ).bindparams(now)
+        self.counters = text(
+            "UPDATE campaigns SET sent = sent + :sent, failed = failed + :failed, "
+            "skipped = skipped + :skipped, "
+            "consecutive_failures = CASE WHEN :restart THEN 0 ELSE consecutive_failures END + :trailing "
+            "WHERE id = :campaign RETURNING status, consecutive_failures"
+        )
+
+
+_statements: dict[str, _Statements] = {}
+
+
+def _sql(session: Session) -> _Statements:
+    dialect = session.get_bind().dialect.name
+    statements = _statements.get(dialect)
+    if statements is None:
+        statements = _statements[dialect] = _Statements(dialect)
+    return statements
+
+
+def _rowcount(session: Session, statement: Executable, params: dict[str, Any]) -> int:
+    return int(cast("CursorResult[Any]", session.execute(statement, params)).rowcount)
+
+
 def claim(
     session: Session, campaign_id: int, ids: Sequence[int], claim_id: str, *, now: datetime | None = None
 ) -> tuple[list[Claimed], int]:
     """Claim the still-queued rows among ``ids`` while the campaign is sending, re-check who may still get
     mail, skip the others. Commits. Returns (rows to send, rows skipped)."""
-    now = now or utcnow()
-    sending = select(Campaign.status).where(Campaign.id == campaign_id).scalar_subquery() == "sending"
+    sql = _sql(session)
     rows = session.execute(
-        update(Delivery)
-        .where(
-            Delivery.id.in_(list(ids)),
-            Delivery.campaign_id == campaign_id,
-            Delivery.status == "queued",
-            sending,
-        )
-        .values(status="sending", claim=claim_id, claimed_at=now, attempts=Delivery.attempts + 1)
-        .returning(Delivery.id, Delivery.subscriber_id, Delivery.segment_id, Delivery.email, Delivery.name)
-        .execution_options(**_UPDATE_OPTS)
+        sql.claim,
+        {"ids": sql.pack(list(ids)), "campaign": campaign_id, "claim": claim_id, "now": now or utcnow()},
     ).all()
     claimed = [Claimed(*row) for row in rows]
     allowed = sendable(session, [c.subscriber_id for c in claimed]) if claimed else set()
     gone = [c.id for c in claimed if c.subscriber_id not in allowed]
     if gone:
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(gone), Delivery.claim == claim_id)
-            .values(
-                status="skipped",
-                claim=None,
-                last_error="not sendable at send time (unsubscribed or suppressed)",
-            )
-            .execution_options(**_UPDATE_OPTS)
-        )
-        session.execute(
-            update(Campaign).where(Campaign.id == campaign_id).values(skipped=Campaign.skipped + len(gone))
-        )
+        error = "not sendable at send time (unsubscribed or suppressed)"
+        session.execute(sql.skip, {"ids": sql.pack(gone), "claim": claim_id, "error": error})
+        _add_counts(session, campaign_id, skipped=len(gone))
     session.commit()
     return [c for c in claimed if c.subscriber_id in allowed], len(gone)
+
+
+def _add_counts(
+    session: Session,
+    campaign_id: int,
+    *,
+    sent: int = 0,
+    failed: int = 0,
+    skipped: int = 0,
+    trailing_failures: int = 0,
+    restart_streak: bool = False,
+) -> tuple[str, int]:
+    """Add to the campaign's counters and its run of failures; returns (status, failures in a row)."""
+    status, streak = session.execute(
+        _sql(session).counters,
+        {
+            "campaign": campaign_id,
+            "sent": sent,
+            "failed": failed,
+            "skipped": skipped,
+            "trailing": trailing_failures,
+            "restart": restart_streak,
+        },
+    ).one()
+    return str(status), int(streak)
 
 
 @dataclass(frozen=True)
@@ -130,48 +208,50 @@ def record(
     renew: bool = True,
     now: datetime | None = None,
 ) -> str:
-    """Write results of this claim, renew the lease of its other rows (``renew``), update counters; pause
-    the campaign after too many failures in a row and (``final``: the claim's last record) finish it when
-    nothing is left. Commits. Returns the campaign's status."""
+    """Write results of this claim, renew the lease of its other rows (``renew``, needs ``held``: the
+    claimed ids), update counters; pause the campaign after too many failures in a row and (``final``: the
+    claim's last record) finish it when nothing is left. Commits. Returns the campaign's status."""
     now = now or utcnow()
-    sent = {o.delivery_id: o.message_id or "" for o in outcomes if o.sent}
-    failed = {o.delivery_id: (o.error or "failed")[:2000] for o in outcomes if not o.sent}
-    mine = _held(claim_id, held)
+    sql = _sql(session)
+    sent = [o for o in outcomes if o.sent]
+    failed = [o for o in outcomes if not o.sent]
     n_sent = n_failed = 0
     if sent:
-        n_sent = len(
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(list(sent)), mine)
-                .values(status="sent", message_id=case(sent, value=Delivery.id), sent_at=now, last_error=None)
-                .returning(Delivery.id)
-                .execution_options(**_UPDATE_OPTS)
-            ).all()
+        n_sent = _rowcount(
+            session,
+            sql.sent,
+            {
+                "ids": sql.pack([o.delivery_id for o in sent]),
+                "vals": sql.pack([o.message_id or "" for o in sent]),
+                "claim": claim_id,
+                "now": now,
+            },
         )
     if failed:
-        n_failed = len(
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(list(failed)), mine)
-                .values(status="failed", last_error=case(failed, value=Delivery.id))
-                .returning(Delivery.id)
-                .execution_options(**_UPDATE_OPTS)
-            ).all()
+        n_failed = _rowcount(
+            session,
+            sql.failed,
+            {
+                "ids": sql.pack([o.delivery_id for o in failed]),
+                "vals": sql.pack([(o.error or "failed")[:2000] for o in failed]),
+                "claim": claim_id,
+            },
         )
-    if renew:
-        session.execute(update(Delivery).where(mine).values(claimed_at=now).execution_options(**_UPDATE_OPTS))
+    if renew and held:
+        session.execute(sql.renew, {"ids": sql.pack(list(held)), "claim": claim_id, "now": now})
     trailing = 0
     for outcome in reversed(outcomes):
         if outcome.sent:
             break
         trailing += 1
-    streak = trailing if sent else Campaign.consecutive_failures + trailing
-    status, streak_now = session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id)
-        .values(sent=Campaign.sent + n_sent, failed=Campaign.failed + n_failed, consecutive_failures=streak)
-        .returning(Campaign.status, Campaign.consecutive_failures)
-    ).one()
+    status, streak_now = _add_counts(
+        session,
+        campaign_id,
+        sent=n_sent,
+        failed=n_failed,
+        trailing_failures=trailing,
+        restart_streak=bool(sent),
+    )
     if status == "sending" and streak_now >= max_consecutive_failures:
         last = outcomes[-1].error if outcomes else "-"
         reason = f"paused after {streak_now} failures in a row; last: {last}"
@@ -183,13 +263,6 @@ def record(
     return status
 
 
-def _held(claim_id: str, held: Sequence[int]) -> ColumnElement[bool]:
-    """Rows of this claim still in 'sending'; ``held`` (the claimed ids) lets the database use the
-    primary key instead of scanning the ledger for the claim id."""
-    condition = and_(Delivery.claim == claim_id, Delivery.status == "sending")
-    return and_(Delivery.id.in_(list(held)), condition) if held else condition
-
-
 def release(
     session: Session,
     campaign_id: int,
@@ -198,27 +271,25 @@ def release(
     held: Sequence[int] = (),
     now: datetime | None = None,
 ) -> int:
-    """Give back this claim's unsent rows: queued again, or skipped when the campaign was cancelled."""
+    """Give back this claim's unsent rows (among ``held``, or all of the claim's rows when not given):
+    queued again, or skipped when the campaign was cancelled."""
+    sql = _sql(session)
     status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
     cancelled = status == "cancelled"
-    changed = execute_count(
-        session,
-        update(Delivery)
-        .where(_held(claim_id, held))
-        .values(
-            status="skipped" if cancelled else "queued",
-            claim=None,
-            queued_at=now or utcnow(),
-            last_error="campaign cancelled" if cancelled else None,
-        )
-        .execution_options(**_UPDATE_OPTS),
-    )
+    params: dict[str, Any] = {
+        "claim": claim_id,
+        "now": now or utcnow(),
+        "status": "skipped" if cancelled else "queued",
+        "error": "campaign cancelled" if cancelled else None,
+    }
+    if held:
+        changed = _rowcount(session, sql.release, {**params, "ids": sql.pack(list(held))})
+    else:
+        changed = _rowcount(session, sql.release_all, params)
     if cancelled and changed:
-        session.execute(
-            update(Campaign).where(Campaign.id == campaign_id).values(skipped=Campaign.skipped + changed)
-        )
+        _add_counts(session, campaign_id, skipped=changed)
     session.commit()
-    return int(changed)
+    return changed
 
 
 def finish_if_done(session: Session, campaign_id: int, *, now: datetime | None = None) -> bool:
