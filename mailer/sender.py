@@ -2,10 +2,10 @@
 shared rate limiter, send, record. Also the test send (``--test-to``), which leaves no ledger rows.
 
 Error handling (issue item 7): throttling backs off and retries the same row (the campaign status is
-re-read and, every quarter lease, the lease renewed while waiting); quota/paused/suspended pauses the campaign with the reason
-and gives the rows back; a rejected message fails its row only; network trouble retries with backoff,
-then fails the row. Results are recorded every ``FLUSH_EVERY`` messages or ``FLUSH_SECONDS``, which
-bounds what a SIGKILL can leave sent-but-unrecorded.
+re-read and, every quarter lease, the lease renewed while waiting); quota/paused/suspended pauses the
+campaign with the reason and gives the rows back; a rejected message fails its row only; network trouble
+retries with backoff, then fails the row. Results are recorded every ``FLUSH_EVERY`` messages or
+``FLUSH_SECONDS``, which bounds what a SIGKILL can leave sent-but-unrecorded.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ __all__ = ["BatchReport", "SendContext", "send_batch", "send_test"]
 
 log = logging.getLogger(__name__)
 
-FLUSH_EVERY = 50
+FLUSH_EVERY = 100  # a default batch is recorded once, at its end, unless FLUSH_SECONDS passes first
 FLUSH_SECONDS = 0.5
 SEND_ATTEMPTS = 3  # tries of one message on network/server trouble before its row fails
 _BACKOFF_CAP = 8.0  # network trouble
@@ -203,7 +203,8 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
                 )
                 campaigns.release(session, campaign_id, claim_id, held=held)
             raise
-        report.released = campaigns.release(session, campaign_id, claim_id, held=held)
+        if report.sent + report.failed < len(rows):  # stopped early: give back what was not sent
+            report.released = campaigns.release(session, campaign_id, claim_id, held=held)
     return report
 
 
