@@ -29,6 +29,7 @@ from mailer.ledger import (
     record,
     release,
     set_status,
+    skip_queued,
 )
 from mailer.models import Campaign, Delivery
 from mailer.render import Brand
@@ -52,6 +53,7 @@ __all__ = [
     "record",
     "release",
     "resume",
+    "resume_stalled_fills",
     "start_campaign",
     "start_due",
 ]
@@ -202,6 +204,61 @@ def start_due(
     return started
 
 
+def resume_stalled_fills(
+    factory: sessionmaker[Session],
+    brand: Brand,
+    registry: TopicRegistry,
+    *,
+    enqueue: Enqueue,
+    lease_seconds: float,
+    default_lang: str = "zh",
+    batch_size: int = 100,
+    insert_chunk: int = 1000,
+    now: datetime | None = None,
+) -> list[int]:
+    """Finish the ledger fills whose process died: a sending campaign whose audience is not all in the
+    ledger and whose fill has shown no sign of life (``fill_seen_at``) for a whole lease. One conditional
+    UPDATE takes each stalled fill over, so two reapers never both continue it. Returns the campaign ids."""
+    now = now or utcnow()
+    expired = now - timedelta(seconds=lease_seconds)
+    last_seen = func.coalesce(Campaign.fill_seen_at, Campaign.started_at)
+    stalled = (Campaign.status == "sending", Campaign.queued_all.is_(False), last_seen < expired)
+    with factory() as session:
+        candidates = list(session.scalars(select(Campaign.id).where(*stalled).order_by(Campaign.id)))
+    resumed = []
+    for campaign_id in candidates:
+        with factory() as session:
+            taken = execute_count(
+                session,
+                update(Campaign)
+                .where(Campaign.id == campaign_id, *stalled)
+                .values(fill_seen_at=now)
+                .execution_options(**_UPDATE_OPTS),
+            )
+            session.commit()
+            if not taken:
+                continue
+            try:
+                issue = campaign_issue(get_campaign(session, campaign_id), registry, default_lang)
+            except NewsletterError as exc:
+                log.error("campaign %s: cannot resume its ledger fill: %s", campaign_id, exc)
+                continue
+            log.warning("campaign %s: its ledger fill stalled; resuming it", campaign_id)
+            enqueue_queued(session, campaign_id, enqueue, batch_size)
+            fill_ledger(
+                session,
+                campaign_id,
+                issue,
+                brand,
+                enqueue=enqueue,
+                registry=registry,
+                batch_size=batch_size,
+                insert_chunk=insert_chunk,
+            )
+        resumed.append(campaign_id)
+    return resumed
+
+
 def pause(session: Session, campaign_id: int, reason: str = "paused by an operator") -> None:
     get_campaign(session, campaign_id)
     if not set_status(
@@ -271,18 +328,8 @@ def cancel(session: Session, campaign_id: int, reason: str = "cancelled by an op
         status_reason=reason,
     ):
         raise ConflictError(f"campaign {campaign_id} is already finished")
-    changed = execute_count(
-        session,
-        update(Delivery)
-        .where(Delivery.campaign_id == campaign_id, Delivery.status == "queued")
-        .values(status="skipped", last_error="campaign cancelled")
-        .execution_options(**_UPDATE_OPTS),
-    )
-    session.execute(
-        update(Campaign).where(Campaign.id == campaign_id).values(skipped=Campaign.skipped + changed)
-    )
     session.commit()
-    return int(changed)
+    return skip_queued(session, campaign_id, "campaign cancelled")
 
 
 @dataclass(frozen=True)

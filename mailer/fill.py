@@ -4,7 +4,8 @@ One fill function serves ``start_campaign`` and ``resume`` (a fill that crashed 
 the highest subscriber id already in the ledger). Two fills may race (a resume while the original start is
 still alive): rows and renderings go in with ``ON CONFLICT DO NOTHING`` and the campaign's total grows by
 what was really inserted, so neither duplicates rows nor double-counts; enqueueing a row twice is harmless
-(claims are conditional).
+(claims are conditional). Each chunk stamps ``fill_seen_at``, so a fill whose process died is noticed
+(``campaigns.resume_stalled_fills``); a fill that finds its campaign cancelled skips what it added and stops.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from mailer.issue import Issue, parse_issue
-from mailer.ledger import Enqueue, enqueue_ids, finish_if_done
+from mailer.ledger import Enqueue, enqueue_ids, finish_if_done, skip_queued
 from mailer.models import Campaign, Delivery, SegmentRendering, segment_key
 from mailer.render import Brand, render_segments
 from mailer.topics import TopicRegistry
@@ -102,6 +103,7 @@ def fill_ledger(
     after_id = session.scalar(
         select(func.max(Delivery.subscriber_id)).where(Delivery.campaign_id == campaign_id)
     )
+    session.execute(update(Campaign).where(Campaign.id == campaign_id).values(fill_seen_at=utcnow()))
     session.commit()
     statement = _insert_ignoring_conflicts(session, Delivery, "campaign_id", "subscriber_id")
     inserted = 0
@@ -141,12 +143,17 @@ def fill_ledger(
                 .order_by(Delivery.id)
             )
         )
-        if count:
-            session.execute(
-                update(Campaign).where(Campaign.id == campaign_id).values(total=Campaign.total + count)
-            )
+        status = session.scalar(
+            update(Campaign)
+            .where(Campaign.id == campaign_id)
+            .values(total=Campaign.total + count, fill_seen_at=utcnow())
+            .returning(Campaign.status)
+        )
         session.commit()
         inserted += count
+        if status == "cancelled":  # cancelled while filling: what this fill added is skipped, not sent
+            skip_queued(session, campaign_id, "campaign cancelled")
+            return inserted
         enqueue_ids(campaign_id, ids, enqueue, batch_size)
     session.execute(update(Campaign).where(Campaign.id == campaign_id).values(queued_all=True))
     finish_if_done(session, campaign_id)

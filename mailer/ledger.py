@@ -38,6 +38,7 @@ __all__ = [
     "record",
     "release",
     "set_status",
+    "skip_queued",
 ]
 
 Enqueue = Callable[[int, Sequence[int]], None]  # (campaign id, ledger ids) -> one batch task
@@ -342,22 +343,25 @@ def reap(
     batch_size: int = 100,
     now: datetime | None = None,
 ) -> ReapReport:
-    """Resolve rows whose worker vanished: ``sending`` past the lease -> resent or ``unknown``; and when a
-    sending campaign has claimed nothing for a whole lease, its queued rows' tasks are lost: enqueue again."""
+    """Resolve rows whose worker vanished, campaign by campaign (only unfinished campaigns can hold such
+    rows; the ledger has no status index, so each campaign's rows are read through its own index range):
+    ``sending`` past the lease -> queued again (``policy`` resend) or ``unknown``; a cancelled campaign's
+    are never resent, they become ``unknown``, and its leftover queued rows ``skipped``. When a sending
+    campaign has claimed nothing for a whole lease, its queued rows' tasks were lost: enqueue them again."""
     now = now or utcnow()
     expired = now - timedelta(seconds=lease_seconds)
-    lost = session.execute(
-        select(Delivery.id, Delivery.campaign_id).where(
-            Delivery.status == "sending", Delivery.claimed_at < expired
-        )
+    unfinished = session.execute(
+        select(Campaign.id, Campaign.status).where(Campaign.status.in_(("sending", "paused", "cancelled")))
     ).all()
-    resent = unknown = 0
-    by_campaign: dict[int, list[int]] = {}
-    for delivery_id, campaign_id in lost:
-        by_campaign.setdefault(campaign_id, []).append(delivery_id)
-    for campaign_id, ids in by_campaign.items():
-        stale = and_(Delivery.id.in_(ids), Delivery.status == "sending", Delivery.claimed_at < expired)
-        if policy == "resend":
+    session.commit()
+    resent = unknown = requeued = 0
+    for campaign_id, status in unfinished:
+        stale = and_(
+            Delivery.campaign_id == campaign_id,
+            Delivery.status == "sending",
+            Delivery.claimed_at < expired,
+        )
+        if policy == "resend" and status != "cancelled":
             back = list(
                 session.scalars(
                     update(Delivery)
@@ -373,9 +377,8 @@ def reap(
                 )
             )
             session.commit()
-            status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
             if status == "sending":  # a paused campaign's rows go out when it resumes
-                enqueue_ids(campaign_id, back, enqueue, batch_size)
+                enqueue_ids(campaign_id, sorted(back), enqueue, batch_size)
             resent += len(back)
         else:
             count = execute_count(
@@ -387,20 +390,36 @@ def reap(
                 )
                 .execution_options(**_UPDATE_OPTS),
             )
-            session.execute(
-                update(Campaign).where(Campaign.id == campaign_id).values(unknown=Campaign.unknown + count)
-            )
+            if count:
+                more = Campaign.unknown + count
+                session.execute(update(Campaign).where(Campaign.id == campaign_id).values(unknown=more))
+            session.commit()
             unknown += count
-    session.commit()
-    requeued = 0
-    for campaign_id in session.scalars(select(Campaign.id).where(Campaign.status == "sending")):
-        last_claim = session.scalar(
-            select(func.max(Delivery.claimed_at)).where(Delivery.campaign_id == campaign_id)
-        )
-        started = session.scalar(select(Campaign.started_at).where(Campaign.id == campaign_id))
-        idle_since = last_claim or started or now
-        if idle_since < expired:  # nothing claimed for a whole lease: its tasks were lost
-            requeued += enqueue_queued(session, campaign_id, enqueue, batch_size)
-        finish_if_done(session, campaign_id, now=now)
+        if status == "cancelled":
+            skip_queued(session, campaign_id, "campaign cancelled")
+        elif status == "sending":
+            last_claim = session.scalar(
+                select(func.max(Delivery.claimed_at)).where(Delivery.campaign_id == campaign_id)
+            )
+            started = session.scalar(select(Campaign.started_at).where(Campaign.id == campaign_id))
+            idle_since = last_claim or started or now
+            if idle_since < expired:  # nothing claimed for a whole lease: its tasks were lost
+                requeued += enqueue_queued(session, campaign_id, enqueue, batch_size)
+            finish_if_done(session, campaign_id, now=now)
         session.commit()
     return ReapReport(resent=resent, unknown=unknown, requeued=requeued)
+
+
+def skip_queued(session: Session, campaign_id: int, reason: str) -> int:
+    """The campaign's queued rows -> skipped, counted (a cancel, or rows a fill added after it). Commits."""
+    changed = execute_count(
+        session,
+        update(Delivery)
+        .where(Delivery.campaign_id == campaign_id, Delivery.status == "queued")
+        .values(status="skipped", last_error=reason)
+        .execution_options(**_UPDATE_OPTS),
+    )
+    if changed:
+        _add_counts(session, campaign_id, skipped=changed)
+    session.commit()
+    return changed

@@ -3,14 +3,15 @@
 The ledger (``deliveries``) has one row per (campaign, subscriber), unique, and is the only record of what
 was sent. A row moves ``queued -> sending -> sent | failed | skipped``; ``sending`` rows carry a claim id
 and a lease time (``claimed_at``, renewed while the worker works) so a killed worker's rows can be found
-and resolved (``unknown`` when the policy is not to resend). Schema: migration 0002_campaigns.
+and resolved (``unknown`` when the policy is not to resend). Schema: migrations 0002_campaigns and
+0004_ledger_hot_updates.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from subscribers.db import Base, UtcDateTime, utcnow
@@ -60,6 +61,7 @@ class Campaign(Base):
     scheduled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    fill_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # the ledger fill's last chunk
 
 
 class SegmentRendering(Base):
@@ -85,9 +87,10 @@ class SegmentRendering(Base):
 
 class Delivery(Base):
     __tablename__ = "deliveries"
+    # no index on status: claims and records then update rows in place (migration 0004, fillfactor)
     __table_args__ = (
         UniqueConstraint("campaign_id", "subscriber_id"),
-        Index("ix_deliveries_campaign_id_status", "campaign_id", "status"),
+        {"postgresql_with": {"fillfactor": 75}},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

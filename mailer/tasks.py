@@ -21,7 +21,16 @@ from mailer.render import Brand
 from mailer.settings import Settings, get_settings
 from mailer.topics import load_registry
 
-__all__ = ["app", "enqueue", "make_app", "reap", "send_batch", "start_due", "use_settings"]
+__all__ = [
+    "app",
+    "enqueue",
+    "make_app",
+    "reap",
+    "run_reaper",
+    "send_batch",
+    "start_due",
+    "use_settings",
+]
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +107,11 @@ def send_batch(campaign_id: int, delivery_ids: list[int]) -> None:
     log.info("campaign %s batch: %s", campaign_id, report)
 
 
-@app.task(name="mailer.tasks.reap", ignore_result=True)
-def reap() -> None:
-    settings = _settings()
-    with session_factory(settings)() as session:
+def run_reaper(settings: Settings) -> tuple[campaigns.ReapReport, list[int]]:
+    """Resolve sends of vanished workers, re-enqueue lost tasks, continue ledger fills that died: what
+    beat runs every half lease and ``newsletter campaigns reap`` runs by hand."""
+    factory = session_factory(settings)
+    with factory() as session:
         report = campaigns.reap(
             session,
             lease_seconds=settings.lease_seconds,
@@ -109,8 +119,25 @@ def reap() -> None:
             enqueue=enqueue,
             batch_size=settings.batch_size,
         )
+    fills = campaigns.resume_stalled_fills(
+        factory,
+        Brand.from_settings(settings),
+        load_registry(settings.topics_file),
+        enqueue=enqueue,
+        lease_seconds=settings.lease_seconds,
+        default_lang=settings.default_lang,
+        batch_size=settings.batch_size,
+    )
+    return report, fills
+
+
+@app.task(name="mailer.tasks.reap", ignore_result=True)
+def reap() -> None:
+    report, fills = run_reaper(_settings())
     if report.resent or report.unknown or report.requeued:
         log.warning("reaped lost sends: %s", report)
+    if fills:
+        log.warning("resumed the stalled ledger fills of campaigns %s", fills)
 
 
 @app.task(name="mailer.tasks.start_due", ignore_result=True)

@@ -232,3 +232,100 @@ def test_test_send_goes_to_given_addresses_once_per_segment_and_leaves_no_ledger
     with setup.factory() as session:
         assert session.scalar(select(func.count()).select_from(Delivery)) == 0
         assert session.scalar(select(func.count()).select_from(Campaign)) == 0
+
+
+def _counters(setup: Setup, campaign_id: int) -> campaigns.Progress:
+    with setup.factory() as session:
+        return campaigns.progress(session, campaign_id)
+
+
+def _create(setup: Setup) -> int:
+    with setup.factory() as session:
+        campaign_id = campaigns.create_campaign(
+            session, setup.issue, REFERENCE.read_text(), audience="subscribers", transport="file"
+        ).id
+        session.commit()
+    return campaign_id
+
+
+class _Died(Exception):
+    """The starting process 'dies' half way through the fill."""
+
+
+def test_a_fill_whose_process_died_is_resumed_by_the_reaper_once(tmp_path, database_url):
+    setup = Setup(tmp_path, database_url, 60)
+    campaign_id = _create(setup)
+    calls = 0
+
+    def dying_enqueue(cid: int, ids) -> None:  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls > 2:
+            raise _Died
+        setup.enqueue(cid, ids)
+
+    brand = Brand.from_settings(setup.settings)
+    with pytest.raises(_Died):
+        campaigns.start_campaign(
+            setup.factory, campaign_id, setup.issue, brand, enqueue=dying_enqueue,
+            registry=setup.registry, batch_size=10, insert_chunk=10,
+        )  # fmt: skip
+    half = _counters(setup, campaign_id)
+    assert half.status == "sending" and 0 < half.total < len(setup.population.expected)
+
+    def resume(now):  # type: ignore[no-untyped-def]
+        return campaigns.resume_stalled_fills(
+            setup.factory, brand, setup.registry, enqueue=setup.enqueue, lease_seconds=60,
+            batch_size=10, insert_chunk=10, now=now,
+        )  # fmt: skip
+
+    assert resume(utcnow() + timedelta(seconds=30)) == [], "within the lease the fill may be alive"
+    later = utcnow() + timedelta(seconds=61)
+    assert resume(later) == [campaign_id]
+    assert resume(later) == [], "the fill is taken over once, not by every reaper"
+    context = setup.context()
+    for cid, batch in setup.batches:
+        send_batch(context, cid, batch)
+    done = _counters(setup, campaign_id)
+    assert done.status == "done" and done.total == done.sent == len(setup.population.expected)
+    with setup.factory() as session:
+        subscribers = session.scalars(
+            select(Delivery.subscriber_id).where(Delivery.campaign_id == campaign_id)
+        )
+        assert sorted(subscribers) == sorted(setup.population.expected), "each subscriber once"
+
+
+def test_rows_a_fill_adds_after_a_cancel_are_skipped_and_counted(tmp_path, database_url):
+    setup = Setup(tmp_path, database_url, 60)
+    campaign_id = _create(setup)
+
+    def cancelling_enqueue(cid: int, ids) -> None:  # type: ignore[no-untyped-def]
+        if not setup.batches:  # an operator cancels while the fill is still running
+            with setup.factory() as session:
+                campaigns.cancel(session, cid)
+        setup.enqueue(cid, ids)
+
+    campaigns.start_campaign(
+        setup.factory, campaign_id, setup.issue, Brand.from_settings(setup.settings),
+        enqueue=cancelling_enqueue, registry=setup.registry, batch_size=10, insert_chunk=10,
+    )  # fmt: skip
+    state = _counters(setup, campaign_id)
+    assert state.status == "cancelled"
+    assert "queued" not in state.by_status, "nothing is left waiting for a send that never comes"
+    assert state.skipped == state.total == sum(state.by_status.values())
+    assert state.total < len(setup.population.expected), "the fill stopped"
+
+
+def test_a_cancelled_campaigns_lost_rows_become_unknown_even_with_resend(tmp_path, database_url):
+    setup = Setup(tmp_path, database_url, 25)
+    campaign_id = setup.start()
+    _, first = setup.batches[0]
+    with setup.factory() as session:
+        rows, _ = campaigns.claim(session, campaign_id, first, "dead-worker")
+        campaigns.cancel(session, campaign_id)
+        later = utcnow() + timedelta(seconds=61)
+        report = campaigns.reap(session, lease_seconds=60, policy="resend", enqueue=setup.enqueue, now=later)
+    assert report.resent == 0 and report.unknown == len(rows)
+    state = _counters(setup, campaign_id)
+    assert state.by_status == {"unknown": len(rows), "skipped": state.total - len(rows)}
+    assert state.unknown + state.skipped == state.total

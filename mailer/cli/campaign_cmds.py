@@ -114,18 +114,14 @@ def cancel_command(campaign_id: Annotated[int, typer.Argument(help="Campaign id"
 
 @campaigns_app.command("reap")
 def reap_command() -> None:
-    """Resolve rows a killed worker left in 'sending' past the lease (settings.on_lost_send)."""
+    """Resolve rows a killed worker left in 'sending' past the lease (settings.on_lost_send), re-queue
+    lost tasks, and continue ledger fills whose process died (what beat does every half lease)."""
     config = settings()
     tasks.use_settings(config)
-    with session_factory(config)() as session:
-        report = campaigns.reap(
-            session,
-            lease_seconds=config.lease_seconds,
-            policy=config.on_lost_send,
-            enqueue=tasks.enqueue,
-            batch_size=config.batch_size,
-        )
+    report, fills = tasks.run_reaper(config)
     _say(f"resent {report.resent}, marked unknown {report.unknown}, re-queued {report.requeued}")
+    for campaign_id in fills:
+        _say(f"campaign {campaign_id}: resumed its stalled ledger fill")
 
 
 @campaigns_app.command("start-due")
