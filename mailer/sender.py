@@ -44,7 +44,7 @@ __all__ = ["BatchReport", "SendContext", "send_batch", "send_test"]
 
 log = logging.getLogger(__name__)
 
-FLUSH_EVERY = 100  # a default batch is recorded once, at its end, unless FLUSH_SECONDS passes first
+FLUSH_EVERY = 50  # bounds what a SIGKILL leaves sent but unrecorded; 100 measured no faster
 FLUSH_SECONDS = 0.5
 SEND_ATTEMPTS = 3  # tries of one message on network/server trouble before its row fails
 _BACKOFF_CAP = 8.0  # network trouble
