@@ -152,6 +152,7 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
                 raise _Stop
 
         try:
+            last = rows[-1]
             for row in rows:
                 links = RecipientLinks(
                     unsubscribe=make_token(settings.secret_key, row.subscriber_id, "unsubscribe"),
@@ -171,8 +172,9 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
                 )
                 outcome = _send_one(ctx, transport, tokens, row.id, message, flush)
                 outcomes.append(outcome)
-                # a failure is recorded at once, so the campaign pauses exactly at its failure limit
-                if (
+                # a failure is recorded at once, so the campaign pauses exactly at its failure limit; the
+                # last row is left to the final record (one statement group, not an extra empty one)
+                if row is not last and (
                     not outcome.sent
                     or len(outcomes) >= FLUSH_EVERY
                     or time.monotonic() - last_flush >= FLUSH_SECONDS
