@@ -6,7 +6,20 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, and_, case, exists, func, literal, select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    and_,
+    any_,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from subscribers.db import utcnow
@@ -143,6 +156,12 @@ def segment_counts(session: Session, issue_topics: Collection[str]) -> dict[froz
 def sendable(session: Session, subscriber_ids: Iterable[int]) -> set[int]:
     """The ids that are still active and not suppressed (the re-check just before a message leaves)."""
     ids = sorted(set(subscriber_ids))
+    if not ids:
+        return set()
+    if session.get_bind().dialect.name == "postgresql":
+        # one array parameter: the statement's text stays the same whatever the batch, so it is compiled
+        # and prepared once (an IN list of 100 parameters cost ~1 ms of client CPU per batch)
+        return set(session.scalars(_SENDABLE_PG, {"ids": ids}))
     found: set[int] = set()
     for start in range(0, len(ids), _ID_CHUNK):
         chunk = ids[start : start + _ID_CHUNK]
@@ -154,6 +173,13 @@ def sendable(session: Session, subscriber_ids: Iterable[int]) -> set[int]:
             )
         )
     return found
+
+
+_SENDABLE_PG = select(Subscriber.id).where(
+    Subscriber.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger))),
+    Subscriber.status == "active",
+    _not_suppressed(),
+)
 
 
 def get_subscriber(session: Session, subscriber_id: int) -> Subscriber:
