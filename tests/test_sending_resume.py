@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from plugins.sending import populate
 from sqlalchemy import func, select
 
@@ -70,7 +71,10 @@ def _ledger(factory, campaign_id: int) -> Counter[int]:  # type: ignore[no-untyp
         )
 
 
-def test_a_send_killed_mid_fill_is_resumed_without_loss_or_duplicates(tmp_path, database_url):
+@pytest.mark.parametrize("how", ["resume", "reap"])
+def test_a_send_killed_mid_fill_is_resumed_without_loss_or_duplicates(tmp_path, database_url, how):
+    """``campaigns resume ID`` by an operator, or the reaper (``campaigns reap``, what beat runs) once the
+    fill has shown no sign of life for a lease."""
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url, secret_key="k")  # type: ignore[call-arg]
     registry = load_registry(settings.topics_file)
     issue = load_issue(REFERENCE, registry)
@@ -102,15 +106,13 @@ def test_a_send_killed_mid_fill_is_resumed_without_loss_or_duplicates(tmp_path, 
         assert 0 < campaign.total < len(population.expected)
         killed_at = campaign.total
 
+    command = ["campaigns", "resume", str(campaign_id)]
+    if how == "reap":
+        command = ["campaigns", "reap"]
+        env["NEWSLETTER_LEASE_SECONDS"] = "1"
+        time.sleep(1.2)  # the dead fill's last chunk is older than the lease
     resumed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from mailer.cli import main; main()",
-            "campaigns",
-            "resume",
-            str(campaign_id),
-        ],
+        [sys.executable, "-c", "from mailer.cli import main; main()", *command],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -118,7 +120,10 @@ def test_a_send_killed_mid_fill_is_resumed_without_loss_or_duplicates(tmp_path, 
         timeout=120,
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert f"campaign {campaign_id} done: {len(population.expected):,} sent" in resumed.stdout
+    if how == "resume":
+        assert f"campaign {campaign_id} done: {len(population.expected):,} sent" in resumed.stdout
+    else:
+        assert f"campaign {campaign_id}: resumed its stalled ledger fill" in resumed.stdout
 
     ledger = _ledger(factory, campaign_id)
     assert set(ledger) == set(population.expected), "every sendable subscriber has a row, nobody else"
