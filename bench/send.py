@@ -285,6 +285,13 @@ def end_to_end(
         worker.wait(30)
     app.close()
     stats = sink_stats(port)
+    if url.startswith("postgresql"):
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+            time.sleep(1)  # statistics reach pg_stat_user_tables within a second
+            updates, hot = conn.execute(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'deliveries'"
+            ).fetchone() or (0, 0)
+            print(f"  ledger updates: {updates:,}, of which in place (HOT): {hot / max(1, updates):.0%}")
     return {
         "sent": state.sent,
         "status_done": float(state.status == "done"),
