@@ -238,23 +238,15 @@ def resume_stalled_fills(
             session.commit()
             if not taken:
                 continue
-            try:
-                issue = campaign_issue(get_campaign(session, campaign_id), registry, default_lang)
-            except NewsletterError as exc:
+            log.warning("campaign %s: its ledger fill stalled; resuming it", campaign_id)
+            try:  # what an operator's `campaigns resume` does: re-queue what is there, fill the rest
+                resume(
+                    session, campaign_id, enqueue=enqueue, batch_size=batch_size, brand=brand,
+                    registry=registry, default_lang=default_lang, insert_chunk=insert_chunk,
+                )  # fmt: skip
+            except NewsletterError as exc:  # a stored issue that no longer parses, or a paused campaign
                 log.error("campaign %s: cannot resume its ledger fill: %s", campaign_id, exc)
                 continue
-            log.warning("campaign %s: its ledger fill stalled; resuming it", campaign_id)
-            enqueue_queued(session, campaign_id, enqueue, batch_size)
-            fill_ledger(
-                session,
-                campaign_id,
-                issue,
-                brand,
-                enqueue=enqueue,
-                registry=registry,
-                batch_size=batch_size,
-                insert_chunk=insert_chunk,
-            )
         resumed.append(campaign_id)
     return resumed
 
