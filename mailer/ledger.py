@@ -122,7 +122,7 @@ class _Statements:
         ).bindparams(now)
         self.counters = text(
             "UPDATE campaigns SET sent = sent + :sent, failed = failed + :failed, "
-            "skipped = skipped + :skipped, "
+            "skipped = skipped + :skipped, unknown = unknown + :unknown, "
             "consecutive_failures = CASE WHEN :restart THEN 0 ELSE consecutive_failures END + :trailing "
             "WHERE id = :campaign RETURNING status, consecutive_failures"
         )
@@ -171,6 +171,7 @@ def _add_counts(
     sent: int = 0,
     failed: int = 0,
     skipped: int = 0,
+    unknown: int = 0,
     trailing_failures: int = 0,
     restart_streak: bool = False,
 ) -> tuple[str, int]:
@@ -182,6 +183,7 @@ def _add_counts(
             "sent": sent,
             "failed": failed,
             "skipped": skipped,
+            "unknown": unknown,
             "trailing": trailing_failures,
             "restart": restart_streak,
         },
@@ -391,8 +393,7 @@ def reap(
                 .execution_options(**_UPDATE_OPTS),
             )
             if count:
-                more = Campaign.unknown + count
-                session.execute(update(Campaign).where(Campaign.id == campaign_id).values(unknown=more))
+                _add_counts(session, campaign_id, unknown=count)
             session.commit()
             unknown += count
         if status == "cancelled":
