@@ -238,15 +238,14 @@ def resume_stalled_fills(
             session.commit()
             if not taken:
                 continue
-            log.warning("campaign %s: its ledger fill stalled; resuming it", campaign_id)
-            try:  # what an operator's `campaigns resume` does: re-queue what is there, fill the rest
-                resume(
-                    session, campaign_id, enqueue=enqueue, batch_size=batch_size, brand=brand,
-                    registry=registry, default_lang=default_lang, insert_chunk=insert_chunk,
-                )  # fmt: skip
-            except NewsletterError as exc:  # a stored issue that no longer parses, or a paused campaign
+            try:
+                issue = campaign_issue(get_campaign(session, campaign_id), registry, default_lang)
+            except NewsletterError as exc:  # the stored issue no longer parses (a topic was removed)
                 log.error("campaign %s: cannot resume its ledger fill: %s", campaign_id, exc)
                 continue
+            # the campaign's status is left alone: paused meanwhile, its new rows wait for `resume`
+            log.warning("campaign %s: its ledger fill stalled; resuming it", campaign_id)
+            _continue_fill(session, campaign_id, issue, brand, enqueue, registry, batch_size, insert_chunk)
         resumed.append(campaign_id)
     return resumed
 
@@ -294,19 +293,33 @@ def resume(
     ):
         raise ConflictError(f"campaign {campaign_id} is not paused")
     session.commit()
+    if issue is None or brand is None:
+        return enqueue_queued(session, campaign_id, enqueue, batch_size)
+    return _continue_fill(session, campaign_id, issue, brand, enqueue, registry, batch_size, insert_chunk)
+
+
+def _continue_fill(
+    session: Session,
+    campaign_id: int,
+    issue: Issue,
+    brand: Brand,
+    enqueue: Enqueue,
+    registry: TopicRegistry | None,
+    batch_size: int,
+    insert_chunk: int,
+) -> int:
+    """Re-queue the rows already in the ledger and fill in the rest of the audience; rows queued."""
     count = enqueue_queued(session, campaign_id, enqueue, batch_size)
-    if issue is not None and brand is not None:
-        count += fill_ledger(
-            session,
-            campaign_id,
-            issue,
-            brand,
-            enqueue=enqueue,
-            registry=registry,
-            batch_size=batch_size,
-            insert_chunk=insert_chunk,
-        )
-    return count
+    return count + fill_ledger(
+        session,
+        campaign_id,
+        issue,
+        brand,
+        enqueue=enqueue,
+        registry=registry,
+        batch_size=batch_size,
+        insert_chunk=insert_chunk,
+    )
 
 
 def cancel(session: Session, campaign_id: int, reason: str = "cancelled by an operator") -> int:
