@@ -29,8 +29,8 @@ from markdown_it import MarkdownIt  # noqa: E402
 from mjml import mjml2html  # noqa: E402
 from premailer import Premailer  # noqa: E402
 
-from mailer.issue import load_issue  # noqa: E402
-from mailer.render import Brand, render, render_segments  # noqa: E402
+from mailer.rendering.issue import load_issue  # noqa: E402
+from mailer.rendering.render import Brand, render, render_segments  # noqa: E402
 from mailer.topics import load_registry  # noqa: E402
 
 REFERENCE = ROOT.parent / "shared" / "fixtures" / "issues" / "2014-01-16-openstack-activity-1226-0116.md"

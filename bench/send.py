@@ -34,12 +34,12 @@ import psycopg  # noqa: E402
 import redis  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 
-from mailer import campaigns  # noqa: E402
 from mailer.database import session_factory, sync_registry  # noqa: E402
-from mailer.issue import load_issue  # noqa: E402
-from mailer.message import RecipientLinks, SegmentMessage, SenderIdentity, link_values  # noqa: E402
-from mailer.placeholders import SplitTemplate  # noqa: E402
-from mailer.render import Brand, render, render_segments  # noqa: E402
+from mailer.rendering.issue import load_issue  # noqa: E402
+from mailer.rendering.placeholders import SplitTemplate  # noqa: E402
+from mailer.rendering.render import Brand, render, render_segments  # noqa: E402
+from mailer.sending import campaigns  # noqa: E402
+from mailer.sending.message import RecipientLinks, SegmentMessage, SenderIdentity, link_values  # noqa: E402
 from mailer.settings import Settings  # noqa: E402
 from mailer.tasks import make_app  # noqa: E402
 from mailer.topics import load_registry  # noqa: E402
@@ -157,7 +157,8 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
     sink = subprocess.Popen(
         [
             sys.executable,
-            str(ROOT / "bench" / "ses_sink.py"),
+            "-m",
+            "mailer.testing.ses_sink",
             "--port",
             str(port),
             "--max-send-rate",
@@ -311,7 +312,7 @@ def end_to_end(
 
 
 def _bare_worker(port: int, messages: list[tuple[str, bytes]], out) -> None:  # type: ignore[no-untyped-def]
-    from mailer.transports.ses import make_client
+    from mailer.sending.transports.ses import make_client
 
     client = make_client(Settings(ses_endpoint_url=f"http://127.0.0.1:{port}"))
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -7,7 +7,7 @@ NewsletterError
  ├── NotFoundError         a subscriber, campaign or token that does not exist (exit 3, 404)
  ├── ConflictError         an action that the current state forbids (exit 4, 409)
  ├── RateLimitedError      too many requests for one address (exit 5, 429)
- └── TransportError        a send that failed (see mailer.transports.base for its children)
+ └── TransportError        a send that failed (see mailer.sending.transports.base for its children)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers taking ids that call mailer.sender and mailer.campaigns.
+"""Celery tasks: thin wrappers taking ids that call mailer.sending.sender and mailer.sending.campaigns.
 
 The app is configured from settings here (``worker.py`` re-exports it for ``celery -A worker worker``):
 Redis broker, ``acks_late`` with ``reject_on_worker_lost`` (a killed worker's task is redelivered),
@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 from celery import Celery
 
-from mailer import campaigns, sender
 from mailer.database import session_factory
-from mailer.render import Brand
+from mailer.rendering.render import Brand
+from mailer.sending import campaigns, sender
 from mailer.settings import Settings, get_settings
 from mailer.topics import load_registry
 

@@ -1,30 +1,21 @@
-"""Shared fixtures. Real components only: services are the machine's Redis and PostgreSQL (see README)."""
+"""Fixtures shared by every test folder. Real components only: the machine's Redis and PostgreSQL, moto,
+aiosmtpd, Celery worker processes, headless Chromium (see README). Helpers live in ``support/``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from support.paths import ARTIFACTS_DIR, TOPICS_FILE
 
 from mailer.topics import TopicRegistry, load_registry
 
-pytest_plugins = ["plugins.db", "plugins.services", "plugins.browser", "plugins.sending"]
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
-ISSUES_DIR = SHARED_FIXTURES / "issues"
-REFERENCE_ISSUE = ISSUES_DIR / "2014-01-16-openstack-activity-1226-0116.md"
-TYPO_ISSUE = ISSUES_DIR / "2013-12-26-openstack-activity-1216-1226.md"
-ARTIFACTS_DIR = PROJECT_ROOT / "test-artifacts"
-
-
-def fixture_issues() -> list[Path]:
-    return sorted(ISSUES_DIR.glob("*.md"))
+pytest_plugins = ["plugins.db", "plugins.browser", "plugins.sending"]
 
 
 @pytest.fixture(scope="session")
 def registry() -> TopicRegistry:
-    return load_registry(PROJECT_ROOT / "templates" / "topics.yaml")
+    return load_registry(TOPICS_FILE)
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,13 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from mailer import campaigns, tasks
+from mailer import tasks
 from mailer.cli.app import app, console, settings
 from mailer.cli.send_cmds import _say, _segment_label, _segments_table, _summary, follow
 from mailer.database import session_factory
-from mailer.models import Campaign, SegmentRendering
-from mailer.render import Brand
+from mailer.rendering.render import Brand
+from mailer.sending import campaigns
+from mailer.sending.models import Campaign, SegmentRendering
 from mailer.topics import load_registry
 
 campaigns_app = typer.Typer(help="List and steer campaigns.", no_args_is_help=True)

@@ -11,12 +11,12 @@ from mailer.cli.app import app, console, err_console, settings
 from mailer.errors import InputError
 
 if TYPE_CHECKING:  # the renderer (MJML, premailer) is imported when a command runs: `--help` stays fast
-    from mailer.issue import Issue
+    from mailer.rendering.issue import Issue
     from mailer.topics import TopicRegistry
 
 
 def _load(issue_file: Path, strict: bool) -> tuple[Issue, TopicRegistry]:
-    from mailer.issue import load_issue
+    from mailer.rendering.issue import load_issue
     from mailer.topics import load_registry
 
     config = settings()
@@ -47,7 +47,7 @@ def render_command(
     ] = False,
 ) -> None:
     """Render an issue for one segment: writes OUT/email.html and OUT/email.txt (placeholders unfilled)."""
-    from mailer.render import Brand, render
+    from mailer.rendering.render import Brand, render
 
     if topics is not None and all_topics:
         raise InputError("use either --topics or --all, not both")
@@ -84,8 +84,8 @@ def preview_command(
     ] = False,
 ) -> None:
     """Write a static preview: an index page, a page per segment with the email at 600 px and 375 px."""
-    from mailer.preview import preview_pages, write_preview
-    from mailer.render import Brand
+    from mailer.rendering.preview import preview_pages, write_preview
+    from mailer.rendering.render import Brand
 
     issue, registry = _load(issue_file, strict)
     pages = preview_pages(issue, Brand.from_settings(settings()), registry)

@@ -17,16 +17,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import select
 
-from mailer import campaigns, tasks
+from mailer import tasks
 from mailer.cli.app import app, console, err_console, settings
 from mailer.database import session_factory
 from mailer.errors import InputError
 from mailer.feedback.apply import SKIP_VERIFICATION, receive
 from mailer.feedback.samples import bounce_notification, complaint_notification
-from mailer.issue import Issue, load_issue
-from mailer.models import Delivery, SegmentRendering
-from mailer.render import Brand, render_segments
-from mailer.sender import send_test
+from mailer.rendering.issue import Issue, load_issue
+from mailer.rendering.render import Brand, render_segments
+from mailer.sending import campaigns
+from mailer.sending.models import Delivery, SegmentRendering
+from mailer.sending.sender import send_test
 from mailer.settings import PROJECT_ROOT, Settings
 from mailer.topics import TopicRegistry, load_registry
 from subscribers.db import utcnow

@@ -35,7 +35,7 @@ from mailer.feedback.policy import (
 from mailer.feedback.ses_events import BounceEvent, ComplaintEvent, IgnoredEvent, SesEvent, classify
 from mailer.feedback.sns import NOTIFICATION, SnsMessage, SnsMessageError, SnsSignatureError, SnsVerifier
 from mailer.feedback.sns import parse_sns_message as _parse_sns
-from mailer.models import Delivery
+from mailer.sending.models import Delivery
 from subscribers import preferences, suppression
 from subscribers.errors import SubscribersError
 from subscribers.models import Subscriber

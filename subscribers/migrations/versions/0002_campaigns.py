@@ -1,4 +1,4 @@
-"""Campaigns, their stored segment renderings, and the delivery ledger (tables of mailer/models.py).
+"""Campaigns, their stored segment renderings, and the delivery ledger (tables of mailer/sending/models.py).
 
 Revision ID: 0002
 Revises: 0001

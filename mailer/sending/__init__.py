@@ -1,0 +1,1 @@
+"""Sending: campaigns, the delivery ledger, message building, rate limiting and transports."""

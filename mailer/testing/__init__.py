@@ -1,0 +1,1 @@
+"""Tools for tests and benchmarks: an SES-compatible HTTP sink (python -m mailer.testing.ses_sink)."""

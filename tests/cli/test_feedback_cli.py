@@ -1,0 +1,102 @@
+"""``newsletter feedback apply`` as a user runs it: a real process on an SQLite file.
+
+Uses the signed SNS bounce of shared/fixtures/sns (django-ses tests, MIT) and its certificate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from support.paths import PROJECT_ROOT, SHARED_FIXTURES
+
+from mailer.feedback import samples
+from subscribers.db import make_session_factory, open_database
+from subscribers.models import Subscriber
+from subscribers.preferences import add_subscriber
+
+SNS_DIR = SHARED_FIXTURES / "sns"
+BOUNCE = SNS_DIR / "notification-ses-bounce-no-subject-sigv1.json"
+NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    engine = open_database(url)
+    with make_session_factory(engine)() as session:
+        add_subscriber(session, "bounce@simulator.amazonses.com", now=NOW)
+        add_subscriber(session, "reader@example.com", now=NOW)
+        session.commit()
+    engine.dispose()
+    return url
+
+
+def run(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "NEWSLETTER_DATABASE_URL": db_url,
+        "NEWSLETTER_DATA_DIR": str(Path(db_url[10:]).parent),
+    }
+    return subprocess.run(
+        [sys.executable, "-c", "from mailer.cli import main; main()", "feedback", "apply", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        timeout=60,
+    )
+
+
+def status(db_url: str, email: str) -> str | None:
+    engine = open_database(db_url, migrate=False)
+    with make_session_factory(engine)() as session:
+        found = session.scalar(select(Subscriber.status).where(Subscriber.email_key == email))
+    engine.dispose()
+    return found
+
+
+def test_signed_message_replayed_as_of_its_time_is_applied_once(db_url: str) -> None:
+    args = [str(BOUNCE), "--cert-dir", str(SNS_DIR / "certs"), "--as-of", "2022-04-01T21:25:00Z"]
+    first = run(db_url, *args)
+    assert first.returncode == 0, first.stderr
+    assert "(verified)" in first.stdout and "suppressed (hard_bounce), status bounced" in first.stdout
+    assert status(db_url, "bounce@simulator.amazonses.com") == "bounced"
+    second = run(db_url, *args)
+    assert second.returncode == 0 and "duplicate" in second.stdout
+
+
+def test_an_old_message_is_refused_today_with_one_line(db_url: str) -> None:
+    result = run(db_url, str(BOUNCE), "--cert-dir", str(SNS_DIR / "certs"))
+    assert result.returncode == 2
+    assert "older than" in result.stderr and "Traceback" not in result.stderr
+    assert status(db_url, "bounce@simulator.amazonses.com") == "active"
+
+
+def test_bare_notification_needs_no_verify(db_url: str, tmp_path: Path) -> None:
+    file = tmp_path / "complaint.json"
+    file.write_text(json.dumps(samples.complaint_notification("reader@example.com", message_id="m1", at=NOW)))
+    refused = run(db_url, str(file))
+    assert refused.returncode == 2 and "--no-verify" not in refused.stdout
+    assert "bare SES notification" in refused.stderr
+    applied = run(db_url, str(file), "--no-verify")
+    assert applied.returncode == 0, applied.stderr
+    assert "UNVERIFIED" in applied.stdout and "unsubscribed" in applied.stdout
+    assert status(db_url, "reader@example.com") == "complained"
+
+
+def test_missing_and_malformed_files_are_input_errors(db_url: str, tmp_path: Path) -> None:
+    missing = run(db_url, str(tmp_path / "nope.json"), "--no-verify")
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"Type": "Notification"')
+    malformed = run(db_url, str(bad), "--no-verify")
+    assert (
+        malformed.returncode == 2 and "not JSON" in malformed.stderr and "Traceback" not in malformed.stderr
+    )

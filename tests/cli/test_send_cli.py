@@ -1,0 +1,70 @@
+"""The sending commands as a user runs them: ``newsletter demo``, ``send``, ``campaigns`` (subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.paths import PROJECT_ROOT
+
+REFERENCE = PROJECT_ROOT.parent / "shared/fixtures/issues/2014-01-16-openstack-activity-1226-0116.md"
+
+
+def newsletter(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [sys.executable, "-c", "from mailer.cli import main; main()", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_path_on_embedded_defaults(tmp_path):
+    result = newsletter(tmp_path, "demo")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "rejected 2" in out and "line 14" in out
+    assert "sent 28, failed 0, skipped 0 (done)" in out
+    outbox = tmp_path / "var" / "outbox"
+    assert len(list(outbox.glob("1.*.eml"))) == 28
+    assert "suppressed (hard_bounce), status bounced" in out
+    assert "suppressed (complaint), status complained" in out
+    assert (tmp_path / "var" / "newsletter.db").exists()
+
+    listed = newsletter(tmp_path, "campaigns", "list")
+    assert listed.returncode == 0 and "done" in listed.stdout
+    shown = newsletter(tmp_path, "campaigns", "show", "1")
+    assert shown.returncode == 0 and "sent" in shown.stdout and "28" in shown.stdout
+    paused = newsletter(tmp_path, "campaigns", "pause", "1")
+    assert paused.returncode == 4 and "not sending" in paused.stderr and "Traceback" not in paused.stderr
+
+    # a second send of the same issue: the bounced and complained readers get nothing now
+    again = newsletter(tmp_path, "send", str(REFERENCE))
+    assert again.returncode == 0, again.stderr
+    assert "campaign 2 done: 26 sent" in again.stdout
+
+    dry = newsletter(tmp_path, "send", str(REFERENCE), "--dry-run")
+    assert dry.returncode == 0 and "nothing sent" in dry.stdout and "segment" in dry.stdout
+    test = newsletter(tmp_path, "send", str(REFERENCE), "--all", "--test-to", "editor@example.org")
+    assert test.returncode == 0 and "1 test messages" in test.stdout
+    assert "campaign 3" not in newsletter(tmp_path, "campaigns", "list").stdout
+
+
+def test_bad_input_gives_one_line_and_an_exit_code(tmp_path):
+    missing = newsletter(tmp_path, "demo", "--issue", str(tmp_path / "nope.md"))
+    assert missing.returncode == 2
+    assert "nope.md: issue not found" in missing.stderr and "Traceback" not in missing.stderr
+    unknown = newsletter(tmp_path, "campaigns", "show", "99")
+    assert unknown.returncode == 3 and "no campaign with id 99" in unknown.stderr
+    both = newsletter(tmp_path, "send", str(REFERENCE), "--all", "--topics-from-subscribers")
+    assert both.returncode == 2 and "not both" in both.stderr
+    transport = newsletter(tmp_path, "send", str(REFERENCE), "--transport", "pigeon")
+    assert transport.returncode == 2 and "pigeon" in transport.stderr

@@ -1,1 +1,0 @@
-"""pytest fixtures for services (registered in conftest.py through pytest_plugins)."""

@@ -1,0 +1,56 @@
+"""The confirmation email of a signup (zh and en) carries a working, escaped confirm link."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from mailer.database import sync_registry
+from mailer.rendering.confirmation import confirmation_email
+from mailer.rendering.render import Brand
+from mailer.settings import Settings
+from subscribers.optin import confirm, signup
+
+SECRET = "confirm-secret"
+NOW = datetime(2026, 7, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("locale", "words"),
+    [
+        ("zh", ["请确认你的订阅", "Nova 计算", "确认订阅"]),
+        ("en", ["Please confirm", "Nova", "Confirm subscription"]),
+    ],
+)
+def test_confirmation_email_confirms(db_session, registry, locale, words):
+    sync_registry(db_session, registry)
+    brand = Brand.from_settings(Settings(base_url="https://news.example.org/", name="OpenStack社区动态"))
+    result = signup(
+        db_session, "o'brien+x@example.org", secret=SECRET, topics=["nova"], locale=locale, now=NOW
+    )
+    email = confirmation_email(result, brand, registry)
+    assert email.to == "o'brien+x@example.org" and email.lang == locale
+    assert "OpenStack社区动态" in email.subject
+    for word in words:
+        assert word in email.html and word in email.text
+    assert "o&#39;brien+x@example.org" in email.html or "o&#x27;brien+x@example.org" in email.html
+    assert "placeholder" not in email.html + email.text
+    assert "fonts.googleapis" not in email.html
+    [href] = set(re.findall(r'href="(https://news\.example\.org/confirm/[^"]+)"', email.html))
+    assert href == email.confirm_url and email.confirm_url in email.text
+    token = href.rsplit("/", 1)[1]
+    assert confirm(db_session, token, secret=SECRET, now=NOW).status == "active"
+
+
+def test_a_signup_that_needs_no_email_has_none(db_session, registry):
+    sync_registry(db_session, registry)
+    signup(db_session, "a@example.org", secret=SECRET, now=NOW)
+    result = signup(db_session, "a@example.org", secret=SECRET, now=NOW.replace(hour=5))
+    assert result.send_confirmation
+    confirm(db_session, result.confirm_token, secret=SECRET, now=NOW.replace(hour=5))
+    again = signup(db_session, "a@example.org", secret=SECRET, now=NOW.replace(hour=9))
+    assert again.outcome == "already_active"
+    with pytest.raises(ValueError):
+        confirmation_email(again, Brand.from_settings(Settings()), registry)

@@ -1,0 +1,188 @@
+"""A send that crashed while filling the ledger is resumed without loss or duplicates (SQLite, PostgreSQL):
+a real process killed with SIGKILL after its first committed chunk, then ``newsletter campaigns resume``;
+and two fills racing on one campaign."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from support.paths import PROJECT_ROOT
+from support.population import populate
+
+from mailer.database import session_factory
+from mailer.rendering.issue import load_issue
+from mailer.rendering.render import Brand
+from mailer.sending import campaigns
+from mailer.sending.models import Campaign, Delivery
+from mailer.settings import Settings
+from mailer.topics import load_registry
+
+REFERENCE = PROJECT_ROOT.parent / "shared/fixtures/issues/2014-01-16-openstack-activity-1226-0116.md"
+TOPICS = ["nova", "neutron", "tempest", "ceilometer", "heat"]
+
+# the crashing sender: start_campaign in chunks of 20 with a slow enqueue (a sluggish broker), so the
+# test can kill it once the first chunk is committed and long before the fill is complete
+STARTER = """
+import sys, time
+from mailer.sending import campaigns
+from mailer.database import session_factory
+from mailer.rendering.issue import load_issue
+from mailer.rendering.render import Brand
+from mailer.settings import Settings
+from mailer.topics import load_registry
+settings = Settings()
+registry = load_registry(settings.topics_file)
+issue = load_issue(sys.argv[2], registry)
+campaigns.start_campaign(
+    session_factory(settings), int(sys.argv[1]), issue, Brand.from_settings(settings),
+    enqueue=lambda _cid, _ids: time.sleep(0.1), registry=registry, batch_size=20, insert_chunk=20,
+)
+"""
+
+
+def _env(tmp_path: Path, url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        {
+            "NEWSLETTER_DATABASE_URL": url,
+            "NEWSLETTER_DATA_DIR": str(tmp_path / "data"),
+            "NEWSLETTER_SECRET_KEY": "k",
+            "NEWSLETTER_TRANSPORT": "file",
+            "COLUMNS": "200",
+        }
+    )
+    return env
+
+
+def _ledger(factory, campaign_id: int) -> Counter[int]:  # type: ignore[no-untyped-def]
+    with factory() as session:
+        return Counter(
+            session.scalars(select(Delivery.subscriber_id).where(Delivery.campaign_id == campaign_id))
+        )
+
+
+@pytest.mark.parametrize("how", ["resume", "reap"])
+def test_a_send_killed_mid_fill_is_resumed_without_loss_or_duplicates(tmp_path, database_url, how):
+    """``campaigns resume ID`` by an operator, or the reaper (``campaigns reap``, what beat runs) once the
+    fill has shown no sign of life for a lease."""
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, secret_key="k")  # type: ignore[call-arg]
+    registry = load_registry(settings.topics_file)
+    issue = load_issue(REFERENCE, registry)
+    population = populate(database_url, 300, TOPICS, issue_topics=issue.topics)
+    factory = session_factory(settings)
+    with factory() as session:
+        campaign_id = campaigns.create_campaign(
+            session, issue, REFERENCE.read_text(), audience="subscribers", transport="file"
+        ).id
+        session.commit()
+    env = _env(tmp_path, database_url)
+    starter = subprocess.Popen(
+        [sys.executable, "-c", STARTER, str(campaign_id), str(REFERENCE)], cwd=PROJECT_ROOT, env=env
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and starter.poll() is None:
+            with factory() as session:
+                if session.scalar(select(Campaign.total).where(Campaign.id == campaign_id)):
+                    break
+            time.sleep(0.02)
+    finally:
+        starter.send_signal(signal.SIGKILL)
+        starter.wait(10)
+    with factory() as session:
+        campaign = session.get(Campaign, campaign_id)
+        assert campaign is not None
+        assert campaign.status == "sending" and not campaign.queued_all, "killed before the fill ended"
+        assert 0 < campaign.total < len(population.expected)
+        killed_at = campaign.total
+
+    command = ["campaigns", "resume", str(campaign_id)]
+    if how == "reap":
+        command = ["campaigns", "reap"]
+        env["NEWSLETTER_LEASE_SECONDS"] = "1"
+        time.sleep(1.2)  # the dead fill's last chunk is older than the lease
+    resumed = subprocess.run(
+        [sys.executable, "-c", "from mailer.cli import main; main()", *command],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    if how == "resume":
+        assert f"campaign {campaign_id} done: {len(population.expected):,} sent" in resumed.stdout
+    else:
+        assert f"campaign {campaign_id}: resumed its stalled ledger fill" in resumed.stdout
+
+    ledger = _ledger(factory, campaign_id)
+    assert set(ledger) == set(population.expected), "every sendable subscriber has a row, nobody else"
+    assert set(ledger.values()) == {1}
+    with factory() as session:
+        campaign = session.get(Campaign, campaign_id)
+        assert campaign is not None
+        assert campaign.queued_all and campaign.status == "done"
+        assert campaign.total == campaign.sent == len(population.expected)
+    received: Counter[str] = Counter()
+    for path in settings.resolved_outbox_dir.glob(f"{campaign_id}.*.eml"):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        received[message["To"].addresses[0].addr_spec] += 1
+    assert received == Counter(address for address, _ in population.expected.values())
+    print(f"killed after {killed_at} of {len(population.expected)} rows; resume filled and sent the rest")
+
+
+def test_two_racing_fills_insert_each_row_once_and_count_it_once(tmp_path, database_url):
+    settings = Settings(data_dir=tmp_path, database_url=database_url, secret_key="k")  # type: ignore[call-arg]
+    registry = load_registry(settings.topics_file)
+    issue = load_issue(REFERENCE, registry)
+    population = populate(database_url, 150, TOPICS, issue_topics=issue.topics)
+    factory = session_factory(settings)
+    brand = Brand.from_settings(settings)
+    with factory() as session:
+        campaign_id = campaigns.create_campaign(
+            session, issue, REFERENCE.read_text(), audience="subscribers", transport="file"
+        ).id
+        session.commit()
+    enqueued: list[int] = []
+    rival: list[int] = []
+
+    def enqueue(_cid: int, ids) -> None:  # type: ignore[no-untyped-def]
+        enqueued.extend(ids)
+        if not rival:  # after the start's first committed chunk, a resume runs the fill to the end
+            rival.append(0)
+            with factory() as session:
+                rival[0] = campaigns.resume(
+                    session, campaign_id, enqueue=lambda _c, i: enqueued.extend(i),
+                    brand=brand, registry=registry, insert_chunk=7,
+                )  # fmt: skip
+
+    inserted = campaigns.start_campaign(
+        factory, campaign_id, issue, brand, enqueue=enqueue, registry=registry, insert_chunk=25
+    )
+    expected = len(population.expected)
+    assert inserted == 25, "the start inserted its first chunk; every later row was the rival's"
+    assert rival[0] == expected, "the rival re-queued the 25 rows and inserted the rest"
+    ledger = _ledger(factory, campaign_id)
+    assert set(ledger) == set(population.expected) and set(ledger.values()) == {1}
+    with factory() as session:
+        campaign = session.get(Campaign, campaign_id)
+        assert campaign is not None and campaign.queued_all
+        assert campaign.total == expected, "the total counts what was really inserted"
+        rows = session.scalar(select(func.count()).where(Delivery.campaign_id == campaign_id))
+    assert rows == expected
+    assert set(enqueued) == set(_ids(factory, campaign_id)), "every row was enqueued"
+
+
+def _ids(factory, campaign_id: int) -> list[int]:  # type: ignore[no-untyped-def]
+    with factory() as session:
+        return list(session.scalars(select(Delivery.id).where(Delivery.campaign_id == campaign_id)))

@@ -1,0 +1,334 @@
+"""Campaigns through real Celery worker processes on the real Redis (issue 4, "Must show").
+
+Each test starts its own ``celery -A worker worker -P solo`` processes with a unique Redis key prefix and
+its own database; the transports are the file outbox, mailer/testing/ses_sink.py, moto's SES server or aiosmtpd.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from support.paths import REFERENCE_ISSUE
+from support.population import populate
+from support.services import REDIS_URL
+
+from mailer.database import session_factory
+from mailer.rendering.issue import load_issue
+from mailer.rendering.placeholders import SplitTemplate
+from mailer.rendering.render import Brand
+from mailer.sending import campaigns
+from mailer.sending.models import Delivery, SegmentRendering
+from mailer.settings import Settings
+from mailer.tasks import make_app
+from mailer.topics import load_registry
+from subscribers.tokens import read_token
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+REFERENCE = REFERENCE_ISSUE
+TOPICS = ["nova", "neutron", "tempest", "ceilometer", "heat", "keystone"]
+SECRET = "test-secret"
+
+
+class Run:
+    """One campaign driven from the test process; the workers do the sending."""
+
+    def __init__(self, tmp_path: Path, url: str, prefix: str, **settings: object) -> None:
+        self.settings = Settings(
+            data_dir=tmp_path / "data",
+            database_url=url,
+            broker_url=REDIS_URL,
+            redis_prefix=prefix,
+            secret_key=SECRET,
+            **settings,  # type: ignore[arg-type]
+        )
+        self.factory = session_factory(self.settings)
+        self.registry = load_registry(self.settings.topics_file)
+        self.issue = load_issue(REFERENCE, self.registry)
+        self.app = make_app(self.settings)
+
+    def worker_settings(self, **extra: object) -> dict[str, object]:
+        values: dict[str, object] = {"database_url": self.settings.database_url, "secret_key": SECRET}
+        for name in (
+            "transport",
+            "send_rate",
+            "lease_seconds",
+            "on_lost_send",
+            "ses_endpoint_url",
+            "rate_burst",
+        ):
+            value = getattr(self.settings, name)
+            if value is not None:
+                values[name] = value
+        values.update(extra)
+        return values
+
+    def enqueue(self, campaign_id: int, ids) -> None:  # type: ignore[no-untyped-def]
+        self.app.send_task("mailer.tasks.send_batch", args=(campaign_id, list(ids)))
+
+    def start(self, audience: str = "subscribers") -> int:
+        with self.factory() as session:
+            campaign = campaigns.create_campaign(
+                session,
+                self.issue,
+                REFERENCE.read_text(),
+                audience=audience,
+                transport=self.settings.transport,
+            )
+            session.commit()
+            campaign_id = campaign.id
+        campaigns.start_campaign(
+            self.factory,
+            campaign_id,
+            self.issue,
+            Brand.from_settings(self.settings),
+            enqueue=self.enqueue,
+            registry=self.registry,
+        )
+        return campaign_id
+
+    def progress(self, campaign_id: int) -> campaigns.Progress:
+        with self.factory() as session:
+            return campaigns.progress(session, campaign_id)
+
+    def wait(self, campaign_id: int, statuses=("done",), timeout: float = 120) -> campaigns.Progress:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            progress = self.progress(campaign_id)
+            if progress.status in statuses:
+                return progress
+            time.sleep(0.25)
+        raise AssertionError(
+            f"campaign {campaign_id} not {statuses} in {timeout}s: {self.progress(campaign_id)}"
+        )
+
+    def wait_quiet(self, campaign_id: int, timeout: float = 30) -> None:
+        """Until no row is 'sending' (the workers noticed a pause or cancel)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.progress(campaign_id).by_status.get("sending", 0) == 0:
+                return
+            time.sleep(0.2)
+        raise AssertionError("rows still sending")
+
+    def ledger(self, campaign_id: int) -> list[Delivery]:
+        with self.factory() as session:
+            return list(session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id)))
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def _assert_exactly_once(run: Run, campaign_id: int, expected: dict[int, tuple[str, frozenset[str]]]) -> None:
+    rows = run.ledger(campaign_id)
+    sent = Counter(row.subscriber_id for row in rows if row.status == "sent")
+    assert set(sent) == set(expected), "every active non-suppressed subscriber has a sent row, nobody else"
+    assert max(sent.values()) == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_campaign_reaches_everyone_once_with_their_own_segment_and_links(
+    tmp_path, database_url, redis_prefix, start_workers
+):
+    run = Run(tmp_path, database_url, redis_prefix, transport="file")
+    population = populate(database_url, 2500, TOPICS, issue_topics=run.issue.topics)
+    start_workers(2, **run.worker_settings())
+    campaign_id = run.start()
+    progress = run.wait(campaign_id)
+    _assert_exactly_once(run, campaign_id, population.expected)
+    assert progress.sent == len(population.expected) and progress.failed == 0
+
+    with run.factory() as session:
+        renderings = {r.id: r for r in session.scalars(select(SegmentRendering))}
+    assert len(renderings) >= 8, "several segments"
+    outbox = run.settings.resolved_outbox_dir
+    files = sorted(outbox.glob("*.eml"))
+    assert len(files) == len(population.expected)
+    by_email = {email_: (sid, segment) for sid, (email_, segment) in population.expected.items()}
+    ledger = {row.subscriber_id: row for row in run.ledger(campaign_id)}
+    for path in files[::5]:  # every fifth message parsed in full (seconds, not minutes)
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        subscriber_id, segment = by_email[message["To"].addresses[0].addr_spec]
+        row = ledger[subscriber_id]
+        rendering = renderings[row.segment_id]
+        assert rendering.segment == segment, "the segment of the topics they follow"
+        token = re.search(r"/unsubscribe/([^>]+)>", str(message["List-Unsubscribe"])).group(1)
+        assert read_token(SECRET, token, "unsubscribe") == subscriber_id, "their own links"
+        view = re.search(r"/view/\d+/([A-Za-z0-9._-]+)", message.get_body(("html",)).get_content()).group(1)
+        assert read_token(SECRET, view, "view") == subscriber_id
+        text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+        values = {
+            "email": row.email,
+            "unsubscribe_url": f"{run.settings.base_url}/unsubscribe/{token}",
+            "preferences_url": re.search(r"https?://\S+/preferences/\S+", text).group(0),
+            "view_url": f"{run.settings.base_url}/view/{campaign_id}/{view}",
+        }
+        assert text == SplitTemplate.split(rendering.text, escape_html=False).fill(values)
+        assert message["X-Newsletter-Campaign"] == str(campaign_id)
+    run.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_pause_resume_and_cancel_mid_campaign(tmp_path, database_url, redis_prefix, start_workers):
+    run = Run(tmp_path, database_url, redis_prefix, transport="file", send_rate=150.0, rate_burst=5)
+    population = populate(database_url, 1200, TOPICS, issue_topics=run.issue.topics)
+    start_workers(2, **run.worker_settings())
+    campaign_id = run.start()
+    time.sleep(2.0)
+    with run.factory() as session:
+        campaigns.pause(session, campaign_id)
+    run.wait_quiet(campaign_id)
+    paused = run.progress(campaign_id)
+    assert paused.status == "paused" and 0 < paused.sent < len(population.expected)
+    time.sleep(1.5)
+    assert run.progress(campaign_id).sent == paused.sent, "nothing is sent while paused"
+    assert paused.by_status.get("queued", 0) == len(population.expected) - paused.sent
+
+    with run.factory() as session:
+        requeued = campaigns.resume(session, campaign_id, enqueue=run.enqueue)
+    assert requeued == len(population.expected) - paused.sent
+    run.wait(campaign_id)
+    _assert_exactly_once(run, campaign_id, population.expected)
+
+    second = run.start()
+    time.sleep(1.5)
+    with run.factory() as session:
+        campaigns.cancel(session, second)
+    run.wait_quiet(second)
+    cancelled = run.progress(second)
+    time.sleep(1.0)
+    assert run.progress(second).sent == cancelled.sent, "nothing is sent after cancel"
+    assert cancelled.status == "cancelled"
+    assert 0 < cancelled.sent < len(population.expected)
+    assert set(cancelled.by_status) <= {"sent", "skipped"}
+    assert cancelled.by_status["skipped"] == len(population.expected) - cancelled.sent
+    run.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_throttling_is_retried_without_loss_or_duplicates(
+    tmp_path, database_url, redis_prefix, start_workers, ses_sink
+):
+    ses_sink.sink.reset(throttle_first=30)
+    run = Run(
+        tmp_path, database_url, redis_prefix, transport="ses", ses_endpoint_url=ses_sink.url, send_rate=500.0
+    )
+    population = populate(database_url, 400, TOPICS, issue_topics=run.issue.topics)
+    start_workers(2, **run.worker_settings())
+    campaign_id = run.start()
+    run.wait(campaign_id, timeout=90)
+    _assert_exactly_once(run, campaign_id, population.expected)
+    stats = ses_sink.sink.stats()
+    assert stats["throttled"] == 30
+    assert stats["accepted"] == stats["unique"] == len(population.expected)
+    assert stats["duplicates"] == 0
+    sent_ids = {row.message_id for row in run.ledger(campaign_id)}
+    assert sent_ids == {record.ses_id for record in ses_sink.sink.records}, "ledger holds the SES MessageIds"
+    run.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_ses_through_moto(tmp_path, database_url, redis_prefix, start_workers, moto_ses):
+    run = Run(
+        tmp_path,
+        database_url,
+        redis_prefix,
+        transport="ses",
+        ses_endpoint_url=moto_ses.endpoint_url,
+        send_rate=200.0,
+    )
+    population = populate(database_url, 60, TOPICS, issue_topics=run.issue.topics)
+    start_workers(1, **run.worker_settings(sender_address="news@example.org"))
+    campaign_id = run.start()
+    run.wait(campaign_id, timeout=60)
+    _assert_exactly_once(run, campaign_id, population.expected)
+    sent = moto_ses.sent_messages()
+    assert len(sent) == len(population.expected)
+    ledger = {row.email: row for row in run.ledger(campaign_id)}
+    with run.factory() as session:
+        renderings = {r.id: r for r in session.scalars(select(SegmentRendering))}
+    for item in sent:
+        message = email.message_from_string(item.raw_data, policy=email.policy.default)
+        row = ledger[message["To"].addresses[0].addr_spec]
+        assert row.message_id == item.id
+        assert message["X-Newsletter-Campaign"] == str(campaign_id)
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert "mailto:unsubscribe@example.org" in str(message["List-Unsubscribe"])
+        assert message["Subject"] == run.issue.title
+        assert message["Feedback-ID"].startswith(f"{campaign_id}:")
+        expected_segment = population.expected[row.subscriber_id][1]
+        assert renderings[row.segment_id].segment == expected_segment
+        html = message.get_body(("html",)).get_content()
+        assert row.email in html
+    run.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_smtp_through_aiosmtpd(tmp_path, database_url, redis_prefix, start_workers, smtp_sink):
+    run = Run(tmp_path, database_url, redis_prefix, transport="smtp")
+    population = populate(database_url, 80, TOPICS, issue_topics=run.issue.topics)
+    start_workers(1, **run.worker_settings(smtp_host=smtp_sink.host, smtp_port=smtp_sink.port))
+    campaign_id = run.start()
+    run.wait(campaign_id, timeout=60)
+    _assert_exactly_once(run, campaign_id, population.expected)
+    assert sorted(r[0] for _, r, _ in smtp_sink.received) == sorted(
+        e for e, _ in population.expected.values()
+    )
+    assert smtp_sink.connections == 1, "one connection reused by the worker"
+    run.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_workers_killed_mid_campaign_lose_nothing(
+    tmp_path, database_url, redis_prefix, start_workers, ses_sink
+):
+    """SIGKILL the workers several times during a 20,000-recipient campaign, restart them, reap."""
+    run = Run(
+        tmp_path,
+        database_url,
+        redis_prefix,
+        transport="ses",
+        ses_endpoint_url=ses_sink.url,
+        send_rate=100000.0,
+        lease_seconds=4,
+        on_lost_send="resend",
+    )
+    population = populate(database_url, 21_200, TOPICS, issue_topics=run.issue.topics)
+    workers = start_workers(2, threads=2, **run.worker_settings())  # the benchmark's configuration
+    campaign_id = run.start()
+    in_flight_at_kills = []
+    for _round in range(3):
+        time.sleep(4.0)
+        for index in (0, 1):
+            in_flight = run.progress(campaign_id).by_status.get("sending", 0)
+            workers.kill(index)
+            in_flight_at_kills.append(in_flight)
+            workers.start(index)
+    deadline = time.monotonic() + 150
+    with run.factory() as session:
+        while run.progress(campaign_id).status != "done" and time.monotonic() < deadline:
+            time.sleep(2.0)
+            campaigns.reap(session, lease_seconds=4, policy="resend", enqueue=run.enqueue)
+    progress = run.progress(campaign_id)
+    stats = ses_sink.sink.stats()
+    duplicates = stats["duplicates"]
+    print(
+        f"\ncrash test: {len(population.expected)} recipients, {len(in_flight_at_kills)} kills, rows in "
+        f"flight at the kills {in_flight_at_kills} (sum {sum(in_flight_at_kills)}), sink accepted "
+        f"{stats['accepted']}, unique {stats['unique']}, duplicates {duplicates}"
+    )
+    assert progress.status == "done"
+    _assert_exactly_once(run, campaign_id, population.expected)
+    received = {record.recipient for record in ses_sink.sink.records}
+    assert received == {email_ for email_, _ in population.expected.values()}, "the sink got every recipient"
+    assert duplicates <= sum(in_flight_at_kills)
+    with run.factory() as session:
+        assert session.scalar(select(func.count()).where(Delivery.status != "sent")) == 0
+    run.close()
