@@ -1,5 +1,5 @@
 """Campaign lifecycle: create, start (render segments once, fill the ledger, enqueue), pause, resume,
-cancel, progress. With mailer/sending/ledger.py (claim, record, release, reap; re-exported here) this is all the
+cancel, progress. With ledger.py (claim, record, release, reap; re-exported here) this is all the
 SQL of the sending side; tasks and the CLI call these functions.
 """
 

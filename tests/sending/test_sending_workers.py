@@ -1,7 +1,7 @@
 """Campaigns through real Celery worker processes on the real Redis (issue 4, "Must show").
 
 Each test starts its own ``celery -A worker worker -P solo`` processes with a unique Redis key prefix and
-its own database; the transports are the file outbox, mailer/testing/ses_sink.py, moto's SES server or aiosmtpd.
+its own database; the transports are the file outbox, the SES sink (mailer.testing), moto or aiosmtpd.
 """
 
 from __future__ import annotations
