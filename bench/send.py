@@ -123,7 +123,7 @@ def populate(url: str, count: int) -> None:
     settings = Settings(database_url=url)
     factory = session_factory(settings)
     with factory() as session:
-        sync_registry(session, load_registry(settings.topics_file))
+        sync_registry(session, load_registry(settings.registry_file))
         session.commit()
         ids = dict(session.execute(select(Topic.key, Topic.id)).all())
         now = utcnow()
@@ -245,7 +245,7 @@ def end_to_end(
     services_before, steal_before = service_cpu_seconds(), machine_steal()
     sink_cpu_before = tree_cpu_seconds(sink_pid)
     own_before = resource.getrusage(resource.RUSAGE_SELF)
-    registry = load_registry(settings.topics_file)
+    registry = load_registry(settings.registry_file)
     issue = load_issue(REFERENCE, registry)
     factory = session_factory(settings)
     app = make_app(settings)
@@ -332,7 +332,7 @@ def prebuilt_messages(count: int) -> list[tuple[str, bytes]]:
     """Messages with the campaign's mix of segments (same topic odds as ``populate``), so both sides
     send the same sizes; real-length tokens."""
     settings = Settings()
-    issue = load_issue(REFERENCE, load_registry(settings.topics_file))
+    issue = load_issue(REFERENCE, load_registry(settings.registry_file))
     rng = random.Random(4)
     segments = [frozenset(t for t in TOPICS if rng.random() < 0.3) for _ in range(count)]
     renderings = render_segments(issue, set(segments), Brand.from_settings(settings))
@@ -390,7 +390,7 @@ def measure_bare(port: int, sink_pid: int, count: int, when: str) -> float:
 def mime_build(count: int = 3000) -> tuple[float, float]:
     """Microseconds per recipient: ours (tokens, substitution, headers) vs EmailMessage, same parts."""
     settings = Settings()
-    issue = load_issue(REFERENCE, load_registry(settings.topics_file))
+    issue = load_issue(REFERENCE, load_registry(settings.registry_file))
     rendering = render(issue, issue.topics, Brand.from_settings(settings))
     identity = SenderIdentity.from_settings(settings)
     compiled = SegmentMessage(rendering, campaign_id=1, identity=identity)

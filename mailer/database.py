@@ -35,7 +35,7 @@ def session_factory(settings: Settings) -> sessionmaker[Session]:
         if factory is None:
             factory = make_session_factory(open_database(url, migrate=True))
             with factory() as session:
-                if sync_registry(session, load_registry(settings.topics_file)):
+                if sync_registry(session, load_registry(settings.registry_file)):
                     session.commit()
             _factories[url] = factory
     return factory

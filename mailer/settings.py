@@ -6,6 +6,7 @@ file outbox under ``./var``, no broker (tasks run in-process), no Redis needed.
 
 from __future__ import annotations
 
+import importlib.resources
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -13,8 +14,16 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = PROJECT_ROOT / "templates"
+
+def packaged_templates_dir() -> Path:
+    """The templates installed with the package (the source tree's ``templates/`` as ``mailer.templates``)."""
+    folder = importlib.resources.files("mailer.templates")
+    if not isinstance(folder, Path):  # a zipped install: Jinja2 and the registry need real files
+        raise RuntimeError("the package must be installed as files, not zipped: templates are read from disk")
+    return folder
+
+
+TEMPLATES_DIR = packaged_templates_dir()
 
 
 class Settings(BaseSettings):
@@ -42,8 +51,13 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; none means an SQLite file in data_dir (postgresql+psycopg://...)"
     )
-    topics_file: Path = Field(TEMPLATES_DIR / "topics.yaml", description="The topic registry data file")
-    templates_dir: Path = Field(TEMPLATES_DIR, description="Folder of the email and web templates")
+    templates_dir: Path = Field(
+        TEMPLATES_DIR, description="Folder of the email and web templates; default: the packaged ones"
+    )
+    topics_file: Path | None = Field(
+        None,
+        description="The topic registry data file; none: topics.yaml in templates_dir, else the packaged one",
+    )
     secret_key: str = Field(
         "change-me-in-production", description="Key that signs links (unsubscribe, preferences, confirm)"
     )
@@ -99,6 +113,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'newsletter.db').as_posix()}"
+
+    @property
+    def registry_file(self) -> Path:
+        if self.topics_file is not None:
+            return self.topics_file
+        beside_templates = self.templates_dir / "topics.yaml"
+        return beside_templates if beside_templates.is_file() else TEMPLATES_DIR / "topics.yaml"
 
     @property
     def resolved_outbox_dir(self) -> Path:

@@ -122,7 +122,7 @@ def run_reaper(settings: Settings) -> tuple[campaigns.ReapReport, list[int]]:
     fills = campaigns.resume_stalled_fills(
         factory,
         Brand.from_settings(settings),
-        load_registry(settings.topics_file),
+        load_registry(settings.registry_file),
         enqueue=enqueue,
         lease_seconds=settings.lease_seconds,
         default_lang=settings.default_lang,
@@ -147,7 +147,7 @@ def start_due() -> None:
     started = campaigns.start_due(
         session_factory(settings),
         Brand.from_settings(settings),
-        load_registry(settings.topics_file),
+        load_registry(settings.registry_file),
         enqueue=enqueue,
         default_lang=settings.default_lang,
         batch_size=settings.batch_size,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -94,7 +93,7 @@ def resume_command(campaign_id: Annotated[int, typer.Argument(help="Campaign id"
             enqueue=tasks.enqueue,
             batch_size=config.batch_size,
             brand=Brand.from_settings(config),
-            registry=load_registry(Path(config.topics_file)),
+            registry=load_registry(config.registry_file),
             default_lang=config.default_lang,
         )
     _say(f"campaign {campaign_id} resumed: {count:,} rows queued")
@@ -134,7 +133,7 @@ def start_due_command() -> None:
     started = campaigns.start_due(
         session_factory(config),
         Brand.from_settings(config),
-        load_registry(Path(config.topics_file)),
+        load_registry(config.registry_file),
         enqueue=tasks.enqueue,
         default_lang=config.default_lang,
         batch_size=config.batch_size,

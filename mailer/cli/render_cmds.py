@@ -20,7 +20,7 @@ def _load(issue_file: Path, strict: bool) -> tuple[Issue, TopicRegistry]:
     from mailer.topics import load_registry
 
     config = settings()
-    registry = load_registry(Path(config.topics_file))
+    registry = load_registry(config.registry_file)
     issue = load_issue(issue_file, registry, config.default_lang)
     for warning in issue.warnings:
         err_console.print(f"warning: {issue_file}: {warning}", markup=False, highlight=False, soft_wrap=True)

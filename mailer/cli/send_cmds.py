@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import select
 
-from mailer import tasks
+from mailer import samples, tasks
 from mailer.cli.app import app, console, err_console, settings
 from mailer.database import session_factory
 from mailer.errors import InputError
@@ -28,7 +28,7 @@ from mailer.rendering.render import Brand, render_segments
 from mailer.sending import campaigns
 from mailer.sending.models import Delivery, SegmentRendering
 from mailer.sending.sender import send_test
-from mailer.settings import PROJECT_ROOT, Settings
+from mailer.settings import Settings
 from mailer.topics import TopicRegistry, load_registry
 from subscribers.db import utcnow
 from subscribers.importer import import_csv
@@ -42,7 +42,7 @@ def _say(text: str) -> None:
 
 
 def _load(issue_file: Path, config: Settings) -> tuple[Issue, TopicRegistry, str]:
-    registry = load_registry(Path(config.topics_file))
+    registry = load_registry(config.registry_file)
     issue = load_issue(issue_file, registry, config.default_lang)
     for warning in issue.warnings:
         err_console.print(f"warning: {issue_file}: {warning}", markup=False, highlight=False, soft_wrap=True)
@@ -233,17 +233,15 @@ def _summary(state: campaigns.Progress) -> None:
 
 
 # --- newsletter demo ---------------------------------------------------------------------------------
-_DEMO_ISSUE = (
-    PROJECT_ROOT.parent / "shared" / "fixtures" / "issues" / "2014-01-16-openstack-activity-1226-0116.md"
-)
-_DEMO_SUBSCRIBERS = PROJECT_ROOT / "examples" / "subscribers.csv"
-_DEMO_ENV = PROJECT_ROOT / "examples" / "demo.env"
+_DEMO_ISSUE = samples.ISSUE
+_DEMO_SUBSCRIBERS = samples.SUBSCRIBERS
+_DEMO_ENV = samples.DEMO_ENV
 
 
 @app.command("demo")
 def demo_command(
     issue_file: Annotated[
-        Path, typer.Option("--issue", help="Issue to send [the reference issue]")
+        Path, typer.Option("--issue", help="Issue to send [a sample issue shipped with the package]")
     ] = _DEMO_ISSUE,
     subscribers_csv: Annotated[Path, typer.Option("--subscribers", help="CSV to import")] = _DEMO_SUBSCRIBERS,
 ) -> None:

@@ -47,7 +47,7 @@ def _say(text: str) -> None:
 
 
 def _resolver():  # type: ignore[no-untyped-def]
-    return load_registry(Path(settings().topics_file)).match
+    return load_registry(settings().registry_file).match
 
 
 def _topic_names(text: str | None) -> list[str]:
@@ -303,7 +303,7 @@ def db_upgrade_command() -> None:
     engine.dispose()
     factory = session_factory(settings())  # migrates and syncs the registry's topics
     with factory() as session:
-        synced = sync_registry(session, load_registry(Path(settings().topics_file)))
+        synced = sync_registry(session, load_registry(settings().registry_file))
         session.commit()
         after = current_revision(session.get_bind())  # type: ignore[arg-type]
     _say(

@@ -31,7 +31,7 @@ TOPICS = ["nova", "neutron", "tempest", "ceilometer", "heat"]
 class Setup:
     def __init__(self, tmp_path: Path, url: str, count: int, **settings: object) -> None:
         self.settings = Settings(data_dir=tmp_path, database_url=url, secret_key="k", **settings)  # type: ignore[arg-type]
-        self.registry = load_registry(self.settings.topics_file)
+        self.registry = load_registry(self.settings.registry_file)
         self.issue = load_issue(REFERENCE, self.registry)
         self.population = populate(url, count, TOPICS, issue_topics=self.issue.topics)
         self.factory = session_factory(self.settings)

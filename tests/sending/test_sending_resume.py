@@ -41,7 +41,7 @@ from mailer.rendering.render import Brand
 from mailer.settings import Settings
 from mailer.topics import load_registry
 settings = Settings()
-registry = load_registry(settings.topics_file)
+registry = load_registry(settings.registry_file)
 issue = load_issue(sys.argv[2], registry)
 campaigns.start_campaign(
     session_factory(settings), int(sys.argv[1]), issue, Brand.from_settings(settings),
@@ -76,7 +76,7 @@ def test_a_send_killed_mid_fill_is_resumed_without_loss_or_duplicates(tmp_path, 
     """``campaigns resume ID`` by an operator, or the reaper (``campaigns reap``, what beat runs) once the
     fill has shown no sign of life for a lease."""
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url, secret_key="k")  # type: ignore[call-arg]
-    registry = load_registry(settings.topics_file)
+    registry = load_registry(settings.registry_file)
     issue = load_issue(REFERENCE, registry)
     population = populate(database_url, 300, TOPICS, issue_topics=issue.topics)
     factory = session_factory(settings)
@@ -143,7 +143,7 @@ def test_a_send_killed_mid_fill_is_resumed_without_loss_or_duplicates(tmp_path, 
 
 def test_two_racing_fills_insert_each_row_once_and_count_it_once(tmp_path, database_url):
     settings = Settings(data_dir=tmp_path, database_url=database_url, secret_key="k")  # type: ignore[call-arg]
-    registry = load_registry(settings.topics_file)
+    registry = load_registry(settings.registry_file)
     issue = load_issue(REFERENCE, registry)
     population = populate(database_url, 150, TOPICS, issue_topics=issue.topics)
     factory = session_factory(settings)

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from support.paths import PROJECT_ROOT
 from support.population import populate
 
+from mailer import samples
 from mailer.database import session_factory
 from mailer.rendering.issue import load_issue
 from mailer.rendering.render import Brand
@@ -34,7 +35,7 @@ class Scheduled:
     def __init__(self, tmp_path: Path, url: str) -> None:
         self.url = url
         self.settings = Settings(data_dir=tmp_path, database_url=url, secret_key="k")  # type: ignore[call-arg]
-        self.registry = load_registry(self.settings.topics_file)
+        self.registry = load_registry(self.settings.registry_file)
         self.issue = load_issue(REFERENCE, self.registry)
         self.brand = Brand.from_settings(self.settings)
         self.factory = session_factory(self.settings)
@@ -154,7 +155,7 @@ def _run(cwd: Path, *args: str) -> tuple[int, str, str]:
 
 @pytest.mark.slow
 def test_send_at_then_start_due_from_two_overlapping_cron_runs(tmp_path):
-    shutil.copy(PROJECT_ROOT / "examples" / "subscribers.csv", tmp_path / "subscribers.csv")
+    shutil.copy(samples.SUBSCRIBERS, tmp_path / "subscribers.csv")
     assert _run(tmp_path, "subscribers", "import", "subscribers.csv")[0] == 0
     for bad, why in (
         ("2020-01-01T09:00+08:00", "in the past"),

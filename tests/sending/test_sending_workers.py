@@ -50,7 +50,7 @@ class Run:
             **settings,  # type: ignore[arg-type]
         )
         self.factory = session_factory(self.settings)
-        self.registry = load_registry(self.settings.topics_file)
+        self.registry = load_registry(self.settings.registry_file)
         self.issue = load_issue(REFERENCE, self.registry)
         self.app = make_app(self.settings)
 

@@ -31,7 +31,7 @@ def populate(
     rng = random.Random(seed)
     engine = open_database(url)
     with make_session_factory(engine)() as session:
-        sync_registry(session, load_registry(Settings().topics_file))
+        sync_registry(session, load_registry(Settings().registry_file))
         session.commit()
         topic_ids = dict(session.execute(select(Topic.key, Topic.id)).all())
         now = utcnow()
