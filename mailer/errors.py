@@ -1,28 +1,47 @@
-"""One error tree for the whole project, mapped once to CLI exit codes and HTTP statuses.
+"""One error tree for the project, and the one table that maps it (and subscribers' tree) to CLI exit codes
+and HTTP statuses.
 
 NewsletterError
- ├── InputError            bad input from a user: file, CSV row, CLI argument, HTTP body (exit 2, 400)
- │    ├── IssueError       an issue file that cannot be parsed
- │    └── TemplateError    a template that Jinja2 or MJML rejects
- ├── NotFoundError         a subscriber, campaign or token that does not exist (exit 3, 404)
- ├── ConflictError         an action that the current state forbids (exit 4, 409)
- ├── RateLimitedError      too many requests for one address (exit 5, 429)
- └── TransportError        a send that failed (see mailer.sending.transports.base for its children)
+ ├── InputError             bad input from a user: file, CSV row, CLI argument, HTTP body
+ │    ├── IssueError        an issue file that cannot be parsed
+ │    ├── TemplateError     a template that Jinja2 or MJML rejects
+ │    └── VerificationError input that fails verification (a forged or unverifiable SNS message)
+ ├── NotFoundError          a subscriber, campaign or token that does not exist
+ ├── ConflictError          an action that the current state forbids
+ ├── RateLimitedError       too many requests for one address
+ └── TransportError         a send that failed; ``code`` names the provider's cause (see transports.base)
+
+``subscribers`` never imports mailer, so its own tree (subscribers.errors) is mapped here too: callers (the
+CLI's main, the web app's exception handlers) ask ``error_kind(exc)`` and never read numbers off classes.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+from subscribers import errors as subscriber_errors
+
+__all__ = [
+    "ConflictError",
+    "ErrorKind",
+    "InputError",
+    "IssueError",
+    "NewsletterError",
+    "NotFoundError",
+    "RateLimitedError",
+    "TemplateError",
+    "TransportError",
+    "VerificationError",
+    "error_kind",
+]
 
 
 class NewsletterError(Exception):
     """Base of every error this project raises on purpose; its message is one line for a human."""
 
-    exit_code: int = 1
-    http_status: int = 500
-
 
 class InputError(NewsletterError):
-    exit_code = 2
-    http_status = 400
+    pass
 
 
 class IssueError(InputError):
@@ -38,21 +57,68 @@ class TemplateError(InputError):
     pass
 
 
+class VerificationError(InputError):
+    """Well-formed input that fails verification (signature, certificate, age, allow-list)."""
+
+
 class NotFoundError(NewsletterError):
-    exit_code = 3
-    http_status = 404
+    pass
 
 
 class ConflictError(NewsletterError):
-    exit_code = 4
-    http_status = 409
+    pass
 
 
 class RateLimitedError(NewsletterError):
-    exit_code = 5
-    http_status = 429
+    def __init__(self, message: str, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class TransportError(NewsletterError):
-    exit_code = 6
-    http_status = 502
+    """A send that failed. ``code`` is the provider's name for the cause (an SES error code such as
+    ``MessageRejected``, ``smtp-550``, ``file-ENOSPC``, ``network``), so failures can be grouped by it."""
+
+    def __init__(self, message: str, code: str = "unknown") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    name: str  # stable, for JSON error bodies and logs
+    exit_code: int
+    http_status: int
+
+
+INPUT = ErrorKind("invalid_input", 2, 400)
+UNVERIFIED = ErrorKind("unverified", 2, 403)
+NOT_FOUND = ErrorKind("not_found", 3, 404)
+CONFLICT = ErrorKind("conflict", 4, 409)
+RATE_LIMITED = ErrorKind("rate_limited", 5, 429)
+TRANSPORT = ErrorKind("transport", 6, 502)
+OTHER = ErrorKind("error", 1, 500)
+
+# First match wins: subclasses before their bases.
+_TABLE: tuple[tuple[type[Exception], ErrorKind], ...] = (
+    (VerificationError, UNVERIFIED),
+    (InputError, INPUT),
+    (subscriber_errors.InvalidInput, INPUT),  # InvalidEmail, InvalidToken
+    (NotFoundError, NOT_FOUND),
+    (subscriber_errors.UnknownSubscriber, NOT_FOUND),
+    (ConflictError, CONFLICT),
+    (subscriber_errors.AlreadyExists, CONFLICT),
+    (RateLimitedError, RATE_LIMITED),
+    (subscriber_errors.RateLimited, RATE_LIMITED),
+    (TransportError, TRANSPORT),
+    (NewsletterError, OTHER),
+    (subscriber_errors.SubscribersError, OTHER),
+)
+
+
+def error_kind(exc: BaseException) -> ErrorKind | None:
+    """How to answer an error of either tree; None for anything else (a bug: let it surface)."""
+    for cls, kind in _TABLE:
+        if isinstance(exc, cls):
+            return kind
+    return None

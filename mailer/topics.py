@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from mailer.errors import InputError
+from subscribers.normalise import split_topics
 
 _KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # Fuzzy matching on very short names (QA, CI) would flag ordinary words as typos.
@@ -92,8 +93,9 @@ class TopicRegistry:
         return self.get(best[1]) if best else None
 
     def parse_keys(self, text: str | Iterable[str]) -> frozenset[str]:
-        """Topic keys from "nova,neutron" (names and aliases accepted); an unknown one is an InputError."""
-        parts = text.replace(";", ",").replace("|", ",").split(",") if isinstance(text, str) else list(text)
+        """Topic keys from "nova,neutron" (names and aliases accepted; the separators of every topic list,
+        ``subscribers.normalise.split_topics``); an unknown one is an InputError."""
+        parts = split_topics(text) if isinstance(text, str) else list(text)
         keys = set()
         for part in (p.strip() for p in parts):
             if not part:

@@ -103,13 +103,27 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (default: the newest), holding the migration lock meanwhile."""
     with engine.connect() as connection:
-        if connection.dialect.name == "sqlite":
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # A migration that rebuilds a table (batch mode: copy, drop, rename) must not cascade the drop
+            # to the rows that refer to it; SQLite's documented procedure: foreign keys off (only possible
+            # outside a transaction), rebuild, check, on again.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
             # pysqlite has no transaction open yet: take the write lock first, then read the version.
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         elif connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
-        command.upgrade(_alembic_config(connection), revision)
-        connection.commit()
+        try:
+            command.upgrade(_alembic_config(connection), revision)
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+                if broken is not None:
+                    raise RuntimeError(f"migration broke a foreign key: {tuple(broken)}")
+            connection.commit()
+        finally:
+            if sqlite:
+                connection.rollback()
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 def open_database(url: str, *, migrate: bool = True, **engine_kwargs: Any) -> Engine:

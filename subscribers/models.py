@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from subscribers.db import Base, UtcDateTime, utcnow
+from subscribers.states import SubscriberStatus, SuppressionReason
 
 __all__ = [
     "EVENT_KINDS",
@@ -24,8 +25,8 @@ __all__ = [
 # SQLite only aliases INTEGER PRIMARY KEY to the rowid; BIGINT there would lose autoincrement.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
-STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
-SUPPRESSION_REASONS = ("hard_bounce", "soft_bounce_limit", "complaint", "manual")
+STATUSES = tuple(SubscriberStatus)
+SUPPRESSION_REASONS = tuple(SuppressionReason)
 LOCALES = ("zh", "en")
 EVENT_KINDS = (
     "subscribed",  # created (signup, import, CLI add)
@@ -63,8 +64,13 @@ class Topic(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
+    return CheckConstraint(f"{column} IN ({', '.join(repr(str(v)) for v in values)})", name=column)
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
+    __table_args__ = (_one_of("status", STATUSES),)
     # No index on status: the audience scan walks the primary key (id order) and most rows are active;
     # every extra index costs each imported row a B-tree insert.
 
@@ -73,7 +79,7 @@ class Subscriber(Base):
     email_key: Mapped[str] = mapped_column(String(320), unique=True)  # subscribers.normalise.email_key
     name: Mapped[str | None] = mapped_column(String(200))
     locale: Mapped[str] = mapped_column(String(8), default="zh")
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=SubscriberStatus.PENDING)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -93,6 +99,7 @@ class Suppression(Base):
     """An address no send may ever reach, whether or not a subscriber row exists for it."""
 
     __tablename__ = "suppressions"
+    __table_args__ = (_one_of("reason", SUPPRESSION_REASONS),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     email_key: Mapped[str] = mapped_column(String(320), unique=True)

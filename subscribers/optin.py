@@ -19,6 +19,7 @@ from subscribers.events import record_event
 from subscribers.models import Subscriber, Suppression
 from subscribers.normalise import normalise_address, normalise_locale, normalise_name
 from subscribers.preferences import _followed, _replace_topics, require_topics, set_locale
+from subscribers.states import SubscriberAction, SubscriberStatus, sources, target
 from subscribers.store import get_subscriber
 from subscribers.tokens import make_token, read_token
 
@@ -105,7 +106,7 @@ def signup(
             email_key=address.key,
             name=clean_name,
             locale=lang,
-            status="pending",
+            status=SubscriberStatus.PENDING,
             created_at=now,
             changed_at=now,
             source=source[:32],
@@ -126,9 +127,9 @@ def signup(
         )
 
     subscriber = session.scalars(select(Subscriber).where(Subscriber.email_key == address.key)).one()
-    if subscriber.status == "active":
+    if subscriber.status == SubscriberStatus.ACTIVE:
         return result("already_active", subscriber.id, None)
-    if subscriber.status in ("bounced", "complained"):
+    if subscriber.status in (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED):
         return result("suppressed", subscriber.id, None)
     if not _claim_send_slot(session, subscriber.id, now, rate_limit_seconds):
         sent = subscriber.confirm_sent_at or now
@@ -139,8 +140,8 @@ def signup(
             retry_after=retry,
         )
     # pending again, or unsubscribed and signing up anew: the form's choices replace the old ones
-    if subscriber.status != "pending":
-        subscriber.status = "pending"
+    if subscriber.status in sources(SubscriberAction.RESUBSCRIBE):
+        subscriber.status = target(SubscriberAction.RESUBSCRIBE)
         record_event(
             session,
             subscriber.id,
@@ -183,10 +184,10 @@ def confirm(
         update(Subscriber)
         .where(
             Subscriber.id == subscriber_id,
-            Subscriber.status == "pending",
+            Subscriber.status.in_(sources(SubscriberAction.CONFIRM)),
             ~select(Suppression.id).where(suppressed).exists(),
         )
-        .values(status="active", confirmed_at=now, changed_at=now)
+        .values(status=target(SubscriberAction.CONFIRM), confirmed_at=now, changed_at=now)
         .returning(Subscriber.email_key)
         .execution_options(synchronize_session="fetch")
     ).first()

@@ -18,6 +18,7 @@ from subscribers.errors import AlreadyExists, InvalidInput
 from subscribers.events import record_event
 from subscribers.models import STATUSES, Subscriber, Suppression, Topic, subscriber_topics
 from subscribers.normalise import normalise_address, normalise_locale, normalise_name
+from subscribers.states import SubscriberAction, SubscriberStatus, sources, target
 from subscribers.store import find_subscriber, get_subscriber, topic_ids
 from subscribers.suppression import STATUS_FOR_REASON
 
@@ -150,8 +151,8 @@ def unsubscribe_all(
     now = now or utcnow()
     row = session.execute(
         update(Subscriber)
-        .where(Subscriber.id == subscriber_id, Subscriber.status.in_(("pending", "active")))
-        .values(status="unsubscribed", changed_at=now)
+        .where(Subscriber.id == subscriber_id, Subscriber.status.in_(sources(SubscriberAction.UNSUBSCRIBE)))
+        .values(status=target(SubscriberAction.UNSUBSCRIBE), changed_at=now)
         .returning(Subscriber.email_key)
         .execution_options(synchronize_session="fetch")
     ).first()
@@ -169,7 +170,7 @@ def add_subscriber(
     name: str | None = None,
     topics: Collection[str] = (),
     locale: str | None = None,
-    status: str = "active",
+    status: str = SubscriberStatus.ACTIVE,
     source: str = "cli",
     now: datetime | None = None,
 ) -> Subscriber:
@@ -193,7 +194,7 @@ def add_subscriber(
         status=status,
         created_at=now,
         changed_at=now,
-        confirmed_at=now if status == "active" else None,
+        confirmed_at=now if status == SubscriberStatus.ACTIVE else None,
         source=source[:32],
         soft_bounces=0,
     )

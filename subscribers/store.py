@@ -26,6 +26,7 @@ from subscribers.db import utcnow
 from subscribers.errors import InvalidInput, UnknownSubscriber
 from subscribers.models import STATUSES, Subscriber, Suppression, Topic, subscriber_topics
 from subscribers.normalise import email_key
+from subscribers.states import SubscriberStatus
 
 __all__ = [
     "AudienceMember",
@@ -88,7 +89,7 @@ def stream_audience(
     key_by_id = {id_: key for key, id_ in ids_by_key.items()}
     members = (
         select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.locale)
-        .where(Subscriber.status == "active", Subscriber.id > after_id, _not_suppressed())
+        .where(Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.id > after_id, _not_suppressed())
         .order_by(Subscriber.id)
     )
     with engine_of(session).connect() as connection:
@@ -122,7 +123,9 @@ def segment_counts(session: Session, issue_topics: Collection[str]) -> dict[froz
     ids = sorted(topic_ids(session, issue_topics).items())
     bit = {topic_id: 1 << index for index, (_, topic_id) in enumerate(ids)}
     audience = (
-        select(Subscriber.id).where(Subscriber.status == "active", _not_suppressed()).subquery("audience")
+        select(Subscriber.id)
+        .where(Subscriber.status == SubscriberStatus.ACTIVE, _not_suppressed())
+        .subquery("audience")
     )
     if bit:
         mask_of = case(
@@ -168,7 +171,7 @@ def sendable(session: Session, subscriber_ids: Iterable[int]) -> set[int]:
         found.update(
             session.scalars(
                 select(Subscriber.id).where(
-                    Subscriber.id.in_(chunk), Subscriber.status == "active", _not_suppressed()
+                    Subscriber.id.in_(chunk), Subscriber.status == SubscriberStatus.ACTIVE, _not_suppressed()
                 )
             )
         )
@@ -177,7 +180,7 @@ def sendable(session: Session, subscriber_ids: Iterable[int]) -> set[int]:
 
 _SENDABLE_PG = select(Subscriber.id).where(
     Subscriber.id == any_(bindparam("ids", type_=postgresql.ARRAY(BigInteger))),
-    Subscriber.status == "active",
+    Subscriber.status == SubscriberStatus.ACTIVE,
     _not_suppressed(),
 )
 
@@ -244,7 +247,7 @@ class Stats:
 
 
 def stats(session: Session) -> Stats:
-    by_status = dict.fromkeys(STATUSES, 0)
+    by_status = {str(status): 0 for status in STATUSES}
     by_status.update(
         {
             status: count
@@ -260,7 +263,10 @@ def stats(session: Session) -> Stats:
         .join(Topic, Topic.id == subscriber_topics.c.topic_id)
         .join(
             Subscriber,
-            and_(Subscriber.id == subscriber_topics.c.subscriber_id, Subscriber.status == "active"),
+            and_(
+                Subscriber.id == subscriber_topics.c.subscriber_id,
+                Subscriber.status == SubscriberStatus.ACTIVE,
+            ),
         )
         .group_by(Topic.key)
     )

@@ -14,6 +14,7 @@ from subscribers.errors import InvalidInput
 from subscribers.events import record_event
 from subscribers.models import SUPPRESSION_REASONS, Subscriber, Suppression
 from subscribers.normalise import normalise_address
+from subscribers.states import SUPPRESSION_STATUS, SuppressionReason, sources, target
 
 __all__ = [
     "STATUS_FOR_REASON",
@@ -24,18 +25,8 @@ __all__ = [
     "unsuppress",
 ]
 
-STATUS_FOR_REASON = {
-    "hard_bounce": "bounced",
-    "soft_bounce_limit": "bounced",
-    "complaint": "complained",
-    "manual": "unsubscribed",
-}
-# Which statuses a suppression overrides (a manual block does not relabel a bounce as an unsubscribe).
-_OVERRIDES = {
-    "bounced": ("pending", "active", "unsubscribed"),
-    "complained": ("pending", "active", "unsubscribed", "bounced"),
-    "unsubscribed": ("pending", "active"),
-}
+# The status a suppression gives a subscriber with that address (states.py says from which statuses).
+STATUS_FOR_REASON: dict[str, str] = {r: target(a) for r, a in SUPPRESSION_STATUS.items()}
 
 
 def _insert(session: Session):  # type: ignore[no-untyped-def]
@@ -60,10 +51,11 @@ def suppress(
         .on_conflict_do_nothing(index_elements=["email_key"])
         .returning(Suppression.id)
     ).first()
-    status = STATUS_FOR_REASON[reason]
+    action = SUPPRESSION_STATUS[SuppressionReason(reason)]
+    status = target(action)
     changed = session.execute(
         update(Subscriber)
-        .where(Subscriber.email_key == address.key, Subscriber.status.in_(_OVERRIDES[status]))
+        .where(Subscriber.email_key == address.key, Subscriber.status.in_(sources(action)))
         .values(status=status, changed_at=now)
         .returning(Subscriber.id)
     ).first()
@@ -76,8 +68,8 @@ def suppress(
     if inserted:
         record_event(session, subscriber_id, address.key, "suppressed", source=reason, detail=detail, now=now)
     if changed:
-        kind = {"bounced": "bounced", "complained": "complained", "unsubscribed": "unsubscribed"}[status]
-        record_event(session, subscriber_id, address.key, kind, source=reason, detail=detail, now=now)
+        # the event kinds are named after the statuses they lead to
+        record_event(session, subscriber_id, address.key, str(status), source=reason, detail=detail, now=now)
     return inserted is not None
 
 

@@ -13,8 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from mailer.cli.app import app, err_console
-from mailer.errors import NewsletterError
-from subscribers.errors import SubscribersError
+from mailer.errors import error_kind
 
 __all__ = ["COMMAND_MODULES", "app", "load_commands", "main"]
 
@@ -44,16 +43,14 @@ def main() -> None:
     load_commands(sys.argv[1:])
     try:
         app()
-    except NewsletterError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except SubscribersError as exc:  # the subscribers package's own tree carries the same exit codes
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
     except Exception as exc:
+        kind = error_kind(exc)
+        if kind is not None:  # the project's own errors (either tree): one line, their exit code
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(kind.exit_code)
         if not _is_database_outage(exc):
             raise
         reason = " ".join(str(getattr(exc, "orig", None) or exc).split())

@@ -32,7 +32,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from mailer.errors import InputError
+from mailer.errors import InputError, VerificationError
 
 __all__ = [
     "CachedCertificates",
@@ -65,10 +65,8 @@ class SnsMessageError(InputError):
     """An HTTP body that is not a well-formed SNS message (HTTP 400)."""
 
 
-class SnsSignatureError(SnsMessageError):
+class SnsSignatureError(SnsMessageError, VerificationError):
     """A well-formed SNS message that fails verification: signature, certificate, age or topic (HTTP 403)."""
-
-    http_status = 403
 
 
 @dataclass(frozen=True)

@@ -83,12 +83,21 @@ class _Statements:
         if dialect == "postgresql":
             ids = "id = ANY(CAST(:ids AS BIGINT[]))"
             pairs = "unnest(CAST(:ids AS BIGINT[]), CAST(:vals AS TEXT[])) AS v(id, val)"
+            triples = (
+                "unnest(CAST(:ids AS BIGINT[]), CAST(:vals AS TEXT[]), CAST(:codes AS TEXT[])) "
+                "AS v(id, val, code)"
+            )
             self.pack: Callable[[Sequence[Any]], object] = list
         else:
             ids = "id IN (SELECT value FROM json_each(:ids))"
             pairs = (
                 "(SELECT i.value AS id, m.value AS val FROM json_each(:ids) AS i "
                 "JOIN json_each(:vals) AS m ON m.key = i.key) AS v"
+            )
+            triples = (
+                "(SELECT i.value AS id, m.value AS val, c.value AS code FROM json_each(:ids) AS i "
+                "JOIN json_each(:vals) AS m ON m.key = i.key "
+                "JOIN json_each(:codes) AS c ON c.key = i.key) AS v"
             )
             self.pack = json.dumps
         now = bindparam("now", type_=UtcDateTime)
@@ -108,8 +117,9 @@ class _Statements:
             "AND deliveries.status = 'sending'"
         ).bindparams(now)
         self.failed = text(
-            f"UPDATE deliveries SET status = 'failed', last_error = v.val FROM {pairs} "
-            "WHERE deliveries.id = v.id AND deliveries.claim = :claim AND deliveries.status = 'sending'"
+            "UPDATE deliveries SET status = 'failed', last_error = v.val, error_code = v.code "
+            f"FROM {triples} WHERE deliveries.id = v.id AND deliveries.claim = :claim "
+            "AND deliveries.status = 'sending'"
         )
         self.renew = text(f"UPDATE deliveries SET claimed_at = :now WHERE {mine}").bindparams(now)
         self.release = text(
@@ -197,6 +207,7 @@ class Outcome:
     sent: bool
     message_id: str | None = None
     error: str | None = None
+    error_code: str | None = None  # the transport's cause (TransportError.code), for grouping failures
 
 
 def record(
@@ -237,6 +248,7 @@ def record(
             {
                 "ids": sql.pack([o.delivery_id for o in failed]),
                 "vals": sql.pack([(o.error or "failed")[:2000] for o in failed]),
+                "codes": sql.pack([(o.error_code or "unknown")[:64] for o in failed]),
                 "claim": claim_id,
             },
         )

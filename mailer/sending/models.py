@@ -1,19 +1,29 @@
 """Campaign tables on the shared declarative Base: campaigns, their stored segment renderings, the ledger.
 
 The ledger (``deliveries``) has one row per (campaign, subscriber), unique, and is the only record of what
-was sent. A row moves ``queued -> sending -> sent | failed | skipped``; ``sending`` rows carry a claim id
-and a lease time (``claimed_at``, renewed while the worker works) so a killed worker's rows can be found
-and resolved (``unknown`` when the policy is not to resend). Schema: migrations 0002_campaigns and
-0004_ledger_hot_updates.
+was sent. Its statuses and a campaign's are the state machines of states.py; ``sending`` rows carry a
+claim id and a lease time (``claimed_at``, renewed while the worker works) so a killed worker's rows can
+be found and resolved (``unknown`` when the policy is not to resend). Schema: migrations 0002_campaigns,
+0004_ledger_hot_updates and 0005_status_checks.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
+from mailer.sending.states import Audience, CampaignStatus, DeliveryStatus
 from subscribers.db import Base, UtcDateTime, utcnow
 
 __all__ = [
@@ -27,9 +37,12 @@ __all__ = [
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
-CAMPAIGN_STATUSES = ("draft", "scheduled", "sending", "paused", "cancelled", "done")
-DELIVERY_STATUSES = ("queued", "sending", "sent", "failed", "skipped", "unknown")
-AUDIENCES = ("subscribers", "all")  # by followed topics, or everyone gets every section
+CAMPAIGN_STATUSES = tuple(CampaignStatus)
+DELIVERY_STATUSES = tuple(DeliveryStatus)
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
+    return CheckConstraint(f"{column} IN ({', '.join(repr(str(v)) for v in values)})", name=column)
 
 
 def segment_key(segment: frozenset[str]) -> str:
@@ -39,15 +52,16 @@ def segment_key(segment: frozenset[str]) -> str:
 
 class Campaign(Base):
     __tablename__ = "campaigns"
+    __table_args__ = (_one_of("status", CAMPAIGN_STATUSES), _one_of("audience", tuple(Audience)))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     issue_source: Mapped[str] = mapped_column(String(500))  # file name, for people
     issue_markdown: Mapped[str] = mapped_column(Text)
     issue_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the Markdown
     subject: Mapped[str] = mapped_column(String(500))
-    audience: Mapped[str] = mapped_column(String(16), default="subscribers")
+    audience: Mapped[str] = mapped_column(String(16), default=Audience.SUBSCRIBERS)
     transport: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default="draft")
+    status: Mapped[str] = mapped_column(String(16), default=CampaignStatus.DRAFT)
     status_reason: Mapped[str | None] = mapped_column(Text)  # why it paused or was cancelled
     nonce: Mapped[str] = mapped_column(String(16))  # part of every Message-ID of this campaign
     queued_all: Mapped[bool] = mapped_column(Boolean, default=False)  # the audience is fully in the ledger
@@ -90,6 +104,7 @@ class Delivery(Base):
     # no index on status: claims and records then update rows in place (migration 0004, fillfactor)
     __table_args__ = (
         UniqueConstraint("campaign_id", "subscriber_id"),
+        _one_of("status", DELIVERY_STATUSES),
         {"postgresql_with": {"fillfactor": 75}},
     )
 
@@ -100,11 +115,12 @@ class Delivery(Base):
     segment_id: Mapped[int] = mapped_column(BigId, ForeignKey("segment_renderings.id", ondelete="CASCADE"))
     email: Mapped[str] = mapped_column(String(320))
     name: Mapped[str | None] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.QUEUED)
     claim: Mapped[str | None] = mapped_column(String(32))  # which task execution holds a 'sending' row
     message_id: Mapped[str | None] = mapped_column(String(200), index=True)  # SES MessageId
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(64))  # the provider's cause of a failure
     queued_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -250,11 +250,11 @@ def _send_one(
             heartbeat()  # record what we have, renew the lease, notice a pause
             ctx.sleep(delay)
         except RejectedError as exc:
-            return campaigns.Outcome(delivery_id, False, error=str(exc))
+            return campaigns.Outcome(delivery_id, False, error=str(exc), error_code=exc.code)
         except TemporaryError as exc:
             failures += 1
             if failures >= SEND_ATTEMPTS:
-                return campaigns.Outcome(delivery_id, False, error=str(exc))
+                return campaigns.Outcome(delivery_id, False, error=str(exc), error_code=exc.code)
             ctx.sleep(min(_BACKOFF_CAP, 0.5 * 2**failures))
 
 

@@ -11,9 +11,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from support.paths import SHARED_FIXTURES
 
@@ -23,7 +21,7 @@ from mailer.feedback.apply import SKIP_VERIFICATION, receive
 from mailer.feedback.models import FeedbackMessage
 from mailer.feedback.sns import CachedCertificates, CertificateDirectory, SnsSignatureError, SnsVerifier
 from mailer.sending.models import Campaign, Delivery, SegmentRendering
-from subscribers.db import Base, make_session_factory, open_database
+from subscribers.db import make_session_factory, open_database
 from subscribers.models import Subscriber, SubscriberEvent, Suppression
 from subscribers.preferences import add_subscriber
 
@@ -224,15 +222,6 @@ def test_an_invalid_recipient_address_is_skipped_not_fatal(sessions: sessionmake
     result = feed(sessions, notification, SKIP_VERIFICATION)
     assert any("skipped" in line for line in result.lines())  # type: ignore[attr-defined]
     assert table_counts(sessions)[:2] == (1, 0)
-
-
-def test_migration_0003_matches_the_model(database_url: str) -> None:
-    engine = open_database(database_url)
-    with engine.connect() as connection:
-        assert "feedback_messages" in inspect(connection).get_table_names()
-        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-    engine.dispose()
-    assert [d for d in diff if "feedback_messages" in repr(d)] == []
 
 
 def test_feedback_names_the_ledger_row_of_the_original_message(sessions: sessionmaker[Session]) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from mailer.errors import InputError
@@ -70,3 +72,14 @@ def test_parse_keys_accepts_names_and_rejects_unknown(registry: TopicRegistry) -
 def test_bad_registry_data_is_an_input_error(data: object) -> None:
     with pytest.raises(InputError):
         registry_from_data(data)
+
+
+def test_topic_lists_take_the_same_separators_everywhere(registry):
+    from subscribers.csvreader import read_rows
+
+    text = "Nova，neutron；Cinder、heat | keystone; tempest,ceilometer"
+    expected = {"nova", "neutron", "cinder", "heat", "keystone", "tempest", "ceilometer"}
+    assert registry.parse_keys(text) == expected
+    csv = f'email,topics\nann@example.org,"{text}"\n'.encode()
+    (row,) = list(read_rows(io.BytesIO(csv)))
+    assert {registry.match(name) for name in row.topics} == expected

@@ -7,6 +7,7 @@ renamed, so a reader never sees half a message.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -41,7 +42,8 @@ class FileTransport:
             temporary.write_bytes(message.raw)
             os.replace(temporary, path)
         except OSError as exc:
-            raise TemporaryError(f"cannot write {path}: {exc.strerror or exc}") from exc
+            cause = errno.errorcode.get(exc.errno or 0, "error")
+            raise TemporaryError(f"cannot write {path}: {exc.strerror or exc}", code=f"file-{cause}") from exc
         return TransportResult(message_id=path.stem)
 
     def close(self) -> None:

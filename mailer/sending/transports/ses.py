@@ -110,10 +110,11 @@ class SesTransport:
             error = exc.response.get("Error", {})
             code, text = str(error.get("Code", "")), str(error.get("Message", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            raise classify(code, text, status)(f"SES {code or status}: {text}".strip()) from exc
+            cause = code or f"http-{status}"
+            raise classify(code, text, status)(f"SES {cause}: {text}".strip(), code=cause) from exc
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             # connection refused/reset, timeouts, DNS: the request may or may not have reached SES
-            raise TemporaryError(f"SES unreachable: {exc}") from exc
+            raise TemporaryError(f"SES unreachable: {exc}", code="network") from exc
         return TransportResult(message_id=str(response["MessageId"]))
 
     def close(self) -> None:

@@ -74,20 +74,22 @@ class SmtpTransport:
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
             raise classify_reply(code, _text(reply))(
-                f"SMTP refused recipient: {code} {_text(reply)}"
+                f"SMTP refused recipient: {code} {_text(reply)}", code=f"smtp-{code}"
             ) from exc
         except smtplib.SMTPResponseException as exc:  # SMTPSenderRefused, SMTPDataError, auth errors
             if exc.smtp_code == 421:
                 self._drop()
             raise classify_reply(exc.smtp_code, _text(exc.smtp_error))(
-                f"SMTP {exc.smtp_code} {_text(exc.smtp_error)}"
+                f"SMTP {exc.smtp_code} {_text(exc.smtp_error)}", code=f"smtp-{exc.smtp_code}"
             ) from exc
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
-            raise TemporaryError(f"SMTP {self.host}:{self.port} unavailable: {exc}") from exc
+            raise TemporaryError(f"SMTP {self.host}:{self.port} unavailable: {exc}", code="network") from exc
         if refused:  # only some recipients refused; we send one recipient per message
             code, reply = next(iter(refused.values()))
-            raise classify_reply(code, _text(reply))(f"SMTP refused recipient: {code} {_text(reply)}")
+            raise classify_reply(code, _text(reply))(
+                f"SMTP refused recipient: {code} {_text(reply)}", code=f"smtp-{code}"
+            )
         return TransportResult(message_id=message.message_id)
 
     def _drop(self) -> None:
