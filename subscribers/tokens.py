@@ -1,8 +1,9 @@
 """Signed, URL-safe tokens for links (unsubscribe, preferences, confirm, view). HMAC-SHA256; no database.
 
 A token is ``<id base36>.<issued unix time base36>.<signature>``; the signature covers the purpose, so a
-token for one purpose never works for another. It runs once per recipient of a send, so the keyed HMAC
-state is built once per (secret, purpose) and copied.
+token for one purpose never works for another, and an optional ``scope`` the link carries elsewhere (the
+campaign of a view link), so a token never works for another scope. It runs once per recipient of a send,
+so the keyed HMAC state is built once per (secret, purpose) and copied.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ def _keyed(secret: str, purpose: str) -> Any:
     return hmac.new(secret.encode(), purpose.encode() + b"\0", sha256)
 
 
-def _signature(secret: str, purpose: str, payload: str) -> str:
+def _signature(secret: str, purpose: str, payload: str, scope: str) -> str:
     mac = _keyed(secret, purpose).copy()
-    mac.update(payload.encode())
+    mac.update(f"{payload}\0{scope}".encode() if scope else payload.encode())
     return base64.urlsafe_b64encode(mac.digest()[:_SIGNATURE_BYTES]).rstrip(b"=").decode()
 
 
@@ -48,23 +49,32 @@ def _b36(number: int) -> str:
             return text
 
 
-def make_token(secret: str, subscriber_id: int, purpose: str, *, now: datetime | None = None) -> str:
+def make_token(
+    secret: str, subscriber_id: int, purpose: str, *, scope: str = "", now: datetime | None = None
+) -> str:
     if subscriber_id < 0:
         raise ValueError("subscriber ids are not negative")
     issued = int((now or utcnow()).timestamp())
     payload = f"{_b36(subscriber_id)}.{_b36(issued)}"
-    return f"{payload}.{_signature(secret, purpose, payload)}"
+    return f"{payload}.{_signature(secret, purpose, payload, scope)}"
 
 
 def read_token(
-    secret: str, token: str, purpose: str, *, max_age: float | None = None, now: datetime | None = None
+    secret: str,
+    token: str,
+    purpose: str,
+    *,
+    scope: str = "",
+    max_age: float | None = None,
+    now: datetime | None = None,
 ) -> int:
-    """The subscriber id a token was made for; InvalidToken when it is forged, mangled or too old."""
+    """The subscriber id a token was made for (with this purpose and scope); InvalidToken when it is
+    forged, mangled, for another scope or too old."""
     parts = token.strip().split(".") if isinstance(token, str) else []
     if len(parts) != 3 or len(token) > 100:
         raise InvalidToken("this link is not valid (malformed token)")
     id_text, issued_text, signature = parts
-    expected = _signature(secret, purpose, f"{id_text}.{issued_text}")
+    expected = _signature(secret, purpose, f"{id_text}.{issued_text}", scope)
     if not hmac.compare_digest(expected, signature):
         raise InvalidToken("this link is not valid (bad signature)")
     try:

@@ -17,11 +17,11 @@ from markupsafe import escape
 from mailer.errors import TemplateError
 from mailer.rendering.render import Brand, compile_mjml
 from mailer.topics import TopicRegistry
+from mailer.urls import Urls
 from subscribers.optin import SignupResult
 
-__all__ = ["CONFIRM_PATH", "ConfirmationEmail", "confirm_url", "confirmation_email"]
+__all__ = ["ConfirmationEmail", "confirm_url", "confirmation_email"]
 
-CONFIRM_PATH = "/confirm/{token}"  # the web side's route that calls subscribers.optin.confirm
 HTML_TEMPLATE = "confirm.mjml.j2"
 TEXT_TEMPLATE = "confirm.txt.j2"
 
@@ -67,7 +67,7 @@ class ConfirmationEmail:
 
 
 def confirm_url(brand: Brand, token: str) -> str:
-    return brand.base_url.rstrip("/") + CONFIRM_PATH.format(token=token)
+    return Urls(brand.base_url).confirm(token)
 
 
 @lru_cache(maxsize=16)

@@ -15,6 +15,7 @@ from mailer.rendering import placeholders
 from mailer.rendering.issue import Issue
 from mailer.rendering.render import Brand, Rendering, render_segments
 from mailer.topics import TopicRegistry
+from mailer.urls import SAMPLE_TOKEN, Urls
 
 __all__ = ["preview_pages", "preview_segments", "sample_values", "write_preview"]
 
@@ -22,12 +23,14 @@ FRAME_WIDTHS = (600, 375)
 
 
 def sample_values(brand: Brand) -> dict[str, str]:
-    base = brand.base_url.rstrip("/")
+    """Placeholder values of a preview: real paths of the URL contract with a token that is not valid, so
+    the links look like a reader's and lead to the "not a valid link" page instead of acting on anyone."""
+    urls = Urls(brand.base_url)
     return {
         placeholders.EMAIL: "reader@example.org",
-        placeholders.VIEW_URL: f"{base}/preview/view",
-        placeholders.PREFERENCES_URL: f"{base}/preview/preferences",
-        placeholders.UNSUBSCRIBE_URL: f"{base}/preview/unsubscribe",
+        placeholders.VIEW_URL: urls.view(0, SAMPLE_TOKEN),
+        placeholders.PREFERENCES_URL: urls.preferences(SAMPLE_TOKEN),
+        placeholders.UNSUBSCRIBE_URL: urls.unsubscribe(SAMPLE_TOKEN),
     }
 
 

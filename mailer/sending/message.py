@@ -25,10 +25,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import formataddr, formatdate
+from functools import cached_property
 from typing import Protocol
-from urllib.parse import quote
 
 from mailer.rendering import placeholders
+from mailer.urls import Urls
 
 __all__ = [
     "RecipientLinks",
@@ -74,6 +75,10 @@ class SenderIdentity:
     def domain(self) -> str:
         return self.sender_address.rpartition("@")[2] or "localhost"
 
+    @cached_property
+    def urls(self) -> Urls:
+        return Urls(self.base_url, self.domain)
+
     @classmethod
     def from_settings(cls, settings: object) -> SenderIdentity:
         address: str = settings.sender_address  # type: ignore[attr-defined]
@@ -101,16 +106,15 @@ class RecipientLinks:
 def link_values(
     identity: SenderIdentity, campaign_id: int, email: str, tokens: RecipientLinks
 ) -> dict[str, str]:
-    """The placeholder values of one recipient, plus the mailto unsubscribe used in the header."""
-    base = identity.base_url
+    """The placeholder values of one recipient, plus the mailto unsubscribe used in the header; every
+    link comes from the URL contract (mailer/urls.py)."""
+    urls = identity.urls
     return {
         placeholders.EMAIL: email,
-        placeholders.UNSUBSCRIBE_URL: f"{base}/unsubscribe/{tokens.unsubscribe}",
-        placeholders.PREFERENCES_URL: f"{base}/preferences/{tokens.preferences}",
-        placeholders.VIEW_URL: f"{base}/view/{campaign_id}/{tokens.view}",
-        "mailto_unsubscribe": (
-            f"mailto:unsubscribe@{identity.domain}?subject=unsubscribe%20{quote(tokens.unsubscribe)}"
-        ),
+        placeholders.UNSUBSCRIBE_URL: urls.unsubscribe(tokens.unsubscribe),
+        placeholders.PREFERENCES_URL: urls.preferences(tokens.preferences),
+        placeholders.VIEW_URL: urls.view(campaign_id, tokens.view),
+        "mailto_unsubscribe": urls.mailto_unsubscribe(tokens.unsubscribe),
     }
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailer import urls
 from mailer.errors import ConflictError
 from mailer.rendering.issue import Issue
 from mailer.rendering.render import Brand, render_segments
@@ -151,13 +152,14 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
             if report.status != "sending":
                 raise _Stop
 
+        view_scope = urls.view_scope(campaign_id)
         try:
             last = rows[-1]
             for row in rows:
                 links = RecipientLinks(
                     unsubscribe=make_token(settings.secret_key, row.subscriber_id, "unsubscribe"),
                     preferences=make_token(settings.secret_key, row.subscriber_id, "preferences"),
-                    view=make_token(settings.secret_key, row.subscriber_id, "view"),
+                    view=make_token(settings.secret_key, row.subscriber_id, "view", scope=view_scope),
                 )
                 values = link_values(ctx.identity, campaign_id, row.email, links)
                 built = compiled[row.segment_id].build(
@@ -282,7 +284,7 @@ def send_test(
                 rendering, campaign_id=0, identity=identity, nonce=f"test{nonce}{number}"
             )
             for address in addresses:
-                tokens = RecipientLinks("test", "test", "test")
+                tokens = RecipientLinks(urls.SAMPLE_TOKEN, urls.SAMPLE_TOKEN, urls.SAMPLE_TOKEN)
                 built = compiled.build(
                     subscriber_id=len(sent),
                     email=address,

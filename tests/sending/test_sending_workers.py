@@ -28,6 +28,8 @@ from mailer.sending.models import Delivery, SegmentRendering
 from mailer.settings import Settings
 from mailer.tasks import make_app
 from mailer.topics import load_registry
+from mailer.urls import view_scope
+from subscribers.errors import InvalidToken
 from subscribers.tokens import read_token
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -162,7 +164,9 @@ def test_campaign_reaches_everyone_once_with_their_own_segment_and_links(
         token = re.search(r"/unsubscribe/([^>]+)>", str(message["List-Unsubscribe"])).group(1)
         assert read_token(SECRET, token, "unsubscribe") == subscriber_id, "their own links"
         view = re.search(r"/view/\d+/([A-Za-z0-9._-]+)", message.get_body(("html",)).get_content()).group(1)
-        assert read_token(SECRET, view, "view") == subscriber_id
+        assert read_token(SECRET, view, "view", scope=view_scope(campaign_id)) == subscriber_id
+        with pytest.raises(InvalidToken):  # a view token opens this campaign's copy only
+            read_token(SECRET, view, "view", scope=view_scope(campaign_id + 1))
         text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
         values = {
             "email": row.email,

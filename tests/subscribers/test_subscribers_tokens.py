@@ -47,3 +47,13 @@ def test_max_age():
     assert read_token("s3cret", token, "confirm", max_age=3600, now=NOW + timedelta(minutes=59)) == 7
     with pytest.raises(InvalidToken, match="expired"):
         read_token("s3cret", token, "confirm", max_age=3600, now=NOW + timedelta(minutes=61))
+
+
+def test_a_scoped_token_reads_only_in_its_scope():
+    token = make_token("s3cret", 42, "view", scope="campaign:7")
+    assert read_token("s3cret", token, "view", scope="campaign:7") == 42
+    for other in ("campaign:8", "campaign:70", ""):
+        with pytest.raises(InvalidToken):
+            read_token("s3cret", token, "view", scope=other)
+    with pytest.raises(InvalidToken):  # an unscoped token is no token of any scope
+        read_token("s3cret", make_token("s3cret", 42, "view"), "view", scope="campaign:7")

@@ -1,0 +1,130 @@
+"""The URL contract: every public path a message or a page emits, built in one place from
+``NEWSLETTER_BASE_URL`` (never from a request's Host header).
+
+``ROUTES`` names each path template; the message builder, the confirmation email, the preview and the web
+app's routers all take their paths from here, and tests hold every emitted link to one of these routes.
+Links in sent messages live for years: a path here is changed only with a redirect from the old one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from urllib.parse import quote, urlencode, urlsplit
+
+__all__ = ["ROUTES", "SAMPLE_TOKEN", "Urls", "route_of", "view_scope"]
+
+ROUTES: Mapping[str, str] = MappingProxyType(
+    {
+        # GET: a page with a confirm button (changes nothing: mail scanners follow links);
+        # POST: the unsubscribe itself, also RFC 8058 one-click (body List-Unsubscribe=One-Click)
+        "unsubscribe": "/unsubscribe/{token}",
+        # the preference centre; ?add=KEY / ?remove=KEY pre-select one topic (the per-topic links)
+        "preferences": "/preferences/{token}",
+        # ask for a new preferences link by email (for a reader who lost every message)
+        "preferences_request": "/preferences",
+        # the reader's own copy of a campaign in a browser; the token binds subscriber and campaign
+        "view": "/view/{campaign_id}/{token}",
+        # double opt-in: GET shows a button, POST activates
+        "confirm": "/confirm/{token}",
+        "subscribe": "/subscribe",
+        "archive": "/issues/",
+        "archive_issue": "/issues/{slug}",
+        "feed": "/issues/feed.xml",
+    }
+)
+
+# The token in links of previews and test sends: not a valid token, so its links lead to the
+# "this link is not valid" page instead of acting on anyone.
+SAMPLE_TOKEN = "sample"
+TOPIC_ACTIONS = ("add", "remove")
+
+_PARAM_RE = re.compile(r"\{(\w+)\}")
+
+
+def view_scope(campaign_id: int) -> str:
+    """What a view link's token binds besides the subscriber: its campaign (subscribers.tokens ``scope``),
+    so a reader's view token of one campaign opens no other campaign's copy."""
+    return f"campaign:{campaign_id}"
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    parts = _PARAM_RE.split(template)
+    regex = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/?#]+)" for i, part in enumerate(parts))
+    return re.compile(f"^{regex}$")
+
+
+# static paths first: /issues/feed.xml is the feed, not an issue slugged "feed.xml" (routers register
+# them in the same order)
+_PATTERNS = {
+    name: _pattern(template) for name, template in sorted(ROUTES.items(), key=lambda item: "{" in item[1])
+}
+
+
+def route_of(path: str) -> str | None:
+    """The name of the route a path (no query) belongs to, or None."""
+    return next((name for name, pattern in _PATTERNS.items() if pattern.match(path)), None)
+
+
+@dataclass(frozen=True)
+class Urls:
+    """Absolute links on ``base_url``; ``mail_domain`` is the sender's domain (the mailto unsubscribe)."""
+
+    base_url: str
+    mail_domain: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+
+    def _url(self, route: str, **params: object) -> str:
+        path = ROUTES[route].format(**{k: quote(str(v), safe="") for k, v in params.items()})
+        return self.base_url + path
+
+    def unsubscribe(self, token: str) -> str:
+        """The unsubscribe page and, by POST, the RFC 8058 one-click target (List-Unsubscribe)."""
+        return self._url("unsubscribe", token=token)
+
+    def mailto_unsubscribe(self, token: str) -> str:
+        """The mailto: of List-Unsubscribe, for clients without one-click (an inbound route reads it)."""
+        if not self.mail_domain:
+            raise ValueError("a mailto link needs the mail domain")
+        return f"mailto:unsubscribe@{self.mail_domain}?subject=unsubscribe%20{quote(token, safe='')}"
+
+    def preferences(self, token: str, *, add: str | None = None, remove: str | None = None) -> str:
+        return self._url("preferences", token=token) + self.topic_suffix(add=add, remove=remove)
+
+    @staticmethod
+    def topic_suffix(*, add: str | None = None, remove: str | None = None) -> str:
+        """``?add=nova`` / ``?remove=nova``: appended to a reader's preferences link, it pre-selects one
+        topic. Fixed per segment, so a rendering can carry it after the preferences placeholder."""
+        query = {k: v for k, v in (("add", add), ("remove", remove)) if v}
+        return "?" + urlencode(query) if query else ""
+
+    def preferences_request(self) -> str:
+        return self._url("preferences_request")
+
+    def view(self, campaign_id: int, token: str) -> str:
+        return self._url("view", campaign_id=campaign_id, token=token)
+
+    def confirm(self, token: str) -> str:
+        return self._url("confirm", token=token)
+
+    def subscribe(self) -> str:
+        return self._url("subscribe")
+
+    def archive(self) -> str:
+        return self._url("archive")
+
+    def archive_issue(self, slug: str) -> str:
+        return self._url("archive_issue", slug=slug)
+
+    def feed(self, topic: str | None = None) -> str:
+        return self._url("feed") + (f"?{urlencode({'topic': topic})}" if topic else "")
+
+    def route_of(self, url: str) -> str | None:
+        """The route an absolute URL on this base leads to; None for anything else."""
+        if not url.startswith(self.base_url + "/"):
+            return None
+        return route_of(urlsplit(url[len(self.base_url) :]).path)

@@ -1,0 +1,114 @@
+"""The URL contract (mailer/urls.py): every link on the newsletter's own site that a sent message, the
+confirmation email or the preview carries is built by it and names one of its routes."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from mailer import samples
+from mailer.database import sync_registry
+from mailer.rendering.confirmation import confirmation_email
+from mailer.rendering.issue import load_issue
+from mailer.rendering.preview import preview_pages
+from mailer.rendering.render import Brand, render_segments
+from mailer.sending.message import RecipientLinks, SegmentMessage, SenderIdentity, link_values
+from mailer.settings import Settings
+from mailer.urls import ROUTES, SAMPLE_TOKEN, Urls, route_of, view_scope
+from subscribers.optin import signup
+from subscribers.tokens import make_token
+
+BASE = "https://news.example.org/weekly"  # a path prefix too: links must keep it
+SETTINGS = Settings(base_url=BASE + "/", sender_address="news@example.org", secret_key="k")
+URL_RE = re.compile(r"https?://[^\s\"'<>)\]]+")
+
+
+def _own_links(text: str) -> set[str]:
+    """Absolute links on the newsletter's own site (an issue's content may link anywhere else)."""
+    return {url.rstrip(".,;") for url in URL_RE.findall(text) if url.startswith(BASE)}
+
+
+def _assert_all_routed(links: set[str]) -> None:
+    urls = Urls(BASE)
+    assert links, "the message carries links to the site"
+    unrouted = sorted(link for link in links if urls.route_of(link) is None)
+    assert unrouted == [], "links that no route of mailer/urls.py serves"
+
+
+def test_every_link_of_a_sent_message_is_a_route_of_the_contract(registry):
+    issue = load_issue(samples.ISSUE, registry)
+    identity = SenderIdentity.from_settings(SETTINGS)
+    rendering = render_segments(issue, [issue.topics], Brand.from_settings(SETTINGS), registry=registry)[
+        issue.topics
+    ]
+    tokens = RecipientLinks(
+        make_token("k", 5, "unsubscribe"),
+        make_token("k", 5, "preferences"),
+        make_token("k", 5, "view", scope=view_scope(3)),
+    )
+    built = SegmentMessage(rendering, campaign_id=3, identity=identity).build(
+        subscriber_id=5,
+        email="ann@example.org",
+        name="Ann",
+        values=link_values(identity, 3, "a@x.org", tokens),
+    )
+    message = email.message_from_bytes(built.raw, policy=email.policy.default)
+    html = message.get_body(("html",)).get_content()
+    text = message.get_body(("plain",)).get_content()
+    header = str(message["List-Unsubscribe"])
+    links = _own_links(html) | _own_links(text) | _own_links(header)
+    _assert_all_routed(links)
+    assert {Urls(BASE).route_of(link) for link in links} >= {"unsubscribe", "preferences", "view"}
+    assert f"<{Urls(BASE).unsubscribe(tokens.unsubscribe)}>" in header
+    assert Urls(BASE, "example.org").mailto_unsubscribe(tokens.unsubscribe) in header
+
+
+def test_every_link_of_the_confirmation_email_is_a_route(db_session, registry):
+    sync_registry(db_session, registry)
+    result = signup(db_session, "ann@example.org", secret="k", topics=["nova"], now=datetime.now(UTC))
+    mail = confirmation_email(result, Brand.from_settings(SETTINGS), registry)
+    links = _own_links(mail.html) | _own_links(mail.text)
+    _assert_all_routed(links)
+    assert {Urls(BASE).route_of(link) for link in links} == {"confirm"}
+
+
+def test_every_link_of_the_preview_is_a_route(registry):
+    pages = preview_pages(load_issue(samples.ISSUE, registry), Brand.from_settings(SETTINGS), registry)
+    links = set().union(*(_own_links(page) for page in pages.values()))
+    _assert_all_routed(links)
+    assert all(SAMPLE_TOKEN in link for link in links if "/issues" not in link)
+
+
+@pytest.mark.parametrize(
+    ("built", "route"),
+    [
+        (Urls(BASE).unsubscribe("t.o.k"), "unsubscribe"),
+        (Urls(BASE).preferences("t.o.k", remove="nova"), "preferences"),
+        (Urls(BASE).preferences_request(), "preferences_request"),
+        (Urls(BASE).view(12, "t.o.k"), "view"),
+        (Urls(BASE).confirm("t.o.k"), "confirm"),
+        (Urls(BASE).subscribe(), "subscribe"),
+        (Urls(BASE).archive(), "archive"),
+        (Urls(BASE).archive_issue("2026-11-26-weekly"), "archive_issue"),
+        (Urls(BASE).feed(topic="nova"), "feed"),
+    ],
+)
+def test_each_builder_leads_to_its_own_route(built, route):
+    assert built.startswith(BASE + "/")
+    assert Urls(BASE).route_of(built) == route
+
+
+def test_the_contract_is_strict_about_paths():
+    assert route_of("/unsubscribe/a/b") is None
+    assert route_of("/preview/unsubscribe") is None
+    assert Urls(BASE).route_of("https://evil.example/unsubscribe/x") is None
+    assert Urls(BASE).route_of("https://news.example.org/unsubscribe/x") is None  # not under the base path
+    assert Urls(BASE).unsubscribe("a/b?c") == BASE + "/unsubscribe/a%2Fb%3Fc"  # a token never makes a path
+    assert set(ROUTES) == {
+        "unsubscribe", "preferences", "preferences_request", "view", "confirm", "subscribe", "archive",
+        "archive_issue", "feed",
+    }  # fmt: skip
