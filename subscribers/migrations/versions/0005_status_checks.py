@@ -21,7 +21,7 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-CHECKS = {
+CHECKS: dict[str, dict[str, tuple[str, ...]]] = {
     "subscribers": {"status": ("pending", "active", "unsubscribed", "bounced", "complained")},
     "suppressions": {"reason": ("hard_bounce", "soft_bounce_limit", "complaint", "manual")},
     "campaigns": {
