@@ -72,10 +72,7 @@ class Settings(BaseSettings):
     redis_prefix: str = Field("newsletter", description="Prefix of every Redis key this project writes")
     transport: Literal["file", "ses", "smtp"] = Field("file", description="How messages leave")
     outbox_dir: Path | None = Field(None, description="Folder of .eml files for the file transport")
-    send_rate: float | None = Field(
-        None, description="Messages per second for all workers together; none asks SES (MaxSendRate)"
-    )
-    rate_burst: int = Field(10, description="Token bucket size of the rate limiter")
+    rate_burst: int = Field(10, description="Token bucket size of each transport's rate limiter")
     batch_size: int = Field(100, description="Ledger rows per Celery batch task")
     max_consecutive_failures: int = Field(50, description="A campaign pauses itself after this many")
     lease_seconds: int = Field(600, description="Rows left in 'sending' longer than this are reaped")
@@ -86,12 +83,23 @@ class Settings(BaseSettings):
     ses_region: str = Field("us-east-1", description="SES region")
     ses_endpoint_url: str | None = Field(None, description="SES endpoint override (moto, a local sink)")
     ses_configuration_set: str | None = Field(None, description="SES configuration set for event publishing")
+    ses_send_rate: float | None = Field(
+        None,
+        description="SES messages per second for all workers together; none asks SES (the account's "
+        "MaxSendRate); lower it to leave room for other senders on the account",
+    )
 
     smtp_host: str = Field("localhost", description="SMTP server host")
     smtp_port: int = Field(25, description="SMTP server port")
     smtp_security: Literal["none", "starttls", "tls"] = Field("none", description="SMTP connection security")
     smtp_username: str | None = Field(None, description="SMTP auth user")
     smtp_password: str | None = Field(None, description="SMTP auth password")
+    smtp_send_rate: float | None = Field(
+        None, description="SMTP messages per second for all workers together; none: no limit"
+    )
+    file_send_rate: float | None = Field(
+        None, description="File-outbox messages per second for all workers together; none: no limit"
+    )
 
     # --- subscribers -----------------------------------------------------------------------------
     soft_bounce_limit: int = Field(3, description="Soft bounces in a row before an address is suppressed")

@@ -259,7 +259,7 @@ def demo_command(
             "redis_url": None,
             "database_url": None,
             "transport": "file",
-            "send_rate": None,
+            "file_send_rate": None,
         }
     )
     factory = session_factory(config)

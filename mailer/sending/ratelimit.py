@@ -6,9 +6,10 @@ gets ``w`` back and sleeps exactly that long, so workers queue behind each other
 A reservation further ahead than ``max_wait`` is refused (the caller sleeps and asks again), which keeps a
 paused or killed worker from holding a long line of tokens.
 
-The rate is ``settings.send_rate`` or, when that is unset and the transport is SES, the account's
-``MaxSendRate`` (sesv2 GetAccount, or SES v1 GetSendQuota where v2 is unavailable). Without Redis
-(embedded mode) an in-process bucket with the same behaviour is used.
+There is one bucket per transport (its name is in the Redis key), and its rate is the transport's own
+(``Transport.max_rate()``: SES asks the account's MaxSendRate), so a worker whose default transport is
+``file`` still holds a campaign sent through SES to the SES rate. Without Redis (embedded mode) an
+in-process bucket with the same behaviour is used.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import redis
 
@@ -28,7 +29,6 @@ __all__ = [
     "RedisRateLimiter",
     "UnlimitedRateLimiter",
     "make_rate_limiter",
-    "resolve_send_rate",
 ]
 
 # KEYS[1] bucket; ARGV: rate (tokens/s), burst (bucket size), tokens wanted, max wait (microseconds).
@@ -163,38 +163,14 @@ class LocalRateLimiter:
         return wait
 
 
-def resolve_send_rate(
-    settings: Settings, *, client_factory: Callable[[str], Any] | None = None
-) -> float | None:
-    """Messages per second for all workers together; None means no limit (file transport, no setting)."""
-    if settings.send_rate is not None:
-        return settings.send_rate if settings.send_rate > 0 else None
-    if settings.transport != "ses":
-        return None
-    import botocore.exceptions
-
-    from mailer.sending.transports.ses import make_client
-
-    factory = client_factory or (lambda service: make_client(settings, service))
-    try:
-        account = factory("sesv2").get_account()
-        return float(account["SendQuota"]["MaxSendRate"])
-    except (botocore.exceptions.ClientError, KeyError):
-        # older endpoints and some SES-compatible services only speak v1
-        quota = factory("ses").get_send_quota()
-        return float(quota["MaxSendRate"])
-
-
-def make_rate_limiter(settings: Settings, *, name: str = "send", rate: float | None = None) -> RateLimiter:
-    """The limiter for this process: shared in Redis when Redis is configured, else in-process."""
-    if rate is None:
-        rate = resolve_send_rate(settings)
-    if rate is None:
+def make_rate_limiter(settings: Settings, transport: str, rate: float | None) -> RateLimiter:
+    """The limiter of ``transport`` at ``rate`` messages per second (None: unlimited): shared by every
+    process through Redis when Redis is configured, else in-process."""
+    if rate is None or rate <= 0:
         return UnlimitedRateLimiter()
     redis_url = settings.resolved_redis_url
     if redis_url:
         client = redis.Redis.from_url(redis_url)
-        return RedisRateLimiter(
-            client, f"{settings.redis_prefix}:ratelimit:{name}", rate=rate, burst=settings.rate_burst
-        )
+        key = f"{settings.redis_prefix}:ratelimit:{transport}"
+        return RedisRateLimiter(client, key, rate=rate, burst=settings.rate_burst)
     return LocalRateLimiter(rate=rate, burst=settings.rate_burst)

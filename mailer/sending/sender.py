@@ -58,18 +58,20 @@ class SendContext:
 
     settings: Settings
     factory: sessionmaker[Session]
-    limiter: RateLimiter | None = None
     sleep: Callable[[float], None] = time.sleep
     _transports: dict[str, Transport] = field(default_factory=dict)
+    _limiters: dict[str, RateLimiter] = field(default_factory=dict)
     _segments: dict[tuple[int, int], SegmentMessage] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.identity = SenderIdentity.from_settings(self.settings)
 
-    def rate_limiter(self) -> RateLimiter:
-        if self.limiter is None:
-            self.limiter = make_rate_limiter(self.settings)
-        return self.limiter
+    def rate_limiter(self, transport: str) -> RateLimiter:
+        """The shared limiter of a transport, at the rate the transport gives (asked once)."""
+        if transport not in self._limiters:
+            rate = self.transport(transport).max_rate()
+            self._limiters[transport] = make_rate_limiter(self.settings, transport, rate)
+        return self._limiters[transport]
 
     def transport(self, name: str) -> Transport:
         if name not in self._transports:
@@ -124,7 +126,7 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
         campaign = campaigns.get_campaign(session, campaign_id)
         compiled = {row.segment_id: ctx.segment(session, campaign, row.segment_id) for row in rows}
         transport = ctx.transport(campaign.transport)
-        tokens = _Tokens(ctx.rate_limiter(), settings.rate_burst)
+        tokens = _Tokens(ctx.rate_limiter(campaign.transport), settings.rate_burst)
         outcomes: list[campaigns.Outcome] = []
         last_flush = last_renewal = time.monotonic()
 

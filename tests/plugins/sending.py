@@ -66,6 +66,18 @@ class MotoSes:
         from moto.backends import get_backend
 
         get_backend("ses")[MOTO_ACCOUNT][SES_REGION].sent_messages.clear()
+        self.set_max_send_rate(1)
+
+    def max_send_rate(self) -> float:
+        from moto.backends import get_backend
+
+        return float(get_backend("ses")[MOTO_ACCOUNT][SES_REGION].max_send_rate)
+
+    def set_max_send_rate(self, rate: float) -> None:
+        """What moto's SES answers as the account's MaxSendRate (GetSendQuota)."""
+        from moto.backends import get_backend
+
+        get_backend("ses")[MOTO_ACCOUNT][SES_REGION].max_send_rate = rate
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ from mailer.sending.ratelimit import (
     RedisRateLimiter,
     UnlimitedRateLimiter,
     make_rate_limiter,
-    resolve_send_rate,
 )
 from mailer.settings import Settings
 
@@ -61,16 +60,20 @@ def test_local_limiter_same_behaviour():
     assert [limiter.acquire() for _ in range(3)] == [0.0, 0.0, pytest.approx(0.1)]
 
 
-def test_rate_from_settings_or_ses(moto_ses, tmp_path):
-    assert resolve_send_rate(Settings(send_rate=14)) == 14
-    assert resolve_send_rate(Settings(transport="file")) is None
-    assert isinstance(make_rate_limiter(Settings(transport="file")), UnlimitedRateLimiter)
+def test_each_transport_supplies_its_rate_and_has_a_bucket_of_its_own(moto_ses):
+    from mailer.sending.transports import create_transport
+
+    assert create_transport("file", Settings()).max_rate() is None
+    assert create_transport("file", Settings(file_send_rate=7)).max_rate() == 7
+    assert create_transport("smtp", Settings(smtp_send_rate=3)).max_rate() == 3
+    assert create_transport("ses", Settings(ses_send_rate=14)).max_rate() == 14
     # moto answers sesv2 GetAccount with 404, so this also walks the SES v1 GetSendQuota fallback
-    ses_settings = Settings(transport="ses", ses_endpoint_url=moto_ses.endpoint_url)
-    assert resolve_send_rate(ses_settings) == 1.0
-    limiter = make_rate_limiter(Settings(send_rate=5, redis_url=REDIS_URL, redis_prefix="x"))
-    assert isinstance(limiter, RedisRateLimiter) and limiter.key == "x:ratelimit:send"
-    assert isinstance(make_rate_limiter(Settings(send_rate=5)), LocalRateLimiter)
+    ses = create_transport("ses", Settings(ses_endpoint_url=moto_ses.endpoint_url))
+    assert ses.max_rate() == moto_ses.max_send_rate()
+    assert isinstance(make_rate_limiter(Settings(), "file", None), UnlimitedRateLimiter)
+    limiter = make_rate_limiter(Settings(redis_url=REDIS_URL, redis_prefix="x"), "ses", 5)
+    assert isinstance(limiter, RedisRateLimiter) and limiter.key == "x:ratelimit:ses"
+    assert isinstance(make_rate_limiter(Settings(), "smtp", 5), LocalRateLimiter)
 
 
 def _worker(key: str, rate: float, burst: int, start: float, stop: float, out) -> None:  # type: ignore[no-untyped-def]

@@ -60,7 +60,9 @@ class Run:
         values: dict[str, object] = {"database_url": self.settings.database_url, "secret_key": SECRET}
         for name in (
             "transport",
-            "send_rate",
+            "file_send_rate",
+            "ses_send_rate",
+            "smtp_send_rate",
             "lease_seconds",
             "on_lost_send",
             "ses_endpoint_url",
@@ -181,7 +183,7 @@ def test_campaign_reaches_everyone_once_with_their_own_segment_and_links(
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_pause_resume_and_cancel_mid_campaign(tmp_path, database_url, redis_prefix, start_workers):
-    run = Run(tmp_path, database_url, redis_prefix, transport="file", send_rate=150.0, rate_burst=5)
+    run = Run(tmp_path, database_url, redis_prefix, transport="file", file_send_rate=150.0, rate_burst=5)
     population = populate(database_url, 1200, TOPICS, issue_topics=run.issue.topics)
     start_workers(2, **run.worker_settings())
     campaign_id = run.start()
@@ -222,7 +224,12 @@ def test_throttling_is_retried_without_loss_or_duplicates(
 ):
     ses_sink.sink.reset(throttle_first=30)
     run = Run(
-        tmp_path, database_url, redis_prefix, transport="ses", ses_endpoint_url=ses_sink.url, send_rate=500.0
+        tmp_path,
+        database_url,
+        redis_prefix,
+        transport="ses",
+        ses_endpoint_url=ses_sink.url,
+        ses_send_rate=500.0,
     )
     population = populate(database_url, 400, TOPICS, issue_topics=run.issue.topics)
     start_workers(2, **run.worker_settings())
@@ -246,7 +253,7 @@ def test_ses_through_moto(tmp_path, database_url, redis_prefix, start_workers, m
         redis_prefix,
         transport="ses",
         ses_endpoint_url=moto_ses.endpoint_url,
-        send_rate=200.0,
+        ses_send_rate=200.0,
     )
     population = populate(database_url, 60, TOPICS, issue_topics=run.issue.topics)
     start_workers(1, **run.worker_settings(sender_address="news@example.org"))
@@ -300,7 +307,7 @@ def test_workers_killed_mid_campaign_lose_nothing(
         redis_prefix,
         transport="ses",
         ses_endpoint_url=ses_sink.url,
-        send_rate=100000.0,
+        ses_send_rate=100000.0,
         lease_seconds=4,
         on_lost_send="resend",
     )

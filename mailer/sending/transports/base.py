@@ -56,6 +56,11 @@ class Transport(Protocol):
 
     def send(self, message: OutgoingMessage) -> TransportResult: ...
 
+    def max_rate(self) -> float | None:
+        """Messages per second this transport takes from all senders together (the shared rate limiter
+        of this transport uses it); None: no limit."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -31,6 +31,7 @@ class FileTransport:
             outbox = settings.resolved_outbox_dir
         self.outbox = Path(outbox)
         self.outbox.mkdir(parents=True, exist_ok=True)
+        self.rate = settings.file_send_rate if settings is not None else None
 
     def path_for(self, message_id: str) -> Path:
         return self.outbox / (_UNSAFE.sub("_", message_id.strip("<>")) + ".eml")
@@ -45,6 +46,9 @@ class FileTransport:
             cause = errno.errorcode.get(exc.errno or 0, "error")
             raise TemporaryError(f"cannot write {path}: {exc.strerror or exc}", code=f"file-{cause}") from exc
         return TransportResult(message_id=path.stem)
+
+    def max_rate(self) -> float | None:
+        return self.rate
 
     def close(self) -> None:
         pass

@@ -88,6 +88,7 @@ class SesTransport:
     name = "ses"
 
     def __init__(self, settings: Settings, *, client: Any = None) -> None:
+        self.settings = settings
         self.client = client if client is not None else make_client(settings)
         self.configuration_set = settings.ses_configuration_set
 
@@ -116,6 +117,17 @@ class SesTransport:
             # connection refused/reset, timeouts, DNS: the request may or may not have reached SES
             raise TemporaryError(f"SES unreachable: {exc}", code="network") from exc
         return TransportResult(message_id=str(response["MessageId"]))
+
+    def max_rate(self) -> float | None:
+        """``ses_send_rate`` when set, else the account's MaxSendRate: sesv2 GetAccount, or SES v1
+        GetSendQuota where v2 is unavailable (older endpoints, some SES-compatible services)."""
+        if self.settings.ses_send_rate is not None:
+            return self.settings.ses_send_rate if self.settings.ses_send_rate > 0 else None
+        try:
+            return float(self.client.get_account()["SendQuota"]["MaxSendRate"])
+        except (botocore.exceptions.ClientError, KeyError):
+            quota = make_client(self.settings, "ses").get_send_quota()
+            return float(quota["MaxSendRate"])
 
     def close(self) -> None:
         self.client.close()

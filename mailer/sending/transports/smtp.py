@@ -49,6 +49,7 @@ class SmtpTransport:
         self.username = settings.smtp_username
         self.password = settings.smtp_password
         self.timeout = timeout
+        self.rate = settings.smtp_send_rate
         self._connection: smtplib.SMTP | None = None
 
     def _connect(self) -> smtplib.SMTP:
@@ -91,6 +92,9 @@ class SmtpTransport:
                 f"SMTP refused recipient: {code} {_text(reply)}", code=f"smtp-{code}"
             )
         return TransportResult(message_id=message.message_id)
+
+    def max_rate(self) -> float | None:
+        return self.rate
 
     def _drop(self) -> None:
         if self._connection is not None:
