@@ -38,11 +38,12 @@ from mailer.database import session_factory, sync_registry  # noqa: E402
 from mailer.rendering.issue import load_issue  # noqa: E402
 from mailer.rendering.placeholders import SplitTemplate  # noqa: E402
 from mailer.rendering.render import Brand, render, render_segments  # noqa: E402
-from mailer.sending import campaigns  # noqa: E402
 from mailer.sending.message import RecipientLinks, SegmentMessage, SenderIdentity, link_values  # noqa: E402
+from mailer.services import campaigns  # noqa: E402
+from mailer.services.env import AppEnv  # noqa: E402
 from mailer.settings import Settings  # noqa: E402
-from mailer.tasks import make_app  # noqa: E402
 from mailer.topics import load_registry  # noqa: E402
+from mailer.urls import view_scope  # noqa: E402
 from subscribers.db import utcnow  # noqa: E402
 from subscribers.models import Subscriber, Topic, subscriber_topics  # noqa: E402
 from subscribers.tokens import make_token  # noqa: E402
@@ -51,6 +52,11 @@ REFERENCE = ROOT.parent / "shared/fixtures/issues/2014-01-16-openstack-activity-
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 TOPICS = ["nova", "neutron", "tempest", "ceilometer", "heat", "keystone"]
+SCOPES = {
+    "unsubscribe": "",
+    "preferences": "",
+    "view": view_scope(1),
+}  # as the sender makes them (campaign 1)
 
 
 def free_port() -> int:
@@ -245,32 +251,21 @@ def end_to_end(
     services_before, steal_before = service_cpu_seconds(), machine_steal()
     sink_cpu_before = tree_cpu_seconds(sink_pid)
     own_before = resource.getrusage(resource.RUSAGE_SELF)
-    registry = load_registry(settings.registry_file)
-    issue = load_issue(REFERENCE, registry)
-    factory = session_factory(settings)
-    app = make_app(settings)
-    with factory() as session:
-        campaign = campaigns.create_campaign(
-            session, issue, REFERENCE.read_text(), audience="subscribers", transport="ses"
-        )
-        session.commit()
-
-    def enqueue(campaign_id: int, ids) -> None:  # type: ignore[no-untyped-def]
-        app.send_task("mailer.tasks.send_batch", args=(campaign_id, list(ids)))
-
+    app = AppEnv.from_settings(settings)  # a broker: the batches go to the workers
+    draft = campaigns.read_draft(app, REFERENCE)
+    with app.transaction() as session:
+        campaign = campaigns.create(session, draft, now=app.now())
     started = time.time()
-    campaigns.start_campaign(
-        factory, campaign.id, issue, Brand.from_settings(settings), enqueue=enqueue, registry=registry
-    )
+    campaigns.start_stepwise(app, campaign.id)
     queued = time.time()
     while True:
-        with factory() as session:
-            state = campaigns.progress(session, campaign.id, exact=False)
+        with app.sessions() as session:
+            state = campaigns.progress(session, campaign.id, now=app.now(), exact=False)
         if state.status != "sending":
             break
         time.sleep(0.5)
-    with factory() as session:
-        finished = campaigns.get_campaign(session, campaign.id).finished_at
+    with app.sessions() as session:
+        finished = campaigns.detail(session, campaign.id, now=app.now()).info.finished_at
     elapsed = (finished.timestamp() if finished else time.time()) - started
     cpu = sum(tree_cpu_seconds(w.pid) for w in workers) - cpu_before
     services = {k: v - services_before[k] for k, v in service_cpu_seconds().items()}
@@ -345,7 +340,10 @@ def prebuilt_messages(count: int) -> list[tuple[str, bytes]]:
     for n, segment in enumerate(segments):
         address = f"reader{n}@example.com"
         tokens = RecipientLinks(
-            *(make_token(settings.secret_key, n, p) for p in ("unsubscribe", "preferences", "view"))
+            *(
+                make_token(settings.secret_key, n, p, scope=SCOPES[p])
+                for p in ("unsubscribe", "preferences", "view")
+            )
         )
         values = link_values(identity, 1, address, tokens)
         message = compiled[issue.segment_for(segment)]
@@ -398,7 +396,9 @@ def mime_build(count: int = 3000) -> tuple[float, float]:
     started = time.perf_counter()
     for n in range(count):
         address = f"reader{n}@example.com"
-        tokens = RecipientLinks(*(make_token(secret, n, p) for p in ("unsubscribe", "preferences", "view")))
+        tokens = RecipientLinks(
+            *(make_token(secret, n, p, scope=SCOPES[p]) for p in ("unsubscribe", "preferences", "view"))
+        )
         compiled.build(
             subscriber_id=n, email=address, name="读者", values=link_values(identity, 1, address, tokens)
         )
@@ -408,7 +408,9 @@ def mime_build(count: int = 3000) -> tuple[float, float]:
     started = time.perf_counter()
     for n in range(count // 10):
         address = f"reader{n}@example.com"
-        tokens = RecipientLinks(*(make_token(secret, n, p) for p in ("unsubscribe", "preferences", "view")))
+        tokens = RecipientLinks(
+            *(make_token(secret, n, p, scope=SCOPES[p]) for p in ("unsubscribe", "preferences", "view"))
+        )
         values = link_values(identity, 1, address, tokens)
         message = EmailMessage()
         message["From"] = f"{identity.sender_name} <{identity.sender_address}>"

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     outbox_dir: Path | None = Field(None, description="Folder of .eml files for the file transport")
     rate_burst: int = Field(10, description="Token bucket size of each transport's rate limiter")
     batch_size: int = Field(100, description="Ledger rows per Celery batch task")
+    fill_chunk: int = Field(
+        1000,
+        description="Audience rows a ledger fill inserts and commits at a time (a resume goes on from there)",
+    )
     max_consecutive_failures: int = Field(50, description="A campaign pauses itself after this many")
     lease_seconds: int = Field(600, description="Rows left in 'sending' longer than this are reaped")
     on_lost_send: Literal["resend", "unknown"] = Field(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -42,6 +42,13 @@ SAMPLE_TOKEN = "sample"
 TOPIC_ACTIONS = ("add", "remove")
 
 _PARAM_RE = re.compile(r"\{(\w+)\}")
+_URL_SAFE_RE = re.compile(r"[A-Za-z0-9._~-]+")  # what a path segment holds as is (signed tokens do)
+
+
+def _segment(value: str) -> str:
+    """``value`` as one path segment: as is when it is URL-safe (every token we sign), else quoted, so no
+    value ever makes another path."""
+    return value if _URL_SAFE_RE.fullmatch(value) else quote(value, safe="")
 
 
 def view_scope(campaign_id: int) -> str:
@@ -74,26 +81,42 @@ class Urls:
 
     base_url: str
     mail_domain: str = ""
+    _unsubscribe: str = field(init=False, repr=False, compare=False)
+    _preferences: str = field(init=False, repr=False, compare=False)
+    _view: str = field(init=False, repr=False, compare=False)
+    _mailto: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        base = self.base_url.rstrip("/")
+        object.__setattr__(self, "base_url", base)
+        # the per-recipient links are built for every message sent: their fixed parts once, here
+        object.__setattr__(self, "_unsubscribe", base + "/unsubscribe/")
+        object.__setattr__(self, "_preferences", base + "/preferences/")
+        object.__setattr__(self, "_view", base + "/view/")
+        object.__setattr__(self, "_mailto", f"mailto:unsubscribe@{self.mail_domain}?subject=unsubscribe%20")
+        assert (
+            ROUTES["unsubscribe"] == "/unsubscribe/{token}"
+            and ROUTES["preferences"] == "/preferences/{token}"
+        )
+        assert ROUTES["view"] == "/view/{campaign_id}/{token}"
 
     def _url(self, route: str, **params: object) -> str:
-        path = ROUTES[route].format(**{k: quote(str(v), safe="") for k, v in params.items()})
+        path = ROUTES[route].format(**{k: _segment(str(v)) for k, v in params.items()})
         return self.base_url + path
 
     def unsubscribe(self, token: str) -> str:
         """The unsubscribe page and, by POST, the RFC 8058 one-click target (List-Unsubscribe)."""
-        return self._url("unsubscribe", token=token)
+        return self._unsubscribe + _segment(token)
 
     def mailto_unsubscribe(self, token: str) -> str:
         """The mailto: of List-Unsubscribe, for clients without one-click (an inbound route reads it)."""
         if not self.mail_domain:
             raise ValueError("a mailto link needs the mail domain")
-        return f"mailto:unsubscribe@{self.mail_domain}?subject=unsubscribe%20{quote(token, safe='')}"
+        return self._mailto + _segment(token)
 
     def preferences(self, token: str, *, add: str | None = None, remove: str | None = None) -> str:
-        return self._url("preferences", token=token) + self.topic_suffix(add=add, remove=remove)
+        suffix = self.topic_suffix(add=add, remove=remove) if add or remove else ""
+        return self._preferences + _segment(token) + suffix
 
     @staticmethod
     def topic_suffix(*, add: str | None = None, remove: str | None = None) -> str:
@@ -106,7 +129,7 @@ class Urls:
         return self._url("preferences_request")
 
     def view(self, campaign_id: int, token: str) -> str:
-        return self._url("view", campaign_id=campaign_id, token=token)
+        return f"{self._view}{int(campaign_id)}/{_segment(token)}"
 
     def confirm(self, token: str) -> str:
         return self._url("confirm", token=token)

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from subscribers.csvreader import CsvRow, ReadState, Reject, read_rows
 from subscribers.db import utcnow
@@ -29,7 +29,7 @@ from subscribers.models import STATUSES, Subscriber, Topic
 from subscribers.normalise import DEFAULT_LOCALE
 from subscribers.suppression import STATUS_FOR_REASON
 
-__all__ = ["ImportReport", "import_csv"]
+__all__ = ["ImportReport", "import_csv_stepwise"]
 
 CHUNK_SIZE = 10_000  # rows per transaction: bigger cost memory, smaller cost statements and commits
 IMPORT_CACHE_KB = 16 * 1024  # SQLite page cache of the importing connection, while it imports
@@ -87,8 +87,8 @@ class _Topics:
         return frozenset(found)
 
 
-def import_csv(
-    session: Session,
+def import_csv_stepwise(
+    sessions: sessionmaker[Session],
     stream: BinaryIO,
     *,
     topics: Collection[str] = (),
@@ -107,68 +107,76 @@ def import_csv(
     ``topics`` are added to every row's topics; ``status`` is given to new subscribers whose row has no
     status. ``resolve_topic`` maps a name written in the file to a topic key (None: unknown); topics are
     also found by key and name in the topic table. ``progress(rows, bytes_read)`` is called per chunk;
-    ``on_reject`` gets each rejected row. Commits per chunk. InvalidInput for a file that cannot be
-    imported at all (no header, no email column, UTF-16, unknown ``topics``).
+    ``on_reject`` gets each rejected row. Commits per chunk (``chunk_size`` rows), so an interrupted
+    import keeps the chunks before. InvalidInput for a file that cannot be imported at all (no header, no
+    email column, UTF-16, unknown ``topics``).
     """
-    if status not in ("active", "pending"):
-        raise InvalidInput(f"--status must be active or pending, not {status!r}")
-    topic_map = _Topics(session, resolve_topic)
-    extra_topics = topic_map.ids(tuple(topics))
-    report = ImportReport()
-    state: list[ReadState] = []
+    with sessions() as session:
+        if status not in ("active", "pending"):
+            raise InvalidInput(f"--status must be active or pending, not {status!r}")
+        topic_map = _Topics(session, resolve_topic)
+        extra_topics = topic_map.ids(tuple(topics))
+        report = ImportReport()
+        state: list[ReadState] = []
 
-    def reject(item: Reject) -> None:
-        report.rejected += 1
-        if on_reject:
-            on_reject(item)
+        def reject(item: Reject) -> None:
+            report.rejected += 1
+            if on_reject:
+                on_reject(item)
 
-    chunk: dict[str, tuple[CsvRow, frozenset[int] | None]] = {}
+        chunk: dict[str, tuple[CsvRow, frozenset[int] | None]] = {}
 
-    def flush() -> None:
-        if chunk:
-            _apply(session, list(chunk.values()), extra_topics, status, default_locale, source, now, report)
-            session.commit()
-            chunk.clear()
-        if progress:
-            progress(report.rows, state[0].lines.bytes_read if state else 0)
+        def flush() -> None:
+            if chunk:
+                _apply(
+                    session, list(chunk.values()), extra_topics, status, default_locale, source, now, report
+                )
+                session.commit()
+                chunk.clear()
+            if progress:
+                progress(report.rows, state[0].lines.bytes_read if state else 0)
 
-    # The loop allocates millions of short-lived, acyclic objects: collecting them in generation 0
-    # every 700 allocations cost a fifth of the import time.
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    if sqlite:  # the unique-address index is probed for every row: keep it in memory, not in 2 MB
-        previous_cache = session.connection().exec_driver_sql("PRAGMA cache_size").scalar()
-        session.connection().exec_driver_sql(f"PRAGMA cache_size = -{IMPORT_CACHE_KB}")
-    try:
-        for item in read_rows(stream, on_state=state.append):
-            if not report.columns and state:
-                report.columns = tuple(sorted(state[0].columns))
-                if on_header:
-                    on_header(state[0].header)
-            report.rows += 1
-            if isinstance(item, Reject):
-                reject(item)
-                continue
-            try:
-                row_topics = topic_map.ids(item.topics) if item.topics is not None else None
-            except InvalidInput as exc:
-                reject(Reject(item.line, str(exc), item.fields))
-                continue
-            if item.key in chunk:  # the same address twice in a file: apply in order
-                flush()
-            chunk[item.key] = (item, row_topics)
-            if len(chunk) >= chunk_size:
-                flush()
-        flush()
-    finally:
-        gc.set_threshold(*thresholds)
-        if sqlite:  # after a failed chunk the session may refuse statements: the pool's setting then stays
-            with contextlib.suppress(SQLAlchemyError):
-                session.connection().exec_driver_sql(f"PRAGMA cache_size = {int(previous_cache or -2000)}")
-    if state:
-        report.encoding = state[0].lines.encoding or "ascii"
-    return report
+        # The loop allocates millions of short-lived, acyclic objects: collecting them in generation 0
+        # every 700 allocations cost a fifth of the import time.
+        thresholds = gc.get_threshold()
+        gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        if sqlite:  # the unique-address index is probed for every row: keep it in memory, not in 2 MB
+            previous_cache = session.connection().exec_driver_sql("PRAGMA cache_size").scalar()
+            session.connection().exec_driver_sql(f"PRAGMA cache_size = -{IMPORT_CACHE_KB}")
+        try:
+            for item in read_rows(stream, on_state=state.append):
+                if not report.columns and state:
+                    report.columns = tuple(sorted(state[0].columns))
+                    if on_header:
+                        on_header(state[0].header)
+                report.rows += 1
+                if isinstance(item, Reject):
+                    reject(item)
+                    continue
+                try:
+                    row_topics = topic_map.ids(item.topics) if item.topics is not None else None
+                except InvalidInput as exc:
+                    reject(Reject(item.line, str(exc), item.fields))
+                    continue
+                if item.key in chunk:  # the same address twice in a file: apply in order
+                    flush()
+                chunk[item.key] = (item, row_topics)
+                if len(chunk) >= chunk_size:
+                    flush()
+            flush()
+        finally:
+            gc.set_threshold(*thresholds)
+            if (
+                sqlite
+            ):  # after a failed chunk the session may refuse statements: the pool's setting then stays
+                with contextlib.suppress(SQLAlchemyError):
+                    session.connection().exec_driver_sql(
+                        f"PRAGMA cache_size = {int(previous_cache or -2000)}"
+                    )
+        if state:
+            report.encoding = state[0].lines.encoding or "ascii"
+        return report
 
 
 class _Sql:

@@ -17,14 +17,22 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    or_,
     select,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from subscribers.db import utcnow
 from subscribers.errors import InvalidInput, UnknownSubscriber
-from subscribers.models import STATUSES, Subscriber, Suppression, Topic, subscriber_topics
+from subscribers.models import (
+    STATUSES,
+    Subscriber,
+    SubscriberEvent,
+    Suppression,
+    Topic,
+    subscriber_topics,
+)
 from subscribers.normalise import email_key
 from subscribers.states import SubscriberStatus
 
@@ -32,9 +40,12 @@ __all__ = [
     "AudienceMember",
     "add_topic",
     "engine_of",
+    "events_of",
     "find_subscriber",
     "get_subscriber",
+    "list_subscribers",
     "list_topics",
+    "search_subscribers",
     "segment_counts",
     "sendable",
     "stats",
@@ -273,3 +284,58 @@ def stats(session: Session) -> Stats:
     by_topic.update({key: count for key, count in rows})
     suppressed = session.scalar(select(func.count()).select_from(Suppression)) or 0
     return Stats(by_status, by_topic, suppressed, sum(by_status.values()))
+
+
+def list_subscribers(
+    session: Session,
+    *,
+    status: str | None = None,
+    topic_id: int | None = None,
+    after_id: int = 0,
+    limit: int = 50,
+) -> list[Subscriber]:
+    """Subscribers in id order after ``after_id`` (keyset pagination: pass the last id of a page to get
+    the next), optionally of one status and following one topic; their topics loaded with them."""
+    query = (
+        select(Subscriber)
+        .where(Subscriber.id > after_id)
+        .order_by(Subscriber.id)
+        .limit(limit)
+        .options(selectinload(Subscriber.topics))
+    )
+    if status is not None:
+        query = query.where(Subscriber.status == status)
+    if topic_id is not None:
+        followers = select(subscriber_topics.c.subscriber_id).where(subscriber_topics.c.topic_id == topic_id)
+        query = query.where(Subscriber.id.in_(followers))
+    return list(session.scalars(query))
+
+
+def search_subscribers(session: Session, text: str, *, limit: int = 20) -> list[Subscriber]:
+    """Subscribers whose address or name contains ``text`` (case-insensitive), in id order."""
+    needle = text.strip().lower()
+    pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    query = (
+        select(Subscriber)
+        .where(
+            or_(
+                Subscriber.email_key.like(pattern, escape="\\"),
+                func.lower(Subscriber.name).like(pattern, escape="\\"),
+            )
+        )
+        .order_by(Subscriber.id)
+        .limit(limit)
+        .options(selectinload(Subscriber.topics))
+    )
+    return list(session.scalars(query))
+
+
+def events_of(session: Session, subscriber_id: int, *, limit: int = 200) -> list[SubscriberEvent]:
+    """A subscriber's event log, oldest first (the newest ``limit``)."""
+    newest = (
+        select(SubscriberEvent)
+        .where(SubscriberEvent.subscriber_id == subscriber_id)
+        .order_by(SubscriberEvent.id.desc())
+        .limit(limit)
+    )
+    return sorted(session.scalars(newest), key=lambda event: event.id)

@@ -1,11 +1,18 @@
-"""The Typer application object and the helpers every command module shares."""
+"""The Typer application object, the consoles, and the environment every command module uses."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from mailer.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from mailer.services.env import AppEnv
+
+__all__ = ["app", "console", "environment", "err_console", "say", "settings", "warn"]
 
 app = typer.Typer(
     name="newsletter",
@@ -26,3 +33,25 @@ def _newsletter() -> None:
 
 def settings() -> Settings:
     return get_settings()
+
+
+_built: list[AppEnv] = []
+
+
+def environment() -> AppEnv:
+    """The services' environment for this command, built once from the process settings."""
+    from mailer.services.env import AppEnv
+
+    current = settings()
+    if not _built or _built[0].settings is not current:
+        _built[:] = [AppEnv.from_settings(current)]
+    return _built[0]
+
+
+def say(text: str) -> None:
+    """One line of output, printed as is (no Rich markup or highlighting in user data)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def warn(text: str) -> None:
+    err_console.print(f"warning: {text}", markup=False, highlight=False, soft_wrap=True)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mailer.cli.app import app, console, settings
+from mailer.cli.app import app, environment, say
 from mailer.errors import InputError
 
 feedback_app = typer.Typer(
@@ -33,39 +33,18 @@ def apply_cmd(
 ) -> None:
     """Verify, store once and apply one feedback message; print what changed."""
     # imported here, not at the top: the database and crypto stack would slow every other command's start
-    from mailer.database import session_factory
-    from mailer.feedback.apply import SKIP_VERIFICATION, Verification, receive
-    from mailer.feedback.sns import (
-        CachedCertificates,
-        CertificateDirectory,
-        SnsVerifier,
-        fetch_certificate_https,
-    )
+    from mailer.services import feedback
 
-    s = settings()
     try:
         body = file.read_bytes()
     except OSError as exc:
         raise InputError(f"{file}: cannot read ({exc.strerror})") from None
-    now = _parse_time(as_of) if as_of else dt.datetime.now(dt.UTC)
-    if no_verify:
-        verifier: Verification = SKIP_VERIFICATION
-    else:
-        fetch = CertificateDirectory(cert_dir) if cert_dir else fetch_certificate_https
-        verifier = SnsVerifier(
-            CachedCertificates(fetch),
-            max_age=dt.timedelta(seconds=s.sns_max_age_seconds),
-            topic_arns=frozenset(s.sns_topic_arns),
-        )
-    result = receive(
-        body,
-        sessions=session_factory(s),
-        verifier=verifier,
-        now=now,
-        soft_bounce_limit=s.soft_bounce_limit,
-    )
+    env = environment()
+    moment = _parse_time(as_of) if as_of else None
+    check = None if no_verify else feedback.verifier(env, cert_dir=cert_dir)
+    result = feedback.receive(env, body, verify=check, trust_unsigned=no_verify, as_of=moment)
     for line in result.lines():
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+        say(line)
 
 
 def _parse_time(text: str) -> dt.datetime:

@@ -3,37 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from mailer.cli.app import app, console, err_console, settings
+from mailer.cli.app import app, environment, say, warn
 from mailer.errors import InputError
-
-if TYPE_CHECKING:  # the renderer (MJML, premailer) is imported when a command runs: `--help` stays fast
-    from mailer.rendering.issue import Issue
-    from mailer.topics import TopicRegistry
-
-
-def _load(issue_file: Path, strict: bool) -> tuple[Issue, TopicRegistry]:
-    from mailer.rendering.issue import load_issue
-    from mailer.topics import load_registry
-
-    config = settings()
-    registry = load_registry(config.registry_file)
-    issue = load_issue(issue_file, registry, config.default_lang)
-    for warning in issue.warnings:
-        err_console.print(f"warning: {issue_file}: {warning}", markup=False, highlight=False, soft_wrap=True)
-    if strict and issue.warnings:
-        count = len(issue.warnings)
-        raise InputError(
-            f"{issue_file}: {count} warning(s) and --strict makes them errors: {issue.warnings[0]}"
-        )
-    return issue, registry
-
-
-def _say(text: str) -> None:
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("render")
@@ -47,32 +22,23 @@ def render_command(
     ] = False,
 ) -> None:
     """Render an issue for one segment: writes OUT/email.html and OUT/email.txt (placeholders unfilled)."""
-    from mailer.rendering.render import Brand, render
+    from mailer.services.previews import render_issue  # the renderer loads when a command runs
 
     if topics is not None and all_topics:
         raise InputError("use either --topics or --all, not both")
-    issue, registry = _load(issue_file, strict)
-    if topics is None:
-        wanted = issue.topics
-    else:
-        wanted = registry.parse_keys(topics)
-        for key in sorted(wanted - issue.topics):
-            err_console.print(
-                f"warning: {issue_file}: the issue has no section for topic {key!r}", markup=False
-            )
-    rendering = render(issue, wanted, Brand.from_settings(settings()), registry=registry)
-    folder = out or Path(settings().data_dir) / "render" / issue_file.stem
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "email.html").write_text(rendering.html, encoding="utf-8")
-    (folder / "email.txt").write_text(rendering.text, encoding="utf-8")
-    segment = ", ".join(sorted(rendering.segment)) or "general only (no topic)"
-    _say(f"Subject:  {rendering.subject}")
-    _say(f"Segment:  {segment}")
-    _say(f"Sections: {' · '.join(rendering.section_headings)}")
+    result = render_issue(environment(), issue_file, topics=topics, out=out, strict=strict)
+    for warning in result.issue.warnings:
+        warn(f"{issue_file}: {warning}")
+    for key in result.absent_topics:
+        warn(f"{issue_file}: the issue has no section for topic {key!r}")
+    rendering = result.rendering
+    say(f"Subject:  {rendering.subject}")
+    say(f"Segment:  {', '.join(sorted(rendering.segment)) or 'general only (no topic)'}")
+    say(f"Sections: {' · '.join(rendering.section_headings)}")
     size = len(rendering.html.encode()) / 1024
-    _say(f"Wrote {folder / 'email.html'} ({size:.1f} KB) and {folder / 'email.txt'}")
-    if issue.warnings:
-        _say(f"Warnings: {len(issue.warnings)} (see above)")
+    say(f"Wrote {result.html_file} ({size:.1f} KB) and {result.text_file}")
+    if result.issue.warnings:
+        say(f"Warnings: {len(result.issue.warnings)} (see above)")
 
 
 @app.command("preview")
@@ -84,13 +50,11 @@ def preview_command(
     ] = False,
 ) -> None:
     """Write a static preview: an index page, a page per segment with the email at 600 px and 375 px."""
-    from mailer.rendering.preview import preview_pages, write_preview
-    from mailer.rendering.render import Brand
+    from mailer.services.previews import preview_issue
 
-    issue, registry = _load(issue_file, strict)
-    pages = preview_pages(issue, Brand.from_settings(settings()), registry)
-    folder = out or Path(settings().data_dir) / "preview" / issue_file.stem
-    index = write_preview(pages, folder)
-    _say(f"Subject: {issue.title}")
-    _say(f"Segments: {sum(1 for name in pages if name.startswith('email-') and name.endswith('.html'))}")
-    _say(f"Open {index}")
+    result = preview_issue(environment(), issue_file, out=out, strict=strict)
+    for warning in result.issue.warnings:
+        warn(f"{issue_file}: {warning}")
+    say(f"Subject: {result.issue.title}")
+    say(f"Segments: {result.segments}")
+    say(f"Open {result.index}")

@@ -1,8 +1,9 @@
 """Feedback in, list changes out: verify, store the raw message once, classify, apply the policy.
 
-``receive`` is the one entry point (webhook, CLI, demo). It takes an SNS envelope or, only when the caller
-passes ``verifier=SKIP_VERIFICATION`` explicitly, a bare SES notification generated locally. Everything
-for one message happens in one transaction whose first statement inserts the raw message: a second
+``receive_stepwise`` is the one entry point (``mailer.services.feedback.receive`` wraps it with the
+settings' verifier). It takes an SNS envelope or, only when the caller passes
+``verifier=SKIP_VERIFICATION`` explicitly, a bare SES notification generated locally. Everything for one
+message happens in one transaction whose first statement inserts the raw message: a second
 delivery of the same MessageId (SNS delivers at least once) fails on the unique constraint, rolls back
 and changes nothing. The subscriber changes go through the same service functions the preference page
 uses (``subscribers.suppression``, ``subscribers.preferences``), each an idempotent conditional update.
@@ -41,7 +42,14 @@ from subscribers.errors import SubscribersError
 from subscribers.models import Subscriber
 from subscribers.normalise import email_key
 
-__all__ = ["SKIP_VERIFICATION", "Change", "FeedbackResult", "Verification", "apply_actions", "receive"]
+__all__ = [
+    "SKIP_VERIFICATION",
+    "Change",
+    "FeedbackResult",
+    "Verification",
+    "apply_actions",
+    "receive_stepwise",
+]
 
 
 class _SkipVerification:
@@ -88,7 +96,7 @@ class FeedbackResult:
         return out
 
 
-def receive(
+def receive_stepwise(
     body: str | bytes | Mapping[str, Any],
     *,
     sessions: sessionmaker[Session],
@@ -112,7 +120,7 @@ def receive(
             verifier.verify(message, now=now)
         elif verifier is not SKIP_VERIFICATION:
             raise TypeError("verifier must be an SnsVerifier or SKIP_VERIFICATION")
-        return _receive_sns(
+        return _receive_sns_stepwise(
             message, sessions, now, soft_bounce_limit, verified=verifier is not SKIP_VERIFICATION
         )
     if "notificationType" in data or "eventType" in data:
@@ -124,11 +132,13 @@ def receive(
         text = raw if isinstance(raw, str) else json.dumps(data, ensure_ascii=False)
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         key = "local-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
-        return _store_and_apply(sessions, key, "SES", None, False, text, data, now, soft_bounce_limit)
+        return _store_and_apply_stepwise(
+            sessions, key, "SES", None, False, text, data, now, soft_bounce_limit
+        )
     raise InputError("feedback: neither an SNS message (Type, TopicArn) nor an SES notification")
 
 
-def _receive_sns(
+def _receive_sns_stepwise(
     message: SnsMessage, sessions: sessionmaker[Session], now: dt.datetime, limit: int, *, verified: bool
 ) -> FeedbackResult:
     if message.type != NOTIFICATION:
@@ -164,7 +174,7 @@ def _receive_sns(
                 ),
             ),
         )
-    return _store_and_apply(
+    return _store_and_apply_stepwise(
         sessions,
         message.message_id,
         message.type,
@@ -177,7 +187,7 @@ def _receive_sns(
     )
 
 
-def _store_and_apply(
+def _store_and_apply_stepwise(
     sessions: sessionmaker[Session],
     key: str,
     kind: str,

@@ -1,11 +1,13 @@
 """Filling a campaign's ledger: store segment renderings, stream the audience into ``deliveries``, enqueue.
 
-One fill function serves ``start_campaign`` and ``resume`` (a fill that crashed half way continues from
-the highest subscriber id already in the ledger). Two fills may race (a resume while the original start is
-still alive): rows and renderings go in with ``ON CONFLICT DO NOTHING`` and the campaign's total grows by
-what was really inserted, so neither duplicates rows nor double-counts; enqueueing a row twice is harmless
-(claims are conditional). Each chunk stamps ``fill_seen_at``, so a fill whose process died is noticed
-(``campaigns.resume_stalled_fills``); a fill that finds its campaign cancelled skips what it added and stops.
+One fill serves a start and a resume (a fill that crashed half way continues from the highest subscriber
+id already in the ledger). ``fill_ledger_stepwise`` commits a chunk at a time (it takes a session factory,
+never a caller's session); ``store_renderings`` is a unit of work. Two fills may race (a resume while the
+original start is still alive): rows and renderings go in with ``ON CONFLICT DO NOTHING`` and the
+campaign's total grows by what was really inserted, so neither duplicates rows nor double-counts;
+enqueueing a row twice is harmless (claims are conditional). Each chunk stamps ``fill_seen_at``, so a fill
+whose process died is noticed (``services.campaigns.reap_stepwise``); a fill that finds its campaign
+cancelled skips what it added and stops.
 """
 
 from __future__ import annotations
@@ -16,22 +18,18 @@ from typing import Any, cast
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from mailer.rendering.issue import Issue, parse_issue
+from mailer.rendering.issue import Issue
 from mailer.rendering.render import Brand, render_segments
 from mailer.sending.ledger import Enqueue, enqueue_ids, finish_if_done, skip_queued
 from mailer.sending.models import Campaign, Delivery, SegmentRendering, segment_key
+from mailer.sending.states import Audience, CampaignStatus, DeliveryStatus
 from mailer.topics import TopicRegistry
 from subscribers.db import utcnow
 from subscribers.store import stream_audience
 
-__all__ = ["campaign_issue", "fill_ledger", "store_renderings"]
-
-
-def campaign_issue(campaign: Campaign, registry: TopicRegistry, default_lang: str = "zh") -> Issue:
-    """The Issue again from the campaign's stored Markdown (a resume or a scheduled start has no file)."""
-    return parse_issue(campaign.issue_markdown, campaign.issue_source, registry, default_lang)
+__all__ = ["fill_ledger_stepwise", "store_renderings"]
 
 
 def _insert_ignoring_conflicts(session: Session, model: Any, *keys: str) -> Any:
@@ -84,8 +82,8 @@ def _stored_renderings(session: Session, campaign_id: int) -> dict[frozenset[str
     return {frozenset(k for k in key.split(",") if k): id_ for key, id_ in rows}
 
 
-def fill_ledger(
-    session: Session,
+def fill_ledger_stepwise(
+    sessions: sessionmaker[Session],
     campaign_id: int,
     issue: Issue,
     brand: Brand,
@@ -98,64 +96,68 @@ def fill_ledger(
     """Stream the audience after the highest subscriber id already in the ledger into it, a committed
     chunk at a time, enqueue each chunk's rows, render segments not stored yet, then mark the ledger
     complete (``queued_all``). Returns how many rows this call inserted."""
-    audience = session.scalar(select(Campaign.audience).where(Campaign.id == campaign_id))
-    segment_ids = _stored_renderings(session, campaign_id)
-    after_id = session.scalar(
-        select(func.max(Delivery.subscriber_id)).where(Delivery.campaign_id == campaign_id)
-    )
-    session.execute(update(Campaign).where(Campaign.id == campaign_id).values(fill_seen_at=utcnow()))
-    session.commit()
-    statement = _insert_ignoring_conflicts(session, Delivery, "campaign_id", "subscriber_id")
-    inserted = 0
-    chunks = stream_audience(session, issue.topics, batch_size=insert_chunk, after_id=after_id or 0)
-    for members in chunks:
-        rows = []
-        for member in members:
-            segment = issue.topics if audience == "all" else member.segment
-            if segment not in segment_ids:  # topics changed since counting, or a resume: render it now
-                segment_ids.update(
-                    store_renderings(session, campaign_id, issue, brand, registry, {segment: 0})
-                )
-            rows.append(
-                {
-                    "campaign_id": campaign_id,
-                    "subscriber_id": member.subscriber_id,
-                    "segment_id": segment_ids[segment],
-                    "email": member.email,
-                    "name": member.name,
-                    "status": "queued",
-                    "attempts": 0,
-                    "queued_at": utcnow(),
-                }
-            )
-        if not rows:
-            continue
-        # plain executemany (one prepared statement; RETURNING would make psycopg re-parse a huge
-        # multi-VALUES query): its rowcount is what this fill really inserted, conflicts excluded
-        count = int(cast("CursorResult[Any]", session.execute(statement, rows)).rowcount)
-        ids = list(
-            session.scalars(
-                select(Delivery.id)
-                .where(
-                    Delivery.campaign_id == campaign_id,
-                    Delivery.subscriber_id.between(rows[0]["subscriber_id"], rows[-1]["subscriber_id"]),
-                )
-                .order_by(Delivery.id)
-            )
+    with sessions() as session:
+        audience = session.scalar(select(Campaign.audience).where(Campaign.id == campaign_id))
+        segment_ids = _stored_renderings(session, campaign_id)
+        after_id = session.scalar(
+            select(func.max(Delivery.subscriber_id)).where(Delivery.campaign_id == campaign_id)
         )
-        status = session.scalar(
-            update(Campaign)
-            .where(Campaign.id == campaign_id)
-            .values(total=Campaign.total + count, fill_seen_at=utcnow())
-            .returning(Campaign.status)
-        )
+        session.execute(update(Campaign).where(Campaign.id == campaign_id).values(fill_seen_at=utcnow()))
         session.commit()
-        inserted += count
-        if status == "cancelled":  # cancelled while filling: what this fill added is skipped, not sent
-            skip_queued(session, campaign_id, "campaign cancelled")
-            return inserted
-        enqueue_ids(campaign_id, ids, enqueue, batch_size)
-    session.execute(update(Campaign).where(Campaign.id == campaign_id).values(queued_all=True))
-    finish_if_done(session, campaign_id)
-    session.commit()
-    return inserted
+        statement = _insert_ignoring_conflicts(session, Delivery, "campaign_id", "subscriber_id")
+        inserted = 0
+        chunks = stream_audience(session, issue.topics, batch_size=insert_chunk, after_id=after_id or 0)
+        for members in chunks:
+            rows = []
+            for member in members:
+                segment = issue.topics if audience == Audience.ALL else member.segment
+                if segment not in segment_ids:  # topics changed since counting, or a resume: render it now
+                    segment_ids.update(
+                        store_renderings(session, campaign_id, issue, brand, registry, {segment: 0})
+                    )
+                rows.append(
+                    {
+                        "campaign_id": campaign_id,
+                        "subscriber_id": member.subscriber_id,
+                        "segment_id": segment_ids[segment],
+                        "email": member.email,
+                        "name": member.name,
+                        "status": DeliveryStatus.QUEUED,
+                        "attempts": 0,
+                        "queued_at": utcnow(),
+                    }
+                )
+            if not rows:
+                continue
+            # plain executemany (one prepared statement; RETURNING would make psycopg re-parse a huge
+            # multi-VALUES query): its rowcount is what this fill really inserted, conflicts excluded
+            count = int(cast("CursorResult[Any]", session.execute(statement, rows)).rowcount)
+            ids = list(
+                session.scalars(
+                    select(Delivery.id)
+                    .where(
+                        Delivery.campaign_id == campaign_id,
+                        Delivery.subscriber_id.between(rows[0]["subscriber_id"], rows[-1]["subscriber_id"]),
+                    )
+                    .order_by(Delivery.id)
+                )
+            )
+            status = session.scalar(
+                update(Campaign)
+                .where(Campaign.id == campaign_id)
+                .values(total=Campaign.total + count, fill_seen_at=utcnow())
+                .returning(Campaign.status)
+            )
+            session.commit()
+            inserted += count
+            if (
+                status == CampaignStatus.CANCELLED
+            ):  # cancelled while filling: what it added is skipped, not sent
+                skip_queued(session, campaign_id, "campaign cancelled")
+                session.commit()
+                return inserted
+            enqueue_ids(campaign_id, ids, enqueue, batch_size)
+        session.execute(update(Campaign).where(Campaign.id == campaign_id).values(queued_all=True))
+        finish_if_done(session, campaign_id)
+        session.commit()
+        return inserted

@@ -1,4 +1,6 @@
-"""Ledger operations of the send path: claim, record, release, finish, re-enqueue, reap.
+"""Ledger operations of the send path: claim, record, release, finish, re-queue, reap. Unit-of-work
+functions: each takes a Session and never commits (the caller does: the send loop after every step, the
+services once per operation).
 
 Exactly-once rests on three conditional updates: a row is claimed only while ``queued`` (one UPDATE with
 RETURNING: a second worker or a retried task gets nothing; on PostgreSQL a concurrent claimer blocks on the
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import and_, bindparam, func, select, text, update
@@ -20,7 +22,9 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
+from mailer.sending import Enqueue
 from mailer.sending.models import Campaign, Delivery
+from mailer.sending.states import CampaignAction, CampaignStatus, DeliveryStatus, campaign_sources
 from subscribers.db import UtcDateTime, utcnow
 from subscribers.store import sendable
 
@@ -28,20 +32,20 @@ __all__ = [
     "Claimed",
     "Enqueue",
     "Outcome",
-    "ReapReport",
+    "ReapedCampaign",
     "claim",
     "enqueue_ids",
-    "enqueue_queued",
     "execute_count",
     "finish_if_done",
-    "reap",
+    "queued_ids",
+    "reap_campaign",
     "record",
     "release",
     "set_status",
     "skip_queued",
+    "unfinished_campaigns",
 ]
 
-Enqueue = Callable[[int, Sequence[int]], None]  # (campaign id, ledger ids) -> one batch task
 _UPDATE_OPTS = {"synchronize_session": False}
 
 
@@ -51,13 +55,24 @@ def execute_count(session: Session, statement: Executable) -> int:
 
 
 def set_status(
-    session: Session, campaign_id: int, new: str, *, only_from: Iterable[str], **values: object
+    session: Session,
+    campaign_id: int,
+    action: CampaignAction,
+    to: CampaignStatus,
+    *,
+    only_from: Iterable[str] | None = None,
+    **values: object,
 ) -> bool:
+    """Apply ``action`` (to ``to``) if the campaign is in a status the transition table allows it from
+    (narrowed by ``only_from``); one conditional UPDATE, so of racing callers only one succeeds."""
+    allowed = campaign_sources(action, to)
+    if only_from is not None:
+        allowed = tuple(status for status in allowed if status in set(only_from))
     changed = execute_count(
         session,
         update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.status.in_(list(only_from)))
-        .values(status=new, **values)
+        .where(Campaign.id == campaign_id, Campaign.status.in_(allowed))
+        .values(status=to, **values)
         .execution_options(**_UPDATE_OPTS),
     )
     return bool(changed)
@@ -157,7 +172,7 @@ def claim(
     session: Session, campaign_id: int, ids: Sequence[int], claim_id: str, *, now: datetime | None = None
 ) -> tuple[list[Claimed], int]:
     """Claim the still-queued rows among ``ids`` while the campaign is sending, re-check who may still get
-    mail, skip the others. Commits. Returns (rows to send, rows skipped)."""
+    mail, skip the others. Returns (rows to send, rows skipped); the caller commits at once."""
     sql = _sql(session)
     rows = session.execute(
         sql.claim,
@@ -170,7 +185,6 @@ def claim(
         error = "not sendable at send time (unsubscribed or suppressed)"
         session.execute(sql.skip, {"ids": sql.pack(gone), "claim": claim_id, "error": error})
         _add_counts(session, campaign_id, skipped=len(gone))
-    session.commit()
     return [c for c in claimed if c.subscriber_id in allowed], len(gone)
 
 
@@ -224,7 +238,7 @@ def record(
 ) -> str:
     """Write results of this claim, renew the lease of its other rows (``renew``, needs ``held``: the
     claimed ids), update counters; pause the campaign after too many failures in a row and (``final``: the
-    claim's last record) finish it when nothing is left. Commits. Returns the campaign's status."""
+    claim's last record) finish it when nothing is left. Returns the campaign's status."""
     now = now or utcnow()
     sql = _sql(session)
     sent = [o for o in outcomes if o.sent]
@@ -270,11 +284,11 @@ def record(
     if status == "sending" and streak_now >= max_consecutive_failures:
         last = outcomes[-1].error if outcomes else "-"
         reason = f"paused after {streak_now} failures in a row; last: {last}"
-        if set_status(session, campaign_id, "paused", only_from=("sending",), status_reason=reason):
-            status = "paused"
-    if final and status == "sending" and finish_if_done(session, campaign_id, now=now):
-        status = "done"
-    session.commit()
+        paused = CampaignStatus.PAUSED
+        if set_status(session, campaign_id, CampaignAction.PAUSE, paused, status_reason=reason):
+            status = paused
+    if final and status == CampaignStatus.SENDING and finish_if_done(session, campaign_id, now=now):
+        status = CampaignStatus.DONE
     return status
 
 
@@ -303,7 +317,6 @@ def release(
         changed = _rowcount(session, sql.release_all, params)
     if cancelled and changed:
         _add_counts(session, campaign_id, skipped=changed)
-    session.commit()
     return changed
 
 
@@ -315,25 +328,23 @@ def finish_if_done(session: Session, campaign_id: int, *, now: datetime | None =
         update(Campaign)
         .where(
             Campaign.id == campaign_id,
-            Campaign.status == "sending",
+            Campaign.status.in_(campaign_sources(CampaignAction.FINISH)),
             Campaign.queued_all.is_(True),
             outcomes >= Campaign.total,
         )
-        .values(status="done", finished_at=now or utcnow())
+        .values(status=CampaignStatus.DONE, finished_at=now or utcnow())
         .execution_options(**_UPDATE_OPTS),
     )
     return bool(changed)
 
 
-def enqueue_queued(session: Session, campaign_id: int, enqueue: Enqueue, batch_size: int) -> int:
-    queued = and_(Delivery.campaign_id == campaign_id, Delivery.status == "queued")
+def queued_ids(session: Session, campaign_id: int, *, now: datetime | None = None) -> list[int]:
+    """The campaign's queued rows, in id order, stamped as queued now (to be enqueued after commit)."""
+    queued = and_(Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.QUEUED)
     session.execute(
-        update(Delivery).where(queued).values(queued_at=utcnow()).execution_options(**_UPDATE_OPTS)
+        update(Delivery).where(queued).values(queued_at=now or utcnow()).execution_options(**_UPDATE_OPTS)
     )
-    ids = list(session.scalars(select(Delivery.id).where(queued).order_by(Delivery.id)))
-    session.commit()
-    enqueue_ids(campaign_id, ids, enqueue, batch_size)
-    return len(ids)
+    return list(session.scalars(select(Delivery.id).where(queued).order_by(Delivery.id)))
 
 
 def enqueue_ids(campaign_id: int, ids: Sequence[int], enqueue: Enqueue, batch_size: int) -> None:
@@ -341,98 +352,88 @@ def enqueue_ids(campaign_id: int, ids: Sequence[int], enqueue: Enqueue, batch_si
         enqueue(campaign_id, ids[start : start + batch_size])
 
 
-@dataclass(frozen=True)
-class ReapReport:
-    resent: int
-    unknown: int
-    requeued: int  # queued rows whose task was lost, put back on the queue
-
-
-def reap(
-    session: Session,
-    *,
-    lease_seconds: float,
-    policy: str,
-    enqueue: Enqueue,
-    batch_size: int = 100,
-    now: datetime | None = None,
-) -> ReapReport:
-    """Resolve rows whose worker vanished, campaign by campaign (only unfinished campaigns can hold such
-    rows; the ledger has no status index, so each campaign's rows are read through its own index range):
-    ``sending`` past the lease -> queued again (``policy`` resend) or ``unknown``; a cancelled campaign's
-    are never resent, they become ``unknown``, and its leftover queued rows ``skipped``. When a sending
-    campaign has claimed nothing for a whole lease, its queued rows' tasks were lost: enqueue them again."""
-    now = now or utcnow()
-    expired = now - timedelta(seconds=lease_seconds)
-    unfinished = session.execute(
-        select(Campaign.id, Campaign.status).where(Campaign.status.in_(("sending", "paused", "cancelled")))
-    ).all()
-    session.commit()
-    resent = unknown = requeued = 0
-    for campaign_id, status in unfinished:
-        stale = and_(
-            Delivery.campaign_id == campaign_id,
-            Delivery.status == "sending",
-            Delivery.claimed_at < expired,
+def unfinished_campaigns(session: Session) -> list[tuple[int, str]]:
+    """(id, status) of the campaigns that may hold rows of a vanished worker."""
+    rows = session.execute(
+        select(Campaign.id, Campaign.status).where(
+            Campaign.status.in_((CampaignStatus.SENDING, CampaignStatus.PAUSED, CampaignStatus.CANCELLED))
         )
-        if policy == "resend" and status != "cancelled":
-            back = list(
-                session.scalars(
-                    update(Delivery)
-                    .where(stale)
-                    .values(
-                        status="queued",
-                        claim=None,
-                        queued_at=now,
-                        last_error="lease expired (worker lost); resent",
-                    )
-                    .returning(Delivery.id)
-                    .execution_options(**_UPDATE_OPTS)
-                )
-            )
-            session.commit()
-            if status == "sending":  # a paused campaign's rows go out when it resumes
-                enqueue_ids(campaign_id, sorted(back), enqueue, batch_size)
-            resent += len(back)
-        else:
-            count = execute_count(
-                session,
+    )
+    return [(int(id_), str(status)) for id_, status in rows]
+
+
+@dataclass(frozen=True)
+class ReapedCampaign:
+    resent: list[int]  # rows queued again (policy resend), to enqueue after commit
+    unknown: int  # rows marked unknown (policy unknown, or a cancelled campaign)
+    idle: bool  # a sending campaign that has claimed nothing for a whole lease: its tasks were lost
+
+
+def reap_campaign(
+    session: Session, campaign_id: int, status: str, *, expired: datetime, policy: str, now: datetime
+) -> ReapedCampaign:
+    """Resolve one campaign's rows whose worker vanished (read through the campaign's own index range:
+    the ledger has no status index): ``sending`` since before ``expired`` -> queued again (``policy``
+    resend) or ``unknown``; a cancelled campaign's are never resent, they become ``unknown``, and its
+    leftover queued rows ``skipped``."""
+    stale = and_(
+        Delivery.campaign_id == campaign_id,
+        Delivery.status == DeliveryStatus.SENDING,
+        Delivery.claimed_at < expired,
+    )
+    resent: list[int] = []
+    unknown = 0
+    if policy == "resend" and status != CampaignStatus.CANCELLED:
+        resent = sorted(
+            session.scalars(
                 update(Delivery)
                 .where(stale)
                 .values(
-                    status="unknown", claim=None, last_error="lease expired (worker lost); may have been sent"
+                    status=DeliveryStatus.QUEUED,
+                    claim=None,
+                    queued_at=now,
+                    last_error="lease expired (worker lost); resent",
                 )
-                .execution_options(**_UPDATE_OPTS),
+                .returning(Delivery.id)
+                .execution_options(**_UPDATE_OPTS)
             )
-            if count:
-                _add_counts(session, campaign_id, unknown=count)
-            session.commit()
-            unknown += count
-        if status == "cancelled":
-            skip_queued(session, campaign_id, "campaign cancelled")
-        elif status == "sending":
-            last_claim = session.scalar(
-                select(func.max(Delivery.claimed_at)).where(Delivery.campaign_id == campaign_id)
+        )
+    else:
+        unknown = execute_count(
+            session,
+            update(Delivery)
+            .where(stale)
+            .values(
+                status=DeliveryStatus.UNKNOWN,
+                claim=None,
+                last_error="lease expired (worker lost); may have been sent",
             )
-            started = session.scalar(select(Campaign.started_at).where(Campaign.id == campaign_id))
-            idle_since = last_claim or started or now
-            if idle_since < expired:  # nothing claimed for a whole lease: its tasks were lost
-                requeued += enqueue_queued(session, campaign_id, enqueue, batch_size)
-            finish_if_done(session, campaign_id, now=now)
-        session.commit()
-    return ReapReport(resent=resent, unknown=unknown, requeued=requeued)
+            .execution_options(**_UPDATE_OPTS),
+        )
+        if unknown:
+            _add_counts(session, campaign_id, unknown=unknown)
+    idle = False
+    if status == CampaignStatus.CANCELLED:
+        skip_queued(session, campaign_id, "campaign cancelled")
+    elif status == CampaignStatus.SENDING:
+        last_claim = session.scalar(
+            select(func.max(Delivery.claimed_at)).where(Delivery.campaign_id == campaign_id)
+        )
+        started = session.scalar(select(Campaign.started_at).where(Campaign.id == campaign_id))
+        idle = (last_claim or started or now) < expired
+        finish_if_done(session, campaign_id, now=now)
+    return ReapedCampaign(resent, unknown, idle)
 
 
 def skip_queued(session: Session, campaign_id: int, reason: str) -> int:
-    """The campaign's queued rows -> skipped, counted (a cancel, or rows a fill added after it). Commits."""
+    """The campaign's queued rows -> skipped, counted (a cancel, or rows a fill added after it)."""
     changed = execute_count(
         session,
         update(Delivery)
-        .where(Delivery.campaign_id == campaign_id, Delivery.status == "queued")
-        .values(status="skipped", last_error=reason)
+        .where(Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.QUEUED)
+        .values(status=DeliveryStatus.SKIPPED, last_error=reason)
         .execution_options(**_UPDATE_OPTS),
     )
     if changed:
         _add_counts(session, campaign_id, skipped=changed)
-    session.commit()
     return changed

@@ -1,7 +1,8 @@
 """The batch send loop a worker runs: claim rows, build each message by substitution, take a token from the
-shared rate limiter, send, record. Also the test send (``--test-to``), which leaves no ledger rows.
+transport's shared rate limiter, send, record. Also the test send (``--test-to``), which leaves no ledger
+rows. ``SendContext`` is what a worker thread keeps between batches.
 
-Error handling (issue item 7): throttling backs off and retries the same row (the campaign status is
+Error handling: throttling backs off and retries the same row (the campaign status is
 re-read and, every quarter lease, the lease renewed while waiting); quota/paused/suspended pauses the
 campaign with the reason and gives the rows back; a rejected message fails its row only; network trouble
 retries with backoff, then fails the row. Results are recorded every ``FLUSH_EVERY`` messages or
@@ -15,19 +16,23 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer import urls
-from mailer.errors import ConflictError
-from mailer.rendering.issue import Issue
-from mailer.rendering.render import Brand, render_segments
-from mailer.sending import campaigns
-from mailer.sending.message import RecipientLinks, SegmentMessage, SenderIdentity, link_values
+from mailer.sending import ledger, queries
+from mailer.sending.message import (
+    RecipientLinks,
+    RenderingLike,
+    SegmentMessage,
+    SenderIdentity,
+    link_values,
+)
 from mailer.sending.models import Campaign, SegmentRendering
 from mailer.sending.ratelimit import RateLimiter, make_rate_limiter
+from mailer.sending.states import CampaignAction, CampaignStatus
 from mailer.sending.transports import (
     AccountPausedError,
     OutgoingMessage,
@@ -38,10 +43,9 @@ from mailer.sending.transports import (
     create_transport,
 )
 from mailer.settings import Settings
-from mailer.topics import TopicRegistry
 from subscribers.tokens import make_token
 
-__all__ = ["BatchReport", "SendContext", "send_batch", "send_test"]
+__all__ = ["BatchReport", "SendContext", "send_batch_stepwise", "send_test"]
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +58,21 @@ _THROTTLE_CAP = 1.0  # SES throttling is per second: waiting longer only loses t
 
 @dataclass
 class SendContext:
-    """What one worker process keeps between batches: sessions, transports, limiter, compiled segments."""
+    """What one sending thread keeps between batches: sessions, transports and their rate limiters,
+    compiled segments."""
 
     settings: Settings
     factory: sessionmaker[Session]
+    identity: SenderIdentity | None = None  # None: from settings
     sleep: Callable[[float], None] = time.sleep
     _transports: dict[str, Transport] = field(default_factory=dict)
     _limiters: dict[str, RateLimiter] = field(default_factory=dict)
     _segments: dict[tuple[int, int], SegmentMessage] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.identity = SenderIdentity.from_settings(self.settings)
+        if self.identity is None:
+            self.identity = SenderIdentity.from_settings(self.settings)
+        self.sender: SenderIdentity = self.identity
 
     def rate_limiter(self, transport: str) -> RateLimiter:
         """The shared limiter of a transport, at the rate the transport gives (asked once)."""
@@ -86,7 +94,7 @@ class SendContext:
             rendering = session.get(SegmentRendering, segment_id)
             assert rendering is not None and rendering.campaign_id == campaign.id
             self._segments[key] = SegmentMessage(
-                rendering, campaign_id=campaign.id, identity=self.identity, nonce=campaign.nonce
+                rendering, campaign_id=campaign.id, identity=self.sender, nonce=campaign.nonce
             )
         return self._segments[key]
 
@@ -103,31 +111,34 @@ class BatchReport:
     failed: int = 0
     skipped: int = 0
     released: int = 0
-    status: str = "sending"
+    status: str = CampaignStatus.SENDING
 
 
 class _Stop(Exception):
     """The campaign stopped sending (paused, cancelled, done elsewhere): give the rest back."""
 
 
-def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) -> BatchReport:
-    """Send the still-queued rows among ``delivery_ids``. Safe to run twice: a second run claims nothing."""
+def send_batch_stepwise(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) -> BatchReport:
+    """Send the still-queued rows among ``delivery_ids``, committing the claim and every record as it goes
+    (what a crash leaves is bounded by ``FLUSH_EVERY``). Safe to run twice: a second run claims nothing."""
     report = BatchReport()
     claim_id = secrets.token_hex(8)
     settings = ctx.settings
     with ctx.factory() as session:
-        rows, report.skipped = campaigns.claim(session, campaign_id, list(delivery_ids), claim_id)
+        rows, report.skipped = ledger.claim(session, campaign_id, list(delivery_ids), claim_id)
+        session.commit()
         report.claimed = len(rows) + report.skipped
         if not rows:
             if report.skipped:  # the campaign's last rows may all have been skipped
-                campaigns.record(session, campaign_id, claim_id, [], max_consecutive_failures=1 << 30)
+                ledger.record(session, campaign_id, claim_id, [], max_consecutive_failures=1 << 30)
+                session.commit()
             return report
         held = [row.id for row in rows]
-        campaign = campaigns.get_campaign(session, campaign_id)
+        campaign = queries.get_campaign(session, campaign_id)
         compiled = {row.segment_id: ctx.segment(session, campaign, row.segment_id) for row in rows}
         transport = ctx.transport(campaign.transport)
         tokens = _Tokens(ctx.rate_limiter(campaign.transport), settings.rate_burst)
-        outcomes: list[campaigns.Outcome] = []
+        outcomes: list[ledger.Outcome] = []
         last_flush = last_renewal = time.monotonic()
 
         def flush(final: bool = False) -> None:
@@ -137,7 +148,7 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
             # rewriting claimed_at of every held row at each record doubled the ledger's writes; a lease
             # only needs renewing a few times per lease time
             renew = not final and time.monotonic() - last_renewal >= settings.lease_seconds / 4
-            report.status = campaigns.record(
+            report.status = ledger.record(
                 session,
                 campaign_id,
                 claim_id,
@@ -147,11 +158,12 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
                 final=final,
                 renew=renew,
             )
+            session.commit()
             outcomes.clear()
             last_flush = time.monotonic()
             if renew:
                 last_renewal = last_flush
-            if report.status != "sending":
+            if report.status != CampaignStatus.SENDING:
                 raise _Stop
 
         view_scope = urls.view_scope(campaign_id)
@@ -163,12 +175,12 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
                     preferences=make_token(settings.secret_key, row.subscriber_id, "preferences"),
                     view=make_token(settings.secret_key, row.subscriber_id, "view", scope=view_scope),
                 )
-                values = link_values(ctx.identity, campaign_id, row.email, links)
+                values = link_values(ctx.sender, campaign_id, row.email, links)
                 built = compiled[row.segment_id].build(
                     subscriber_id=row.subscriber_id, email=row.email, name=row.name, values=values
                 )
                 message = OutgoingMessage(
-                    sender=ctx.identity.sender_address,
+                    sender=ctx.sender.sender_address,
                     recipients=(row.email,),
                     raw=built.raw,
                     message_id=built.message_id,
@@ -188,29 +200,32 @@ def send_batch(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) 
         except AccountPausedError as exc:
             report.sent += sum(1 for o in outcomes if o.sent)
             report.failed += sum(1 for o in outcomes if not o.sent)
-            campaigns.record(
+            ledger.record(
                 session, campaign_id, claim_id, outcomes, max_consecutive_failures=1 << 30, held=held
             )
             reason = f"paused by the provider: {exc}"
-            try:
-                campaigns.pause(session, campaign_id, reason)
-            except ConflictError:  # already paused or cancelled by someone else
-                session.rollback()
+            # already paused or cancelled by someone else: nothing to change
+            ledger.set_status(
+                session, campaign_id, CampaignAction.PAUSE, CampaignStatus.PAUSED, status_reason=reason
+            )
+            session.commit()
             log.warning("campaign %s %s", campaign_id, reason)
-            report.status = "paused"
+            report.status = CampaignStatus.PAUSED
         except _Stop:
             pass
         except Exception:
             # a bug or a lost database: keep what was sent, give the rest back, let Celery log the error
             with contextlib.suppress(Exception):
                 session.rollback()
-                campaigns.record(
+                ledger.record(
                     session, campaign_id, claim_id, outcomes, max_consecutive_failures=1 << 30, held=held
                 )
-                campaigns.release(session, campaign_id, claim_id, held=held)
+                ledger.release(session, campaign_id, claim_id, held=held)
+                session.commit()
             raise
         if report.sent + report.failed < len(rows):  # stopped early: give back what was not sent
-            report.released = campaigns.release(session, campaign_id, claim_id, held=held)
+            report.released = ledger.release(session, campaign_id, claim_id, held=held)
+            session.commit()
     return report
 
 
@@ -240,13 +255,13 @@ def _send_one(
     delivery_id: int,
     message: OutgoingMessage,
     heartbeat: Callable[[], None],
-) -> campaigns.Outcome:
+) -> ledger.Outcome:
     throttled = failures = 0
     while True:
         tokens.take()
         try:
             result = transport.send(message)
-            return campaigns.Outcome(delivery_id, True, message_id=result.message_id)
+            return ledger.Outcome(delivery_id, True, message_id=result.message_id)
         except ThrottledError as exc:
             throttled += 1
             delay = min(_THROTTLE_CAP, 0.1 * 2 ** min(throttled - 1, 6)) * random.uniform(0.8, 1.2)
@@ -254,49 +269,40 @@ def _send_one(
             heartbeat()  # record what we have, renew the lease, notice a pause
             ctx.sleep(delay)
         except RejectedError as exc:
-            return campaigns.Outcome(delivery_id, False, error=str(exc), error_code=exc.code)
+            return ledger.Outcome(delivery_id, False, error=str(exc), error_code=exc.code)
         except TemporaryError as exc:
             failures += 1
             if failures >= SEND_ATTEMPTS:
-                return campaigns.Outcome(delivery_id, False, error=str(exc), error_code=exc.code)
+                return ledger.Outcome(delivery_id, False, error=str(exc), error_code=exc.code)
             ctx.sleep(min(_BACKOFF_CAP, 0.5 * 2**failures))
 
 
 def send_test(
-    settings: Settings,
-    issue: Issue,
-    brand: Brand,
+    ctx: SendContext,
+    renderings: Mapping[frozenset[str], RenderingLike],
     addresses: Collection[str],
-    segments: Iterable[frozenset[str]],
     *,
     transport_name: str,
-    registry: TopicRegistry | None = None,
 ) -> list[tuple[frozenset[str], str]]:
-    """One message per segment to each given address; no campaign, no ledger. Returns (segment, address)."""
-    renderings = render_segments(issue, list(segments), brand, registry=registry)
-    identity = SenderIdentity.from_settings(settings)
-    transport = create_transport(transport_name, settings)
+    """One message per segment to each given address, through the transport's rate limiter; no campaign,
+    no ledger. The links carry a token that is not valid (``urls.SAMPLE_TOKEN``). Returns what was sent
+    as (segment, address)."""
+    transport = ctx.transport(transport_name)
+    tokens = _Tokens(ctx.rate_limiter(transport_name), ctx.settings.rate_burst)
+    identity = ctx.sender
     nonce = secrets.token_hex(4)
+    sample = RecipientLinks(urls.SAMPLE_TOKEN, urls.SAMPLE_TOKEN, urls.SAMPLE_TOKEN)
     sent: list[tuple[frozenset[str], str]] = []
-    try:
-        for number, (segment, rendering) in enumerate(
-            sorted(renderings.items(), key=lambda kv: sorted(kv[0]))
-        ):
-            compiled = SegmentMessage(
-                rendering, campaign_id=0, identity=identity, nonce=f"test{nonce}{number}"
+    for number, (segment, rendering) in enumerate(sorted(renderings.items(), key=lambda kv: sorted(kv[0]))):
+        compiled = SegmentMessage(rendering, campaign_id=0, identity=identity, nonce=f"test{nonce}{number}")
+        for address in addresses:
+            built = compiled.build(
+                subscriber_id=len(sent),
+                email=address,
+                name=None,
+                values=link_values(identity, 0, address, sample),
             )
-            for address in addresses:
-                tokens = RecipientLinks(urls.SAMPLE_TOKEN, urls.SAMPLE_TOKEN, urls.SAMPLE_TOKEN)
-                built = compiled.build(
-                    subscriber_id=len(sent),
-                    email=address,
-                    name=None,
-                    values=link_values(identity, 0, address, tokens),
-                )
-                transport.send(
-                    OutgoingMessage(identity.sender_address, (address,), built.raw, built.message_id, None)
-                )
-                sent.append((segment, address))
-    finally:
-        transport.close()
+            tokens.take()
+            transport.send(OutgoingMessage(identity.sender_address, (address,), built.raw, built.message_id))
+            sent.append((segment, address))
     return sent

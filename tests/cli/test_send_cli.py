@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.paths import PROJECT_ROOT
+from support.paths import REFERENCE_ISSUE
 
-REFERENCE = PROJECT_ROOT.parent / "shared/fixtures/issues/2014-01-16-openstack-activity-1226-0116.md"
+REFERENCE = REFERENCE_ISSUE
 
 
 def newsletter(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,7 +44,10 @@ def test_demo_runs_the_whole_path_on_embedded_defaults(tmp_path):
     shown = newsletter(tmp_path, "campaigns", "show", "1")
     assert shown.returncode == 0 and "sent" in shown.stdout and "28" in shown.stdout
     paused = newsletter(tmp_path, "campaigns", "pause", "1")
-    assert paused.returncode == 4 and "not sending" in paused.stderr and "Traceback" not in paused.stderr
+    assert paused.returncode == 4 and "Traceback" not in paused.stderr
+    assert "campaign 1 is done; only a sending or scheduled campaign can pause" in paused.stderr
+    plan = newsletter(tmp_path, "campaigns", "plan", "1")
+    assert plan.returncode == 0 and "the audience is not empty" in plan.stdout and "recipients" in plan.stdout
 
     # a second send of the same issue: the bounced and complained readers get nothing now
     again = newsletter(tmp_path, "send", str(REFERENCE))
@@ -61,9 +64,11 @@ def test_demo_runs_the_whole_path_on_embedded_defaults(tmp_path):
 def test_bad_input_gives_one_line_and_an_exit_code(tmp_path):
     missing = newsletter(tmp_path, "demo", "--issue", str(tmp_path / "nope.md"))
     assert missing.returncode == 2
-    assert "nope.md: issue not found" in missing.stderr and "Traceback" not in missing.stderr
+    assert "nope.md: file not found" in missing.stderr and "Traceback" not in missing.stderr
     unknown = newsletter(tmp_path, "campaigns", "show", "99")
     assert unknown.returncode == 3 and "no campaign with id 99" in unknown.stderr
+    huge = newsletter(tmp_path, "campaigns", "show", "99999999999999999999")
+    assert huge.returncode == 2 and "Traceback" not in huge.stderr
     both = newsletter(tmp_path, "send", str(REFERENCE), "--all", "--topics-from-subscribers")
     assert both.returncode == 2 and "not both" in both.stderr
     transport = newsletter(tmp_path, "send", str(REFERENCE), "--transport", "pigeon")

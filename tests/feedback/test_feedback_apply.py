@@ -17,7 +17,7 @@ from support.paths import SHARED_FIXTURES
 
 from mailer.errors import InputError
 from mailer.feedback import samples
-from mailer.feedback.apply import SKIP_VERIFICATION, receive
+from mailer.feedback.apply import SKIP_VERIFICATION, receive_stepwise
 from mailer.feedback.models import FeedbackMessage
 from mailer.feedback.sns import CachedCertificates, CertificateDirectory, SnsSignatureError, SnsVerifier
 from mailer.sending.models import Campaign, Delivery, SegmentRendering
@@ -71,7 +71,7 @@ def table_counts(sessions: sessionmaker[Session]) -> tuple[int, int, int]:
 
 
 def feed(sessions: sessionmaker[Session], body: object, verifier: object = None) -> object:
-    return receive(
+    return receive_stepwise(
         body,  # type: ignore[arg-type]
         sessions=sessions,
         verifier=verifier or lenient(),  # type: ignore[arg-type]

@@ -65,19 +65,28 @@ class MotoSes:
     def reset(self) -> None:
         from moto.backends import get_backend
 
-        get_backend("ses")[MOTO_ACCOUNT][SES_REGION].sent_messages.clear()
-        self.set_max_send_rate(1)
+        backend = get_backend("ses")[MOTO_ACCOUNT][SES_REGION]
+        backend.sent_messages.clear()
+        backend.__dict__.pop("get_send_quota", None)  # moto's own quota again (MaxSendRate 1)
 
     def max_send_rate(self) -> float:
         from moto.backends import get_backend
 
-        return float(get_backend("ses")[MOTO_ACCOUNT][SES_REGION].max_send_rate)
+        return float(get_backend("ses")[MOTO_ACCOUNT][SES_REGION].get_send_quota().max_send_rate)
 
     def set_max_send_rate(self, rate: float) -> None:
-        """What moto's SES answers as the account's MaxSendRate (GetSendQuota)."""
+        """The account's MaxSendRate moto's SES answers (GetSendQuota; moto's own is a fixed 1/s)."""
         from moto.backends import get_backend
 
-        get_backend("ses")[MOTO_ACCOUNT][SES_REGION].max_send_rate = rate
+        backend = get_backend("ses")[MOTO_ACCOUNT][SES_REGION]
+        own = type(backend).get_send_quota
+
+        def quota() -> Any:
+            answer = own(backend)
+            answer.max_send_rate = rate
+            return answer
+
+        backend.get_send_quota = quota
 
 
 @pytest.fixture(scope="session")

@@ -1,68 +1,72 @@
-"""Ledger and campaign rules in-process, on SQLite and PostgreSQL: claims, send-time re-check, failures,
-provider pauses, reaping, test sends. The worker tests (test_sending_workers.py) cover real processes."""
+"""Ledger and campaign rules in-process, on SQLite and PostgreSQL, through the campaign services: claims,
+the send-time re-check, failures, provider pauses, reaping (with a clock the test moves), test sends. The
+worker tests (test_sending_workers.py) cover real processes."""
 
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
+from support.clock import Clock
 from support.paths import REFERENCE_ISSUE
 from support.population import populate
 
-from mailer.database import session_factory
-from mailer.rendering.issue import load_issue
-from mailer.rendering.render import Brand
-from mailer.sending import campaigns
+from mailer.errors import ConflictError
+from mailer.sending import ledger
 from mailer.sending.models import Campaign, Delivery
-from mailer.sending.sender import SendContext, send_batch, send_test
+from mailer.sending.sender import SendContext, send_batch_stepwise
+from mailer.services import campaigns
+from mailer.services.env import AppEnv
 from mailer.settings import Settings
-from mailer.topics import load_registry
-from subscribers.db import utcnow
 from subscribers.models import Subscriber
 from subscribers.suppression import suppress
 
-REFERENCE = REFERENCE_ISSUE
 TOPICS = ["nova", "neutron", "tempest", "ceilometer", "heat"]
 
 
 class Setup:
+    """A campaign environment whose batches are recorded (``batches``), not sent, and whose clock the
+    test moves; ``send_all`` sends the recorded batches in this thread."""
+
     def __init__(self, tmp_path: Path, url: str, count: int, **settings: object) -> None:
-        self.settings = Settings(data_dir=tmp_path, database_url=url, secret_key="k", **settings)  # type: ignore[arg-type]
-        self.registry = load_registry(self.settings.registry_file)
-        self.issue = load_issue(REFERENCE, self.registry)
-        self.population = populate(url, count, TOPICS, issue_topics=self.issue.topics)
-        self.factory = session_factory(self.settings)
+        self.settings = Settings(
+            data_dir=tmp_path, database_url=url, secret_key="k", batch_size=10, fill_chunk=10,
+            **settings,  # type: ignore[arg-type]
+        )  # fmt: skip
+        self.clock = Clock()
         self.batches: list[tuple[int, list[int]]] = []
+        self.env = AppEnv.from_settings(self.settings, clock=self.clock, enqueue=self.enqueue)
+        self.draft = campaigns.read_draft(self.env, REFERENCE_ISSUE)
+        self.issue = self.draft.issue
+        self.population = populate(url, count, TOPICS, issue_topics=self.issue.topics)
 
     def enqueue(self, campaign_id: int, ids) -> None:  # type: ignore[no-untyped-def]
         self.batches.append((campaign_id, list(ids)))
 
+    def create(self, transport: str = "file", audience: str = "subscribers") -> int:
+        draft = campaigns.read_draft(self.env, REFERENCE_ISSUE, audience=audience, transport=transport)
+        with self.env.transaction() as session:
+            return campaigns.create(session, draft, now=self.clock()).id
+
     def start(self, transport: str = "file", audience: str = "subscribers") -> int:
-        with self.factory() as session:
-            campaign = campaigns.create_campaign(
-                session, self.issue, "md", audience=audience, transport=transport
-            )
-            session.commit()
-        campaigns.start_campaign(
-            self.factory,
-            campaign.id,
-            self.issue,
-            Brand.from_settings(self.settings),
-            enqueue=self.enqueue,
-            registry=self.registry,
-            batch_size=10,
-        )
-        return campaign.id
+        campaign_id = self.create(transport, audience)
+        campaigns.start_stepwise(self.env, campaign_id)
+        return campaign_id
 
     def context(self) -> SendContext:
-        return SendContext(self.settings, self.factory, sleep=lambda _s: None)
+        return SendContext(self.settings, self.env.sessions, sleep=lambda _s: None)
 
-    def statuses(self, campaign_id: int) -> dict[str, int]:
-        with self.factory() as session:
-            return campaigns.progress(session, campaign_id).by_status
+    def send_all(self, context: SendContext | None = None) -> None:
+        context = context or self.context()
+        batches, self.batches = self.batches, []
+        for cid, batch in batches:
+            send_batch_stepwise(context, cid, batch)
+
+    def progress(self, campaign_id: int) -> campaigns.Progress:
+        with self.env.sessions() as session:
+            return campaigns.progress(session, campaign_id, now=self.clock())
 
 
 def test_start_fills_the_ledger_in_batches_and_a_claim_is_exclusive(tmp_path, database_url):
@@ -71,22 +75,43 @@ def test_start_fills_the_ledger_in_batches_and_a_claim_is_exclusive(tmp_path, da
     ids = [i for _, batch in setup.batches for i in batch]
     assert len(ids) == len(set(ids)) == len(setup.population.expected)
     assert all(len(batch) <= 10 for _, batch in setup.batches)
-    with setup.factory() as session:
-        first, skipped = campaigns.claim(session, campaign_id, ids[:10], "claim-a")
-        again, _ = campaigns.claim(session, campaign_id, ids[:10], "claim-b")
+    with setup.env.sessions() as session:
+        first, skipped = ledger.claim(session, campaign_id, ids[:10], "claim-a")
+        again, _ = ledger.claim(session, campaign_id, ids[:10], "claim-b")
+        session.commit()
         assert len(first) == 10 and skipped == 0 and again == []
         # a record by another claim changes nothing
-        status = campaigns.record(
+        status = ledger.record(
             session,
             campaign_id,
             "claim-b",
-            [campaigns.Outcome(first[0].id, True, "x")],
+            [ledger.Outcome(first[0].id, True, "x")],
             max_consecutive_failures=9,
         )
+        session.commit()
         assert status == "sending"
         assert session.scalar(select(Campaign.sent).where(Campaign.id == campaign_id)) == 0
-        assert campaigns.release(session, campaign_id, "claim-a") == 10
-    assert setup.statuses(campaign_id) == {"queued": len(ids)}
+        assert ledger.release(session, campaign_id, "claim-a") == 10
+        session.commit()
+    assert setup.progress(campaign_id).by_status == {"queued": len(ids)}
+
+
+def test_a_start_renders_from_the_stored_markdown_and_starts_once(tmp_path, database_url):
+    setup = Setup(tmp_path, database_url, 20)
+    campaign_id = setup.create()
+    with setup.env.transaction() as session:  # what was stored is what goes out, whatever a caller holds
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id)
+            .values(issue_markdown=setup.draft.markdown.replace("OpenStack社区动态第六期", "第六期(修订)"))
+        )
+    campaigns.start_stepwise(setup.env, campaign_id)
+    with setup.env.sessions() as session:
+        detail = campaigns.detail(session, campaign_id, now=setup.clock())
+    assert detail.segments and all(s.subject.startswith("第六期(修订)") for s in detail.segments)
+    assert detail.info.actions == ("pause", "cancel")
+    with pytest.raises(ConflictError, match="is sending; only a draft or scheduled campaign can start"):
+        campaigns.start_stepwise(setup.env, campaign_id)
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -98,10 +123,11 @@ def test_concurrent_claims_on_postgresql_never_overlap(tmp_path, database_url):
     barrier = threading.Barrier(6)
 
     def grab(name: str) -> None:
-        with setup.factory() as session:
+        with setup.env.sessions() as session:
             barrier.wait()
             for start in range(0, len(ids), 25):  # everyone tries every row
-                rows, _ = campaigns.claim(session, campaign_id, ids[start : start + 25], name)
+                rows, _ = ledger.claim(session, campaign_id, ids[start : start + 25], name)
+                session.commit()
                 got.setdefault(name, []).extend(r.id for r in rows)
 
     threads = [threading.Thread(target=grab, args=(f"t{n}",)) for n in range(6)]
@@ -117,23 +143,23 @@ def test_unsubscribed_or_suppressed_after_start_is_skipped_at_send_time(tmp_path
     setup = Setup(tmp_path, database_url, 30)
     campaign_id = setup.start()
     victims = sorted(setup.population.expected)[:2]
-    with setup.factory() as session:
+    with setup.env.transaction() as session:
         session.execute(update(Subscriber).where(Subscriber.id == victims[0]).values(status="unsubscribed"))
         suppress(session, setup.population.expected[victims[1]][0], "complaint")
-        session.commit()
+    first = setup.batches[0]
     context = setup.context()
-    for cid, batch in setup.batches:
-        send_batch(context, cid, batch)
-    with setup.factory() as session:
+    setup.send_all(context)
+    with setup.env.sessions() as session:
         rows = {d.subscriber_id: d.status for d in session.scalars(select(Delivery))}
-        state = campaigns.progress(session, campaign_id)
+    state = setup.progress(campaign_id)
     assert rows[victims[0]] == rows[victims[1]] == "skipped"
     assert state.status == "done" and state.skipped == 2 and state.sent == len(setup.population.expected) - 2
+    assert state.actions == (), "a finished campaign offers nothing"
     outbox = setup.settings.resolved_outbox_dir
     addresses = {setup.population.expected[v][0] for v in victims}
     assert not any(a in p.read_text(errors="replace") for p in outbox.glob("*.eml") for a in addresses)
     # running a batch again (a redelivered task) sends nothing twice
-    report = send_batch(context, *setup.batches[0])
+    report = send_batch_stepwise(context, *first)
     assert report.claimed == 0
     assert len(list(outbox.glob("*.eml"))) == state.sent
 
@@ -152,15 +178,16 @@ def test_campaign_pauses_itself_after_failures_in_a_row(tmp_path, database_url, 
         smtp_sink.refuse[address] = (550, "5.1.1 mailbox unavailable")
     campaign_id = setup.start(transport="smtp")
     context = setup.context()
-    for cid, batch in setup.batches:
-        send_batch(context, cid, batch)
+    setup.send_all(context)
     context.close()
-    with setup.factory() as session:
-        state = campaigns.progress(session, campaign_id)
-    assert state.status == "paused"
+    state = setup.progress(campaign_id)
+    assert state.status == "paused" and state.actions == ("resume", "cancel")
     assert "5 failures in a row" in (state.reason or "") and "550" in (state.reason or "")
     assert state.failed >= 5 and state.sent == 0
     assert state.by_status["queued"] == len(setup.population.expected) - state.failed, "the rest waits"
+    with setup.env.sessions() as session:
+        failures = campaigns.detail(session, campaign_id, now=setup.clock()).failures_by_code
+    assert failures == {"smtp-550": state.failed}, "failures grouped by the provider's cause"
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -171,80 +198,65 @@ def test_provider_pause_pauses_the_campaign_and_keeps_the_row(tmp_path, database
     ses_sink.sink.fail_after = (5, "SendingPausedException", "Sending is paused for this account.")
     campaign_id = setup.start(transport="ses")
     context = setup.context()
-    for cid, batch in setup.batches:
-        send_batch(context, cid, batch)
-    with setup.factory() as session:
-        state = campaigns.progress(session, campaign_id)
+    setup.send_all(context)
+    state = setup.progress(campaign_id)
     assert state.status == "paused"
     assert "SendingPausedException" in (state.reason or "")
     assert state.sent == 5 and state.failed == 0
     assert state.by_status["queued"] == len(setup.population.expected) - 5
     ses_sink.sink.fail_after = None
-    with setup.factory() as session:
-        campaigns.resume(session, campaign_id, enqueue=setup.enqueue)
-    for cid, batch in setup.batches:
-        send_batch(context, cid, batch)
-    assert setup.statuses(campaign_id) == {"sent": len(setup.population.expected)}
+    assert campaigns.resume_stepwise(setup.env, campaign_id) == len(setup.population.expected) - 5
+    setup.send_all(context)
+    assert setup.progress(campaign_id).by_status == {"sent": len(setup.population.expected)}
     assert ses_sink.sink.stats()["duplicates"] == 0
+
+
+def _claim_and_die(setup: Setup, campaign_id: int) -> list[int]:
+    """A worker claims the first batch at the clock's time, then vanishes."""
+    _, first = setup.batches[0]
+    with setup.env.sessions() as session:
+        rows, _ = ledger.claim(session, campaign_id, first, "dead-worker", now=setup.clock())
+        session.commit()
+    return [row.id for row in rows]
 
 
 @pytest.mark.parametrize("policy", ["resend", "unknown"])
 def test_rows_of_a_vanished_worker_are_reaped_by_policy(tmp_path, database_url, policy):
-    setup = Setup(tmp_path, database_url, 25)
+    setup = Setup(tmp_path, database_url, 25, on_lost_send=policy, lease_seconds=60)
     campaign_id = setup.start()
-    _, first = setup.batches[0]
-    with setup.factory() as session:
-        rows, _ = campaigns.claim(session, campaign_id, first, "dead-worker")  # then it "dies"
-        early = campaigns.reap(session, lease_seconds=60, policy=policy, enqueue=setup.enqueue)
-        assert early.resent == early.unknown == 0, "within the lease nothing happens"
-        later = utcnow() + timedelta(seconds=61)
-        setup.batches.clear()
-        report = campaigns.reap(session, lease_seconds=60, policy=policy, enqueue=setup.enqueue, now=later)
+    rows = _claim_and_die(setup, campaign_id)
+    setup.batches.clear()
+    setup.clock.advance(30)
+    early = campaigns.reap_stepwise(setup.env)
+    assert early.resent == early.unknown == 0, "within the lease nothing happens"
+    setup.clock.advance(31)
+    report = campaigns.reap_stepwise(setup.env)
+    with setup.env.sessions() as session:
         statuses = dict(
             session.execute(
-                select(Delivery.status, func.count()).where(Delivery.id.in_(first)).group_by(Delivery.status)
+                select(Delivery.status, func.count()).where(Delivery.id.in_(rows)).group_by(Delivery.status)
             ).all()
         )
     if policy == "resend":
         assert report.resent == len(rows) and statuses == {"queued": len(rows)}
-        assert set(first) <= {i for _, b in setup.batches for i in b}, "resent rows are enqueued"
+        assert set(rows) <= {i for _, b in setup.batches for i in b}, "resent rows are enqueued"
     else:
         assert report.unknown == len(rows) and statuses == {"unknown": len(rows)}
-        with setup.factory() as session:
-            assert campaigns.progress(session, campaign_id).unknown == len(rows)
+        assert setup.progress(campaign_id).unknown == len(rows)
 
 
 def test_test_send_goes_to_given_addresses_once_per_segment_and_leaves_no_ledger(tmp_path, database_url):
-    setup = Setup(tmp_path, database_url, 5)
-    segments = [frozenset(), frozenset({"nova"}), setup.issue.topics]
-    sent = send_test(
-        setup.settings,
-        setup.issue,
-        Brand.from_settings(setup.settings),
-        ["editor@example.org", "boss@example.org"],
-        segments,
-        transport_name="file",
-        registry=setup.registry,
-    )
-    assert len(sent) == 6
-    assert len(list(setup.settings.resolved_outbox_dir.glob("*.eml"))) == 6
-    with setup.factory() as session:
+    setup = Setup(tmp_path, database_url, 40)
+    sent = campaigns.send_test(setup.env, setup.draft, ["editor@example.org", "Boss@Example.org"])
+    segments = {segment for segment, _ in sent}
+    assert len(segments) >= 4 and len(sent) == 2 * len(segments)
+    assert {address for _, address in sent} == {"editor@example.org", "Boss@example.org"}
+    assert len(list(setup.settings.resolved_outbox_dir.glob("*.eml"))) == len(sent)
+    with setup.env.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Delivery)) == 0
         assert session.scalar(select(func.count()).select_from(Campaign)) == 0
-
-
-def _counters(setup: Setup, campaign_id: int) -> campaigns.Progress:
-    with setup.factory() as session:
-        return campaigns.progress(session, campaign_id)
-
-
-def _create(setup: Setup) -> int:
-    with setup.factory() as session:
-        campaign_id = campaigns.create_campaign(
-            session, setup.issue, REFERENCE.read_text(), audience="subscribers", transport="file"
-        ).id
-        session.commit()
-    return campaign_id
+    with pytest.raises(ValueError, match="email"):  # an address goes through the address checks
+        campaigns.send_test(setup.env, setup.draft, ["me@example.org\r\nBcc: x@evil.example"])
 
 
 class _Died(Exception):
@@ -252,42 +264,33 @@ class _Died(Exception):
 
 
 def test_a_fill_whose_process_died_is_resumed_by_the_reaper_once(tmp_path, database_url):
-    setup = Setup(tmp_path, database_url, 60)
-    campaign_id = _create(setup)
-    calls = 0
+    setup = Setup(tmp_path, database_url, 60, lease_seconds=60)
+    campaign_id = setup.create()
+    record = setup.enqueue
 
     def dying_enqueue(cid: int, ids) -> None:  # type: ignore[no-untyped-def]
-        nonlocal calls
-        calls += 1
-        if calls > 2:
+        if len(setup.batches) >= 2:
             raise _Died
-        setup.enqueue(cid, ids)
+        record(cid, ids)
 
-    brand = Brand.from_settings(setup.settings)
+    setup.enqueue = dying_enqueue  # type: ignore[method-assign]
+    dying = AppEnv.from_settings(setup.settings, clock=setup.clock, enqueue=dying_enqueue)
     with pytest.raises(_Died):
-        campaigns.start_campaign(
-            setup.factory, campaign_id, setup.issue, brand, enqueue=dying_enqueue,
-            registry=setup.registry, batch_size=10, insert_chunk=10,
-        )  # fmt: skip
-    half = _counters(setup, campaign_id)
+        campaigns.start_stepwise(dying, campaign_id)
+    setup.enqueue = record  # type: ignore[method-assign]
+    half = setup.progress(campaign_id)
     assert half.status == "sending" and 0 < half.total < len(setup.population.expected)
+    assert not half.fill_complete
 
-    def resume(now):  # type: ignore[no-untyped-def]
-        return campaigns.resume_stalled_fills(
-            setup.factory, brand, setup.registry, enqueue=setup.enqueue, lease_seconds=60,
-            batch_size=10, insert_chunk=10, now=now,
-        )  # fmt: skip
-
-    assert resume(utcnow() + timedelta(seconds=30)) == [], "within the lease the fill may be alive"
-    later = utcnow() + timedelta(seconds=61)
-    assert resume(later) == [campaign_id]
-    assert resume(later) == [], "the fill is taken over once, not by every reaper"
-    context = setup.context()
-    for cid, batch in setup.batches:
-        send_batch(context, cid, batch)
-    done = _counters(setup, campaign_id)
+    setup.clock.advance(30)
+    assert campaigns.reap_stepwise(setup.env).fills_resumed == (), "within the lease the fill may be alive"
+    setup.clock.advance(31)
+    assert campaigns.reap_stepwise(setup.env).fills_resumed == (campaign_id,)
+    assert campaigns.reap_stepwise(setup.env).fills_resumed == (), "taken over once, not by every reaper"
+    setup.send_all()
+    done = setup.progress(campaign_id)
     assert done.status == "done" and done.total == done.sent == len(setup.population.expected)
-    with setup.factory() as session:
+    with setup.env.sessions() as session:
         subscribers = session.scalars(
             select(Delivery.subscriber_id).where(Delivery.campaign_id == campaign_id)
         )
@@ -296,19 +299,17 @@ def test_a_fill_whose_process_died_is_resumed_by_the_reaper_once(tmp_path, datab
 
 def test_rows_a_fill_adds_after_a_cancel_are_skipped_and_counted(tmp_path, database_url):
     setup = Setup(tmp_path, database_url, 60)
-    campaign_id = _create(setup)
+    campaign_id = setup.create()
 
     def cancelling_enqueue(cid: int, ids) -> None:  # type: ignore[no-untyped-def]
         if not setup.batches:  # an operator cancels while the fill is still running
-            with setup.factory() as session:
+            with setup.env.transaction() as session:
                 campaigns.cancel(session, cid)
-        setup.enqueue(cid, ids)
+        setup.batches.append((cid, list(ids)))
 
-    campaigns.start_campaign(
-        setup.factory, campaign_id, setup.issue, Brand.from_settings(setup.settings),
-        enqueue=cancelling_enqueue, registry=setup.registry, batch_size=10, insert_chunk=10,
-    )  # fmt: skip
-    state = _counters(setup, campaign_id)
+    env = AppEnv.from_settings(setup.settings, clock=setup.clock, enqueue=cancelling_enqueue)
+    campaigns.start_stepwise(env, campaign_id)
+    state = setup.progress(campaign_id)
     assert state.status == "cancelled"
     assert "queued" not in state.by_status, "nothing is left waiting for a send that never comes"
     assert state.skipped == state.total == sum(state.by_status.values())
@@ -316,15 +317,30 @@ def test_rows_a_fill_adds_after_a_cancel_are_skipped_and_counted(tmp_path, datab
 
 
 def test_a_cancelled_campaigns_lost_rows_become_unknown_even_with_resend(tmp_path, database_url):
-    setup = Setup(tmp_path, database_url, 25)
+    setup = Setup(tmp_path, database_url, 25, on_lost_send="resend", lease_seconds=60)
     campaign_id = setup.start()
-    _, first = setup.batches[0]
-    with setup.factory() as session:
-        rows, _ = campaigns.claim(session, campaign_id, first, "dead-worker")
+    rows = _claim_and_die(setup, campaign_id)
+    with setup.env.transaction() as session:
         campaigns.cancel(session, campaign_id)
-        later = utcnow() + timedelta(seconds=61)
-        report = campaigns.reap(session, lease_seconds=60, policy="resend", enqueue=setup.enqueue, now=later)
+    setup.clock.advance(61)
+    report = campaigns.reap_stepwise(setup.env)
     assert report.resent == 0 and report.unknown == len(rows)
-    state = _counters(setup, campaign_id)
+    state = setup.progress(campaign_id)
     assert state.by_status == {"unknown": len(rows), "skipped": state.total - len(rows)}
     assert state.unknown + state.skipped == state.total
+
+
+def test_operator_actions_follow_the_transition_table(tmp_path, database_url):
+    setup = Setup(tmp_path, database_url, 5)
+    campaign_id = setup.create()
+    with setup.env.transaction() as session:
+        assert campaigns.detail(session, campaign_id, now=setup.clock()).info.actions == (
+            "schedule", "start", "cancel",
+        )  # fmt: skip
+        with pytest.raises(ConflictError, match="only a sending or scheduled campaign can pause"):
+            campaigns.pause(session, campaign_id)
+        with pytest.raises(ConflictError, match="only a paused campaign"):
+            campaigns.resume_stepwise(setup.env, campaign_id)
+        assert campaigns.cancel(session, campaign_id) == 0
+    with setup.env.transaction() as session, pytest.raises(ConflictError, match="is cancelled"):
+        campaigns.cancel(session, campaign_id)

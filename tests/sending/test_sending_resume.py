@@ -10,43 +10,32 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
-from support.paths import PROJECT_ROOT
+from sqlalchemy import func, select, update
+from support.paths import PROJECT_ROOT, REFERENCE_ISSUE
 from support.population import populate
+from support.waiting import wait_until
 
-from mailer.database import session_factory
-from mailer.rendering.issue import load_issue
-from mailer.rendering.render import Brand
-from mailer.sending import campaigns
 from mailer.sending.models import Campaign, Delivery
+from mailer.services import campaigns
+from mailer.services.env import AppEnv
 from mailer.settings import Settings
-from mailer.topics import load_registry
 
-REFERENCE = PROJECT_ROOT.parent / "shared/fixtures/issues/2014-01-16-openstack-activity-1226-0116.md"
 TOPICS = ["nova", "neutron", "tempest", "ceilometer", "heat"]
 
-# the crashing sender: start_campaign in chunks of 20 with a slow enqueue (a sluggish broker), so the
+# the crashing sender: a start in chunks of 20 with a slow enqueue (a sluggish broker), so the
 # test can kill it once the first chunk is committed and long before the fill is complete
 STARTER = """
 import sys, time
-from mailer.sending import campaigns
-from mailer.database import session_factory
-from mailer.rendering.issue import load_issue
-from mailer.rendering.render import Brand
+from mailer.services import campaigns
+from mailer.services.env import AppEnv
 from mailer.settings import Settings
-from mailer.topics import load_registry
-settings = Settings()
-registry = load_registry(settings.registry_file)
-issue = load_issue(sys.argv[2], registry)
-campaigns.start_campaign(
-    session_factory(settings), int(sys.argv[1]), issue, Brand.from_settings(settings),
-    enqueue=lambda _cid, _ids: time.sleep(0.1), registry=registry, batch_size=20, insert_chunk=20,
-)
+env = AppEnv.from_settings(Settings(batch_size=20, fill_chunk=20), enqueue=lambda _c, _i: time.sleep(0.1))
+campaigns.start_stepwise(env, int(sys.argv[1]))
 """
 
 
@@ -76,26 +65,21 @@ def test_a_send_killed_mid_fill_is_resumed_without_loss_or_duplicates(tmp_path, 
     """``campaigns resume ID`` by an operator, or the reaper (``campaigns reap``, what beat runs) once the
     fill has shown no sign of life for a lease."""
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url, secret_key="k")  # type: ignore[call-arg]
-    registry = load_registry(settings.registry_file)
-    issue = load_issue(REFERENCE, registry)
-    population = populate(database_url, 300, TOPICS, issue_topics=issue.topics)
-    factory = session_factory(settings)
-    with factory() as session:
-        campaign_id = campaigns.create_campaign(
-            session, issue, REFERENCE.read_text(), audience="subscribers", transport="file"
-        ).id
-        session.commit()
+    app = AppEnv.from_settings(settings)
+    draft = campaigns.read_draft(app, REFERENCE_ISSUE)
+    population = populate(database_url, 300, TOPICS, issue_topics=draft.issue.topics)
+    factory = app.sessions
+    with app.transaction() as session:
+        campaign_id = campaigns.create(session, draft, now=app.now()).id
     env = _env(tmp_path, database_url)
-    starter = subprocess.Popen(
-        [sys.executable, "-c", STARTER, str(campaign_id), str(REFERENCE)], cwd=PROJECT_ROOT, env=env
-    )
-    deadline = time.monotonic() + 60
+    starter = subprocess.Popen([sys.executable, "-c", STARTER, str(campaign_id)], cwd=PROJECT_ROOT, env=env)
+
+    def first_chunk_committed() -> bool:
+        with factory() as session:
+            return bool(session.scalar(select(Campaign.total).where(Campaign.id == campaign_id)))
+
     try:
-        while time.monotonic() < deadline and starter.poll() is None:
-            with factory() as session:
-                if session.scalar(select(Campaign.total).where(Campaign.id == campaign_id)):
-                    break
-            time.sleep(0.02)
+        wait_until(first_chunk_committed, timeout=60, what="the starter's first ledger chunk")
     finally:
         starter.send_signal(signal.SIGKILL)
         starter.wait(10)
@@ -109,8 +93,10 @@ def test_a_send_killed_mid_fill_is_resumed_without_loss_or_duplicates(tmp_path, 
     command = ["campaigns", "resume", str(campaign_id)]
     if how == "reap":
         command = ["campaigns", "reap"]
-        env["NEWSLETTER_LEASE_SECONDS"] = "1"
-        time.sleep(1.2)  # the dead fill's last chunk is older than the lease
+        env["NEWSLETTER_LEASE_SECONDS"] = "60"
+        with app.transaction() as session:  # the dead fill's last sign of life is now a lease ago
+            ago = app.now() - timedelta(seconds=61)
+            session.execute(update(Campaign).where(Campaign.id == campaign_id).values(fill_seen_at=ago))
     resumed = subprocess.run(
         [sys.executable, "-c", "from mailer.cli import main; main()", *command],
         cwd=tmp_path,
@@ -142,33 +128,27 @@ def test_a_send_killed_mid_fill_is_resumed_without_loss_or_duplicates(tmp_path, 
 
 
 def test_two_racing_fills_insert_each_row_once_and_count_it_once(tmp_path, database_url):
-    settings = Settings(data_dir=tmp_path, database_url=database_url, secret_key="k")  # type: ignore[call-arg]
-    registry = load_registry(settings.registry_file)
-    issue = load_issue(REFERENCE, registry)
-    population = populate(database_url, 150, TOPICS, issue_topics=issue.topics)
-    factory = session_factory(settings)
-    brand = Brand.from_settings(settings)
-    with factory() as session:
-        campaign_id = campaigns.create_campaign(
-            session, issue, REFERENCE.read_text(), audience="subscribers", transport="file"
-        ).id
-        session.commit()
+    settings = Settings(data_dir=tmp_path, database_url=database_url, secret_key="k", fill_chunk=25)  # type: ignore[call-arg]
     enqueued: list[int] = []
     rival: list[int] = []
+    # the rival resumes with chunks of 7 and records what it enqueues
+    rival_env = AppEnv.from_settings(
+        settings.model_copy(update={"fill_chunk": 7}), enqueue=lambda _c, ids: enqueued.extend(ids)
+    )
 
     def enqueue(_cid: int, ids) -> None:  # type: ignore[no-untyped-def]
         enqueued.extend(ids)
         if not rival:  # after the start's first committed chunk, a resume runs the fill to the end
             rival.append(0)
-            with factory() as session:
-                rival[0] = campaigns.resume(
-                    session, campaign_id, enqueue=lambda _c, i: enqueued.extend(i),
-                    brand=brand, registry=registry, insert_chunk=7,
-                )  # fmt: skip
+            rival[0] = campaigns.resume_stepwise(rival_env, campaign_id)
 
-    inserted = campaigns.start_campaign(
-        factory, campaign_id, issue, brand, enqueue=enqueue, registry=registry, insert_chunk=25
-    )
+    app = AppEnv.from_settings(settings, enqueue=enqueue)
+    draft = campaigns.read_draft(app, REFERENCE_ISSUE)
+    population = populate(database_url, 150, TOPICS, issue_topics=draft.issue.topics)
+    factory = app.sessions
+    with app.transaction() as session:
+        campaign_id = campaigns.create(session, draft, now=app.now()).id
+    inserted = campaigns.start_stepwise(app, campaign_id)
     expected = len(population.expected)
     assert inserted == 25, "the start inserted its first chunk; every later row was the rival's"
     assert rival[0] == expected, "the rival re-queued the 25 rows and inserted the rest"

@@ -8,64 +8,59 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
-from support.paths import PROJECT_ROOT
+from sqlalchemy import func, select, update
+from support.clock import Clock
+from support.paths import REFERENCE_ISSUE
 from support.population import populate
 
 from mailer import samples
-from mailer.database import session_factory
-from mailer.rendering.issue import load_issue
-from mailer.rendering.render import Brand
-from mailer.sending import campaigns
 from mailer.sending.models import Campaign, Delivery, SegmentRendering
+from mailer.services import campaigns
+from mailer.services.env import AppEnv
 from mailer.settings import Settings
-from mailer.topics import load_registry
-from subscribers.db import utcnow
+from subscribers.db import make_session_factory, open_database
 
-REFERENCE = PROJECT_ROOT.parent / "shared/fixtures/issues/2014-01-16-openstack-activity-1226-0116.md"
+REFERENCE = REFERENCE_ISSUE
 TOPICS = ["nova", "neutron", "tempest", "ceilometer", "heat"]
 
 
 class Scheduled:
+    """Scheduling through the services, on a clock the test moves; enqueued rows are recorded."""
+
     def __init__(self, tmp_path: Path, url: str) -> None:
         self.url = url
         self.settings = Settings(data_dir=tmp_path, database_url=url, secret_key="k")  # type: ignore[call-arg]
-        self.registry = load_registry(self.settings.registry_file)
-        self.issue = load_issue(REFERENCE, self.registry)
-        self.brand = Brand.from_settings(self.settings)
-        self.factory = session_factory(self.settings)
+        self.clock = Clock()
         self.enqueued: list[int] = []
         self.lock = threading.Lock()
+        self.env = AppEnv.from_settings(self.settings, clock=self.clock, enqueue=self.enqueue)
+        self.draft = campaigns.read_draft(self.env, REFERENCE_ISSUE)
+        self.issue = self.draft.issue
 
     def schedule(self, at: datetime) -> int:
-        with self.factory() as session:
-            campaign = campaigns.create_campaign(
-                session, self.issue, REFERENCE.read_text(), audience="subscribers", transport="file",
-                scheduled_at=at,
-            )  # fmt: skip
-            session.commit()
-            return campaign.id
+        with self.env.transaction() as session:
+            return campaigns.create(session, self.draft, now=self.clock(), scheduled_at=at).id
 
     def enqueue(self, _cid: int, ids) -> None:  # type: ignore[no-untyped-def]
         with self.lock:
             self.enqueued.extend(ids)
 
     def start_due(self, now: datetime) -> list[int]:
-        return campaigns.start_due(self.factory, self.brand, self.registry, enqueue=self.enqueue, now=now)
+        self.clock.now = now
+        return campaigns.start_due_stepwise(self.env)
 
     def campaign(self, campaign_id: int) -> Campaign:
-        with self.factory() as session:
+        with self.env.sessions() as session:
             campaign = session.get(Campaign, campaign_id)
             assert campaign is not None
             return campaign
 
     def count(self, model, campaign_id: int) -> int:  # type: ignore[no-untyped-def]
-        with self.factory() as session:
+        with self.env.sessions() as session:
             return int(
                 session.scalar(
                     select(func.count()).select_from(model).where(model.campaign_id == campaign_id)
@@ -77,7 +72,7 @@ class Scheduled:
 def test_a_due_campaign_starts_once_with_the_audience_of_its_start(tmp_path, database_url):
     run = Scheduled(tmp_path, database_url)
     early = populate(database_url, 60, TOPICS, issue_topics=run.issue.topics, seed=1)
-    now = utcnow()
+    now = run.clock()
     campaign_id = run.schedule(now + timedelta(hours=1))
     assert run.campaign(campaign_id).status == "scheduled"
 
@@ -114,9 +109,9 @@ def test_a_due_campaign_starts_once_with_the_audience_of_its_start(tmp_path, dat
 def test_a_campaign_cancelled_before_it_is_due_never_starts(tmp_path, database_url):
     run = Scheduled(tmp_path, database_url)
     populate(database_url, 20, TOPICS, issue_topics=run.issue.topics)
-    now = utcnow()
+    now = run.clock()
     campaign_id = run.schedule(now + timedelta(minutes=5))
-    with run.factory() as session:
+    with run.env.transaction() as session:
         assert campaigns.cancel(session, campaign_id) == 0
     assert run.start_due(now + timedelta(minutes=10)) == []
     assert run.campaign(campaign_id).status == "cancelled"
@@ -126,13 +121,12 @@ def test_a_campaign_cancelled_before_it_is_due_never_starts(tmp_path, database_u
 def test_a_scheduled_campaign_paused_then_resumed_waits_for_its_time_again(tmp_path, database_url):
     run = Scheduled(tmp_path, database_url)
     population = populate(database_url, 20, TOPICS, issue_topics=run.issue.topics)
-    now = utcnow()
+    now = run.clock()
     campaign_id = run.schedule(now + timedelta(minutes=5))
-    with run.factory() as session:
+    with run.env.transaction() as session:
         campaigns.pause(session, campaign_id)
     assert run.start_due(now + timedelta(minutes=10)) == [], "a paused campaign does not start"
-    with run.factory() as session:
-        assert campaigns.resume(session, campaign_id, enqueue=run.enqueue) == 0
+    assert campaigns.resume_stepwise(run.env, campaign_id) == 0
     assert run.campaign(campaign_id).status == "scheduled" and run.enqueued == []
     assert run.start_due(now + timedelta(minutes=10)) == [campaign_id]
     assert run.count(Delivery, campaign_id) == len(population.expected)
@@ -165,7 +159,7 @@ def test_send_at_then_start_due_from_two_overlapping_cron_runs(tmp_path):
         code, _out, err = _run(tmp_path, "send", str(REFERENCE), "--at", bad)
         assert code == 2 and why in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
-    due = datetime.now(UTC) + timedelta(seconds=4)
+    due = datetime.now(UTC) + timedelta(hours=2)
     local = due.astimezone(timezone(timedelta(hours=8)))  # the editor's offset, stored in UTC
     code, out, err = _run(tmp_path, "send", str(REFERENCE), "--at", local.isoformat(timespec="seconds"))
     assert code == 0 and "campaign 1 scheduled for" in out, err
@@ -173,7 +167,12 @@ def test_send_at_then_start_due_from_two_overlapping_cron_runs(tmp_path):
     assert "scheduled" in out and due.strftime("%Y-%m-%d %H:%M") in out
     assert not (tmp_path / "var" / "outbox").exists() or not list((tmp_path / "var" / "outbox").iterdir())
 
-    time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 1.5)
+    # the test owns the database: making the campaign due now stands in for waiting until it is
+    engine = open_database(f"sqlite:///{tmp_path / 'var' / 'newsletter.db'}")
+    with make_session_factory(engine)() as session:
+        session.execute(update(Campaign).values(scheduled_at=datetime.now(UTC) - timedelta(seconds=1)))
+        session.commit()
+    engine.dispose()
     runs = [_newsletter(tmp_path, "campaigns", "start-due") for _ in range(2)]
     outputs = [process.communicate(timeout=120) for process in runs]
     assert [process.returncode for process in runs] == [0, 0], outputs

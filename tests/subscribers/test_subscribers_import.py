@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from subscribers.csvreader import Reject
+from subscribers.db import make_session_factory
 from subscribers.errors import InvalidInput
 from subscribers.exporter import export_csv
-from subscribers.importer import import_csv
+from subscribers.importer import import_csv_stepwise
 from subscribers.models import Subscriber, SubscriberEvent
 from subscribers.preferences import get_preferences
 from subscribers.store import find_subscriber, stream_audience, sync_topics
@@ -35,7 +36,10 @@ def session(db_session):
 def run(session, text: str | bytes, **kwargs):
     data = text.encode("utf-8") if isinstance(text, str) else text
     rejects: list[Reject] = []
-    report = import_csv(session, io.BytesIO(data), on_reject=rejects.append, now=T0, **kwargs)
+    sessions = make_session_factory(session.get_bind())
+    session.commit()  # the import runs in sessions of its own, committing per chunk
+    report = import_csv_stepwise(sessions, io.BytesIO(data), on_reject=rejects.append, now=T0, **kwargs)
+    session.expire_all()
     return report, rejects
 
 

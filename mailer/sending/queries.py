@@ -1,0 +1,193 @@
+"""Reading campaigns and their ledger for people: listings, progress counters, segments, failures by cause.
+With ledger.py (the send path's writes) and fill.py (the ledger fill) this is all the SQL of the sending
+side. Unit-of-work functions: a Session in, no commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.orm import Session
+
+from mailer.errors import NotFoundError
+from mailer.sending.ledger import execute_count
+from mailer.sending.models import Campaign, Delivery, SegmentRendering
+from mailer.sending.states import CampaignStatus, DeliveryStatus
+
+__all__ = [
+    "campaign_page",
+    "count_by_status",
+    "due_campaign_ids",
+    "failures_by_code",
+    "get_campaign",
+    "insert_campaign",
+    "note_reason",
+    "recent_sends",
+    "segments_of",
+    "sent_rows",
+    "stalled_fill_ids",
+    "take_over_fill",
+]
+
+
+def get_campaign(session: Session, campaign_id: int) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFoundError(f"no campaign with id {campaign_id}")
+    return campaign
+
+
+def insert_campaign(
+    session: Session,
+    *,
+    source: str,
+    markdown: str,
+    subject: str,
+    audience: str,
+    transport: str,
+    status: CampaignStatus,
+    scheduled_at: datetime | None,
+    now: datetime,
+) -> Campaign:
+    campaign = Campaign(
+        issue_source=source[:500],
+        issue_markdown=markdown,
+        issue_hash=hashlib.sha256(markdown.encode()).hexdigest(),
+        subject=subject[:500],
+        audience=audience,
+        transport=transport,
+        status=status,
+        scheduled_at=scheduled_at,
+        nonce=secrets.token_hex(4),
+        queued_all=False,
+        total=0,
+        sent=0,
+        failed=0,
+        skipped=0,
+        unknown=0,
+        consecutive_failures=0,
+        created_at=now,
+    )
+    session.add(campaign)
+    session.flush()
+    return campaign
+
+
+def campaign_page(
+    session: Session, *, status: str | None = None, before_id: int | None = None, limit: int = 20
+) -> list[Campaign]:
+    """Newest first; the next page starts before the last id of this one (keyset pagination)."""
+    query = select(Campaign).order_by(Campaign.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(Campaign.status == status)
+    if before_id is not None:
+        query = query.where(Campaign.id < before_id)
+    return list(session.scalars(query))
+
+
+def count_by_status(session: Session, campaign_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.campaign_id == campaign_id)
+        .group_by(Delivery.status)
+    )
+    return {str(status): int(count) for status, count in rows}
+
+
+def recent_sends(session: Session, campaign_id: int, since: datetime) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.status == DeliveryStatus.SENT,
+                Delivery.sent_at >= since,
+            )
+        )
+        or 0
+    )
+
+
+def failures_by_code(session: Session, campaign_id: int) -> dict[str, int]:
+    """Failed rows grouped by the transport's cause (``TransportError.code``), most frequent first."""
+    rows = session.execute(
+        select(Delivery.error_code, func.count())
+        .where(Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.FAILED)
+        .group_by(Delivery.error_code)
+    )
+    counts: dict[str, int] = {}
+    for code, n in rows:
+        counts[code or "unknown"] = counts.get(code or "unknown", 0) + int(n)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def segments_of(session: Session, campaign_id: int) -> list[SegmentRendering]:
+    return list(
+        session.scalars(
+            select(SegmentRendering)
+            .where(SegmentRendering.campaign_id == campaign_id)
+            .order_by(SegmentRendering.id)
+        )
+    )
+
+
+def sent_rows(session: Session, campaign_id: int, limit: int) -> list[Delivery]:
+    return list(
+        session.scalars(
+            select(Delivery)
+            .where(Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.SENT)
+            .order_by(Delivery.id)
+            .limit(limit)
+        )
+    )
+
+
+def due_campaign_ids(session: Session, now: datetime) -> list[int]:
+    return list(
+        session.scalars(
+            select(Campaign.id)
+            .where(Campaign.status == CampaignStatus.SCHEDULED, Campaign.scheduled_at <= now)
+            .order_by(Campaign.scheduled_at, Campaign.id)
+        )
+    )
+
+
+def _stalled(expired: datetime) -> tuple[ColumnElement[bool], ...]:
+    last_seen = func.coalesce(Campaign.fill_seen_at, Campaign.started_at)
+    return (Campaign.status == CampaignStatus.SENDING, Campaign.queued_all.is_(False), last_seen < expired)
+
+
+def stalled_fill_ids(session: Session, *, lease_seconds: float, now: datetime) -> list[int]:
+    """Sending campaigns whose audience is not all in the ledger and whose fill has shown no sign of life
+    (``fill_seen_at``) for a whole lease: the process filling it died."""
+    expired = now - timedelta(seconds=lease_seconds)
+    return list(session.scalars(select(Campaign.id).where(*_stalled(expired)).order_by(Campaign.id)))
+
+
+def take_over_fill(session: Session, campaign_id: int, *, lease_seconds: float, now: datetime) -> bool:
+    """One conditional UPDATE: of two reapers, only one takes a stalled fill over."""
+    expired = now - timedelta(seconds=lease_seconds)
+    return bool(
+        execute_count(
+            session,
+            update(Campaign)
+            .where(Campaign.id == campaign_id, *_stalled(expired))
+            .values(fill_seen_at=now)
+            .execution_options(synchronize_session=False),
+        )
+    )
+
+
+def note_reason(session: Session, campaign_id: int, reason: str, *, while_in: CampaignStatus) -> bool:
+    """Say why a campaign is where it is (a scheduled one that cannot start), if it still is."""
+    return bool(
+        execute_count(
+            session,
+            update(Campaign)
+            .where(Campaign.id == campaign_id, Campaign.status == while_in)
+            .values(status_reason=reason)
+            .execution_options(synchronize_session=False),
+        )
+    )

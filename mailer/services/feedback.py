@@ -1,0 +1,48 @@
+"""SES feedback (bounces, complaints) arriving through SNS: verify with the settings' rules, store once,
+apply. The CLI's ``feedback apply``, the demo and the coming webhook call ``receive``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mailer.feedback.apply import SKIP_VERIFICATION, FeedbackResult, Verification, receive_stepwise
+from mailer.feedback.sns import CachedCertificates, CertificateDirectory, SnsVerifier, fetch_certificate_https
+from mailer.services.env import AppEnv
+
+__all__ = ["receive", "verifier"]
+
+
+def verifier(env: AppEnv, *, cert_dir: Path | None = None) -> SnsVerifier:
+    """SNS verification by the settings: topic allow-list, message age; certificates fetched over HTTPS
+    (cached) or read from ``cert_dir``."""
+    fetch = CertificateDirectory(cert_dir) if cert_dir else fetch_certificate_https
+    return SnsVerifier(
+        CachedCertificates(fetch),
+        max_age=dt.timedelta(seconds=env.settings.sns_max_age_seconds),
+        topic_arns=frozenset(env.settings.sns_topic_arns),
+    )
+
+
+def receive(
+    env: AppEnv,
+    body: str | bytes | Mapping[str, Any],
+    *,
+    verify: Verification | None = None,
+    trust_unsigned: bool = False,
+    as_of: dt.datetime | None = None,
+    message_type_header: str | None = None,
+) -> FeedbackResult:
+    """Verify (``verify``, default: ``verifier(env)``; ``trust_unsigned`` applies a bare SES notification
+    generated locally, unverified), store once and apply one feedback message; commits."""
+    check: Verification = SKIP_VERIFICATION if trust_unsigned else (verify or verifier(env))
+    return receive_stepwise(
+        body,
+        sessions=env.sessions,
+        verifier=check,
+        now=as_of or env.now(),
+        soft_bounce_limit=env.settings.soft_bounce_limit,
+        message_type_header=message_type_header,
+    )

@@ -1,0 +1,36 @@
+"""Keeping the database in shape: ``newsletter db upgrade`` (and the migrate service of docker-compose)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailer.database import session_factory, sync_registry
+from mailer.settings import Settings
+from mailer.topics import load_registry
+from subscribers.db import current_revision, head_revision, open_database
+
+__all__ = ["Upgrade", "upgrade_database_stepwise"]
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    before: str | None  # None: an empty database
+    after: str | None
+    head: str | None
+    topics_synced: int  # topics of the registry created or renamed in the topic table
+
+
+def upgrade_database_stepwise(settings: Settings) -> Upgrade:
+    """Bring the schema to the newest revision and copy the registry's topics into the topic table."""
+    engine = open_database(settings.resolved_database_url, migrate=False)
+    try:
+        before = current_revision(engine)
+    finally:
+        engine.dispose()
+    factory = session_factory(settings)  # migrates on first use of the URL
+    with factory() as session:
+        synced = sync_registry(session, load_registry(settings.registry_file))
+        session.commit()
+    with factory() as session:
+        after = current_revision(session.get_bind().engine)  # type: ignore[union-attr]
+    return Upgrade(before, after, head_revision(), synced)
