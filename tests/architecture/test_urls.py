@@ -12,10 +12,10 @@ import pytest
 
 from mailer import samples
 from mailer.database import sync_registry
-from mailer.rendering.confirmation import confirmation_email
 from mailer.rendering.issue import load_issue
 from mailer.rendering.preview import preview_pages
 from mailer.rendering.render import Brand, render_segments
+from mailer.rendering.transactional import confirmation_email, preferences_link_email
 from mailer.sending.message import RecipientLinks, SegmentMessage, SenderIdentity, link_values
 from mailer.settings import Settings
 from mailer.urls import ROUTES, SAMPLE_TOKEN, Urls, route_of, view_scope
@@ -67,13 +67,17 @@ def test_every_link_of_a_sent_message_is_a_route_of_the_contract(registry):
     assert Urls(BASE, "example.org").mailto_unsubscribe(tokens.unsubscribe) in header
 
 
-def test_every_link_of_the_confirmation_email_is_a_route(db_session, registry):
+def test_every_link_of_the_transactional_emails_is_a_route(db_session, registry):
     sync_registry(db_session, registry)
     result = signup(db_session, "ann@example.org", secret="k", topics=["nova"], now=datetime.now(UTC))
     mail = confirmation_email(result, Brand.from_settings(SETTINGS), registry)
     links = _own_links(mail.html) | _own_links(mail.text)
     _assert_all_routed(links)
     assert {Urls(BASE).route_of(link) for link in links} == {"confirm"}
+    link_mail = preferences_link_email("ann@example.org", "en", "t.o.k", Brand.from_settings(SETTINGS))
+    links = _own_links(link_mail.html) | _own_links(link_mail.text)
+    _assert_all_routed(links)
+    assert {Urls(BASE).route_of(link) for link in links} == {"preferences"}
 
 
 def test_every_link_of_the_preview_is_a_route(registry):

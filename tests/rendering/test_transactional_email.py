@@ -1,4 +1,5 @@
-"""The confirmation email of a signup (zh and en) carries a working, escaped confirm link."""
+"""Transactional emails (zh and en): the signup confirmation and a new preferences link carry a working,
+escaped link of the URL contract."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from datetime import UTC, datetime
 import pytest
 
 from mailer.database import sync_registry
-from mailer.rendering.confirmation import confirmation_email
 from mailer.rendering.render import Brand
+from mailer.rendering.transactional import confirmation_email, preferences_link_email
 from mailer.settings import Settings
 from subscribers.optin import confirm, signup
+from subscribers.tokens import make_token, read_token
 
 SECRET = "confirm-secret"
 NOW = datetime(2026, 7, 1, tzinfo=UTC)
+BRAND = Brand.from_settings(Settings(base_url="https://news.example.org/", name="OpenStack社区动态"))
 
 
 @pytest.mark.parametrize(
@@ -26,12 +29,11 @@ NOW = datetime(2026, 7, 1, tzinfo=UTC)
 )
 def test_confirmation_email_confirms(db_session, registry, locale, words):
     sync_registry(db_session, registry)
-    brand = Brand.from_settings(Settings(base_url="https://news.example.org/", name="OpenStack社区动态"))
     result = signup(
         db_session, "o'brien+x@example.org", secret=SECRET, topics=["nova"], locale=locale, now=NOW
     )
-    email = confirmation_email(result, brand, registry)
-    assert email.to == "o'brien+x@example.org" and email.lang == locale
+    email = confirmation_email(result, BRAND, registry)
+    assert email.kind == "confirm" and email.to == "o'brien+x@example.org" and email.lang == locale
     assert "OpenStack社区动态" in email.subject
     for word in words:
         assert word in email.html and word in email.text
@@ -39,7 +41,7 @@ def test_confirmation_email_confirms(db_session, registry, locale, words):
     assert "placeholder" not in email.html + email.text
     assert "fonts.googleapis" not in email.html
     [href] = set(re.findall(r'href="(https://news\.example\.org/confirm/[^"]+)"', email.html))
-    assert href == email.confirm_url and email.confirm_url in email.text
+    assert href == email.action_url and email.action_url in email.text
     token = href.rsplit("/", 1)[1]
     assert confirm(db_session, token, secret=SECRET, now=NOW).status == "active"
 
@@ -54,3 +56,16 @@ def test_a_signup_that_needs_no_email_has_none(db_session, registry):
     assert again.outcome == "already_active"
     with pytest.raises(ValueError):
         confirmation_email(again, Brand.from_settings(Settings()), registry)
+
+
+@pytest.mark.parametrize(
+    ("locale", "heading"), [("zh", "你的订阅设置"), ("en", "Your subscription settings")]
+)
+def test_the_preferences_link_email_opens_the_readers_preference_centre(locale, heading):
+    token = make_token(SECRET, 42, "preferences", now=NOW)
+    email = preferences_link_email("ann@example.org", locale, token, BRAND)
+    assert email.kind == "preferences_link" and email.lang == locale
+    assert heading in email.html and heading in email.text and "Topics" not in email.text
+    assert email.action_url == f"https://news.example.org/preferences/{token}"
+    assert f'href="{email.action_url}"' in email.html and email.action_url in email.text
+    assert read_token(SECRET, email.action_url.rsplit("/", 1)[1], "preferences") == 42
