@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import typer.main
 
 from mailer.cli import COMMAND_MODULES, app, load_commands
@@ -16,6 +17,7 @@ def test_every_registered_command_is_in_the_table() -> None:
     assert set(group.commands) == set(COMMAND_MODULES)  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_render_starts_without_the_sending_and_database_stacks() -> None:
     code = (
         "import sys; from mailer.cli import load_commands; load_commands(['render', 'x.md']); "
@@ -25,6 +27,7 @@ def test_render_starts_without_the_sending_and_database_stacks() -> None:
     assert out.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_help_lists_every_command() -> None:
     result = subprocess.run(
         [sys.executable, "-c", "from mailer.cli import main; main()", "--help"],

@@ -99,6 +99,7 @@ def _one_line_error(run: Run) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_render_for_nova_writes_both_parts_and_reports(runs: dict[str, Run]) -> None:
     run = runs["nova"]
     assert run.code == 0, run.err
@@ -112,6 +113,7 @@ def test_render_for_nova_writes_both_parts_and_reports(runs: dict[str, Run]) -> 
     assert "%%NL:unsubscribe_url%%" in html and "OpenStack社区动态" in html
 
 
+@pytest.mark.slow
 def test_render_defaults_to_all_topics(runs: dict[str, Run]) -> None:
     run = runs["default"]
     assert run.code == 0, run.err
@@ -138,6 +140,7 @@ def test_unknown_topic_is_an_error_with_a_suggestion(capsys, monkeypatch) -> Non
     assert "unknown topic 'novva' (did you mean nova?)" in _one_line_error(run)
 
 
+@pytest.mark.slow
 def test_heading_typo_is_a_warning_and_strict_makes_it_an_error(runs: dict[str, Run]) -> None:
     run = runs["typo"]
     assert run.code == 0, run.err
@@ -171,16 +174,19 @@ def test_bad_issue_files_are_one_line_errors_with_status_2(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_the_console_script_maps_errors_too(runs: dict[str, Run]) -> None:
     line = _one_line_error(runs["bad:missing"])
     assert "missing.md: file not found" in line
 
 
+@pytest.mark.slow
 def test_a_template_mjml_rejects_is_a_one_line_error(runs: dict[str, Run]) -> None:
     line = _one_line_error(runs["template"])
     assert re.search(r"templates/email/newsletter\.mjml\.j2: MJML rejected the template", line)
 
 
+@pytest.mark.slow
 def test_preview_writes_an_index_and_two_frames_per_segment(runs: dict[str, Run]) -> None:
     run = runs["preview"]
     assert run.code == 0, run.err

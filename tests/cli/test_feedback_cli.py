@@ -21,6 +21,8 @@ from subscribers.db import make_session_factory, open_database
 from subscribers.models import Subscriber
 from subscribers.preferences import add_subscriber
 
+pytestmark = pytest.mark.slow  # runs the console script in real processes
+
 SNS_DIR = SHARED_FIXTURES / "sns"
 BOUNCE = SNS_DIR / "notification-ses-bounce-no-subject-sigv1.json"
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from support.paths import REFERENCE_ISSUE
 
+pytestmark = pytest.mark.slow  # runs the console script in real processes
+
 REFERENCE = REFERENCE_ISSUE
 
 
@@ -26,7 +28,6 @@ def newsletter(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.slow
 def test_demo_runs_the_whole_path_on_embedded_defaults(tmp_path):
     result = newsletter(tmp_path, "demo")
     assert result.returncode == 0, result.stderr

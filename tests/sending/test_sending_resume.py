@@ -60,6 +60,7 @@ def _ledger(factory, campaign_id: int) -> Counter[int]:  # type: ignore[no-untyp
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["resume", "reap"])
 def test_a_send_killed_mid_fill_is_resumed_without_loss_or_duplicates(tmp_path, database_url, how):
     """``campaigns resume ID`` by an operator, or the reaper (``campaigns reap``, what beat runs) once the
