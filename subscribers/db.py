@@ -8,6 +8,7 @@ advisory lock on PostgreSQL), so two processes starting together never both crea
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
     Connection,
     DateTime,
     Dialect,
     Engine,
+    Integer,
     MetaData,
     TypeDecorator,
     create_engine,
@@ -32,10 +36,12 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 __all__ = [
     "Base",
+    "BigId",
     "UtcDateTime",
     "current_revision",
     "head_revision",
     "make_session_factory",
+    "one_of",
     "open_database",
     "upgrade",
     "utcnow",
@@ -52,6 +58,15 @@ _NAMING = {
     "pk": "pk_%(table_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
 }
+
+
+# SQLite only aliases INTEGER PRIMARY KEY to the rowid; BIGINT there would lose autoincrement.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def one_of(column: str, values: Iterable[str]) -> CheckConstraint:
+    """A CHECK that ``column`` holds one of ``values`` (named ``ck_<table>_<column>``)."""
+    return CheckConstraint(f"{column} IN ({', '.join(repr(str(v)) for v in values)})", name=column)
 
 
 class Base(DeclarativeBase):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from subscribers.db import Base, UtcDateTime, utcnow
+from subscribers.db import Base, BigId, UtcDateTime, one_of, utcnow
 from subscribers.states import SubscriberStatus, SuppressionReason
 
 __all__ = [
@@ -21,9 +21,6 @@ __all__ = [
     "Topic",
     "subscriber_topics",
 ]
-
-# SQLite only aliases INTEGER PRIMARY KEY to the rowid; BIGINT there would lose autoincrement.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 STATUSES = tuple(SubscriberStatus)
 SUPPRESSION_REASONS = tuple(SuppressionReason)
@@ -64,13 +61,9 @@ class Topic(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
-    return CheckConstraint(f"{column} IN ({', '.join(repr(str(v)) for v in values)})", name=column)
-
-
 class Subscriber(Base):
     __tablename__ = "subscribers"
-    __table_args__ = (_one_of("status", STATUSES),)
+    __table_args__ = (one_of("status", STATUSES),)
     # No index on status: the audience scan walks the primary key (id order) and most rows are active;
     # every extra index costs each imported row a B-tree insert.
 
@@ -99,7 +92,7 @@ class Suppression(Base):
     """An address no send may ever reach, whether or not a subscriber row exists for it."""
 
     __tablename__ = "suppressions"
-    __table_args__ = (_one_of("reason", SUPPRESSION_REASONS),)
+    __table_args__ = (one_of("reason", SUPPRESSION_REASONS),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     email_key: Mapped[str] = mapped_column(String(320), unique=True)

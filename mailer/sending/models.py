@@ -12,9 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
-    BigInteger,
     Boolean,
-    CheckConstraint,
     ForeignKey,
     Integer,
     String,
@@ -24,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailer.sending.states import Audience, CampaignStatus, DeliveryStatus
-from subscribers.db import Base, UtcDateTime, utcnow
+from subscribers.db import Base, BigId, UtcDateTime, one_of, utcnow
 
 __all__ = [
     "CAMPAIGN_STATUSES",
@@ -35,14 +33,8 @@ __all__ = [
     "segment_key",
 ]
 
-BigId = BigInteger().with_variant(Integer(), "sqlite")
-
 CAMPAIGN_STATUSES = tuple(CampaignStatus)
 DELIVERY_STATUSES = tuple(DeliveryStatus)
-
-
-def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
-    return CheckConstraint(f"{column} IN ({', '.join(repr(str(v)) for v in values)})", name=column)
 
 
 def segment_key(segment: frozenset[str]) -> str:
@@ -52,7 +44,7 @@ def segment_key(segment: frozenset[str]) -> str:
 
 class Campaign(Base):
     __tablename__ = "campaigns"
-    __table_args__ = (_one_of("status", CAMPAIGN_STATUSES), _one_of("audience", tuple(Audience)))
+    __table_args__ = (one_of("status", CAMPAIGN_STATUSES), one_of("audience", tuple(Audience)))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     issue_source: Mapped[str] = mapped_column(String(500))  # file name, for people
@@ -104,7 +96,7 @@ class Delivery(Base):
     # no index on status: claims and records then update rows in place (migration 0004, fillfactor)
     __table_args__ = (
         UniqueConstraint("campaign_id", "subscriber_id"),
-        _one_of("status", DELIVERY_STATUSES),
+        one_of("status", DELIVERY_STATUSES),
         {"postgresql_with": {"fillfactor": 75}},
     )
 

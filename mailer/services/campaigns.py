@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -312,6 +313,17 @@ def _conflict(campaign_id: int, status: str, action: CampaignAction) -> Conflict
     return ConflictError(f"campaign {campaign_id} is {status}; only a {allowed} campaign can {action}")
 
 
+def _transition(
+    session: Session, campaign_id: int, action: CampaignAction, to: CampaignStatus, **values: Any
+) -> CampaignInfo:
+    """One operator action the transition table allows from the campaign's status, or ConflictError."""
+    campaign = queries.get_campaign(session, campaign_id)
+    if not ledger.set_status(session, campaign_id, action, to, **values):
+        raise _conflict(campaign_id, campaign.status, action)
+    session.refresh(campaign)
+    return CampaignInfo.of(campaign)
+
+
 def create(
     session: Session, draft: Draft, *, now: datetime, scheduled_at: datetime | None = None
 ) -> CampaignInfo:
@@ -338,12 +350,9 @@ def schedule(session: Session, campaign_id: int, at: datetime, *, now: datetime)
         raise InputError("a schedule time needs a UTC offset")
     if at <= now:
         raise InputError(f"{at.isoformat()} is in the past")
-    campaign = queries.get_campaign(session, campaign_id)
-    action = CampaignAction.SCHEDULE
-    if not ledger.set_status(session, campaign_id, action, CampaignStatus.SCHEDULED, scheduled_at=at):
-        raise _conflict(campaign_id, campaign.status, action)
-    session.refresh(campaign)
-    return CampaignInfo.of(campaign)
+    return _transition(
+        session, campaign_id, CampaignAction.SCHEDULE, CampaignStatus.SCHEDULED, scheduled_at=at
+    )
 
 
 def start_stepwise(env: AppEnv, campaign_id: int) -> int:
@@ -394,12 +403,9 @@ def _requeue_stepwise(env: AppEnv, campaign_id: int) -> int:
 
 def pause(session: Session, campaign_id: int, reason: str = "paused by an operator") -> CampaignInfo:
     """Stop sending: workers give their unsent rows back; resume continues where it stopped."""
-    campaign = queries.get_campaign(session, campaign_id)
-    action = CampaignAction.PAUSE
-    if not ledger.set_status(session, campaign_id, action, CampaignStatus.PAUSED, status_reason=reason):
-        raise _conflict(campaign_id, campaign.status, action)
-    session.refresh(campaign)
-    return CampaignInfo.of(campaign)
+    return _transition(
+        session, campaign_id, CampaignAction.PAUSE, CampaignStatus.PAUSED, status_reason=reason
+    )
 
 
 def resume_stepwise(env: AppEnv, campaign_id: int) -> int:
