@@ -117,9 +117,13 @@ class _Statements:
             self.pack = json.dumps
         now = bindparam("now", type_=UtcDateTime)
         mine = f"{ids} AND claim = :claim AND status = 'sending'"
+        # "campaign_id + 0": the rows are found by their ids (the primary key) and only checked to belong to
+        # the campaign. As a plain column the check let PostgreSQL's generic plan of the prepared statement
+        # (chosen after five runs) intersect the ids with the campaign's whole range of the unique index:
+        # a scan of every ledger row of the campaign per claim, measured at 3x the database's CPU.
         self.claim = text(
             "UPDATE deliveries SET status = 'sending', claim = :claim, claimed_at = :now, "
-            f"attempts = attempts + 1 WHERE {ids} AND campaign_id = :campaign AND status = 'queued' "
+            f"attempts = attempts + 1 WHERE {ids} AND campaign_id + 0 = :campaign AND status = 'queued' "
             "AND (SELECT status FROM campaigns WHERE campaigns.id = :campaign) = 'sending' "
             "RETURNING id, subscriber_id, segment_id, email, name"
         ).bindparams(now)
