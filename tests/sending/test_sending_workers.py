@@ -354,3 +354,20 @@ def test_an_ses_campaign_keeps_the_ses_rate_on_workers_whose_default_transport_i
     keys = {key.decode() for key in redis_client.scan_iter(match=f"{redis_prefix}:ratelimit:*")}
     assert keys == {f"{redis_prefix}:ratelimit:ses"}, "one bucket, named after the transport"
     run.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_worker_starts_a_stored_campaign_by_id_once(tmp_path, database_url, redis_prefix, start_workers):
+    """The admin's start button: a task with the campaign's id; a second delivery of it starts nothing."""
+    run = Run(tmp_path, database_url, redis_prefix, transport="file")
+    population = populate(database_url, 300, TOPICS, issue_topics=run.issue.topics)
+    start_workers(2, **run.worker_settings())
+    draft = campaigns.read_draft(run.env, REFERENCE_ISSUE)
+    with run.env.transaction() as session:
+        campaign_id = campaigns.create(session, draft, now=run.env.now()).id
+    for _ in range(2):  # the same task delivered twice
+        run.env.celery().send_task("mailer.tasks.start_campaign", args=(campaign_id,))
+    done = run.wait(campaign_id, timeout=60)
+    assert done.total == done.sent == len(population.expected)
+    _assert_exactly_once(run, campaign_id, population.expected)
+    run.close()
