@@ -6,6 +6,7 @@ NewsletterError
  │    ├── IssueError        an issue file that cannot be parsed
  │    ├── TemplateError     a template that Jinja2 or MJML rejects
  │    └── VerificationError input that fails verification (a forged or unverifiable SNS message)
+ ├── ConfigurationError     a setting that is malformed or refused; the message names the variable
  ├── NotFoundError          a subscriber, campaign or token that does not exist
  ├── ConflictError          an action that the current state forbids
  ├── RateLimitedError       too many requests for one address
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from subscribers import errors as subscriber_errors
 
 __all__ = [
+    "ConfigurationError",
     "ConflictError",
     "ErrorKind",
     "InputError",
@@ -61,6 +63,10 @@ class VerificationError(InputError):
     """Well-formed input that fails verification (signature, certificate, age, allow-list)."""
 
 
+class ConfigurationError(NewsletterError):
+    """A setting that is malformed, or that this use refuses (the default secret key for real mail)."""
+
+
 class NotFoundError(NewsletterError):
     pass
 
@@ -93,6 +99,7 @@ class ErrorKind:
 
 INPUT = ErrorKind("invalid_input", 2, 400)
 UNVERIFIED = ErrorKind("unverified", 2, 403)
+MISCONFIGURED = ErrorKind("misconfigured", 2, 500)  # the operator's to fix, not the web client's
 NOT_FOUND = ErrorKind("not_found", 3, 404)
 CONFLICT = ErrorKind("conflict", 4, 409)
 RATE_LIMITED = ErrorKind("rate_limited", 5, 429)
@@ -104,6 +111,7 @@ _TABLE: tuple[tuple[type[Exception], ErrorKind], ...] = (
     (VerificationError, UNVERIFIED),
     (InputError, INPUT),
     (subscriber_errors.InvalidInput, INPUT),  # InvalidEmail, InvalidToken
+    (ConfigurationError, MISCONFIGURED),
     (NotFoundError, NOT_FOUND),
     (subscriber_errors.UnknownSubscriber, NOT_FOUND),
     (ConflictError, CONFLICT),

@@ -11,8 +11,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from mailer.errors import ConfigurationError
 
 
 def packaged_templates_dir() -> Path:
@@ -152,5 +154,23 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once. Tests build their own ``Settings(...)`` instead."""
-    return Settings()
+    """The process-wide settings, read once. Tests build their own ``Settings(...)`` instead.
+    A malformed value is a ConfigurationError whose one line names the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(describe(exc)) from None
+    except SettingsError as exc:  # a value pydantic-settings could not even decode
+        raise ConfigurationError(" ".join(str(exc).split())) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """The first problem of a settings validation error, naming the environment variable."""
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    variable = f"NEWSLETTER_{field.upper()}" if field else "a setting"
+    problem = first["msg"]
+    value = first.get("input")
+    shown = f" (got {value!r})" if isinstance(value, str | int | float) and len(str(value)) <= 80 else ""
+    more = f"; and {len(exc.errors()) - 1} more" if len(exc.errors()) > 1 else ""
+    return f"{variable}: {problem}{shown}{more}"

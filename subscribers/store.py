@@ -196,7 +196,12 @@ _SENDABLE_PG = select(Subscriber.id).where(
 )
 
 
+MAX_ID = 2**63 - 1  # ids are 64-bit signed integers in both databases
+
+
 def get_subscriber(session: Session, subscriber_id: int) -> Subscriber:
+    if not 0 < subscriber_id <= MAX_ID:  # a database driver raises on larger numbers: none exists
+        raise UnknownSubscriber(f"no subscriber with id {subscriber_id}")
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
         raise UnknownSubscriber(f"no subscriber with id {subscriber_id}")

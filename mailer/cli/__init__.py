@@ -12,6 +12,11 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from typer import Abort, Exit
+
+# Typer vendors Click; its error classes are only reachable here (Typer re-exports Abort and Exit)
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
 from mailer.cli.app import app, err_console
 from mailer.errors import error_kind
 
@@ -42,20 +47,32 @@ def load_commands(argv: Sequence[str] = ()) -> None:
 def main() -> None:
     load_commands(sys.argv[1:])
     try:
-        app()
-    except KeyboardInterrupt:
+        # not standalone: Click's usage errors come here as exceptions, to be shown as one line too
+        app(standalone_mode=False)
+    except Exit as done:  # --help and friends
+        sys.exit(done.exit_code)
+    except (Abort, KeyboardInterrupt):
         err_console.print("interrupted")
         sys.exit(130)
+    except NoArgsIsHelpError as exc:  # a group named without a command: its help
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ClickException as exc:  # a bad argument or option
+        _error(" ".join(exc.format_message().split()))
+        sys.exit(exc.exit_code)
     except Exception as exc:
         kind = error_kind(exc)
         if kind is not None:  # the project's own errors (either tree): one line, their exit code
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            _error(str(exc))
             sys.exit(kind.exit_code)
         if not _is_database_outage(exc):
             raise
-        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
-        err_console.print(f"[bold red]error:[/] database: {reason}", highlight=False, soft_wrap=True)
+        _error("database: " + " ".join(str(getattr(exc, "orig", None) or exc).split()))
         sys.exit(1)
+
+
+def _error(text: str) -> None:
+    err_console.print(f"[bold red]error:[/] {text}", highlight=False, soft_wrap=True, markup=True)
 
 
 def _is_database_outage(exc: BaseException) -> bool:

@@ -6,7 +6,7 @@ Redis) and follows the workers' progress; without one (embedded mode) this proce
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -104,7 +104,13 @@ def parse_at(text: str, now: datetime) -> datetime:
         raise InputError(f"--at {text!r} has no UTC offset; add one, e.g. {text.strip()}+08:00")
     if moment <= now:
         raise InputError(f"--at {text} is in the past")
-    return moment.astimezone(UTC)
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:  # the year 9999 with an eastern offset, say
+        raise InputError(f"--at {text} is beyond the calendar") from None
+    if utc - now > timedelta(days=366):
+        raise InputError(f"--at {text} is more than a year ahead; schedule it nearer the time")
+    return utc
 
 
 @app.command("demo")

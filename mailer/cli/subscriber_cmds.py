@@ -4,6 +4,7 @@ mailer.services.subscribers and mailer.services.maintenance."""
 from __future__ import annotations
 
 import csv
+import os
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,20 @@ class _RejectsFile:
             self._file.close()
 
 
+def _check_rejects_path(path: Path, *, chosen: bool) -> None:
+    """Before anything is imported: the rejects file can be written, and a file the user named is never
+    overwritten (the default FILE.rejects.csv is ours to replace)."""
+    if path.is_dir():
+        raise InputError(f"--rejects {path}: is a folder; name a file to write the rejected rows to")
+    if chosen and path.exists():
+        raise InputError(f"--rejects {path}: already exists; name a new file (it is not overwritten)")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"--rejects {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"{path}: cannot write the rejects file here (permission denied)")
+
+
 @subscribers_app.command("import")
 def import_command(
     file: Annotated[
@@ -86,11 +101,13 @@ def import_command(
     """Import (or re-import: updates, never duplicates) subscribers from a CSV file (UTF-8 or GBK)."""
     if status not in ("active", "pending"):
         raise InputError(f"--status must be active or pending, not {status!r}")
+    reject_path = rejects or file.with_name(file.stem + ".rejects.csv")
+    _check_rejects_path(reject_path, chosen=rejects is not None)
     try:
         stream = file.open("rb")
     except OSError as exc:
         raise InputError(f"{file}: cannot open: {exc.strerror}") from None
-    reject_file = _RejectsFile(rejects or file.with_name(file.stem + ".rejects.csv"))
+    reject_file = _RejectsFile(reject_path)
     size = file.stat().st_size
     bar = Progress(
         TextColumn("importing"), BarColumn(), DownloadColumn(), _RowsPerSecond(), TimeElapsedColumn(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import yaml
 
 from mailer.errors import IssueError
+from mailer.rendering import placeholders
 from mailer.topics import TopicRegistry
 
 _FILE_DATE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-")
@@ -84,13 +86,18 @@ class Issue:
 def parse_issue(text: str, source: str, registry: TopicRegistry, default_lang: str = "zh") -> Issue:
     """Parse the text of an issue file. ``source`` names the file in errors and supplies a date prefix."""
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    _refuse_placeholders(text, source)
     front, body = _split_front_matter(text, source)
     title = str(front.get("title") or "").strip()
     if not title:
         raise IssueError(source, "the front matter has no title")
+    for key in ("title", "subject", "description", "preheader"):
+        _refuse_control_characters(str(front.get(key) or ""), source, f"the {key}")
     if not body.strip():
         raise IssueError(source, "the issue has no body below the front matter")
     sections, warnings = _split_sections(body, registry)
+    for section in sections:
+        _refuse_control_characters(section.heading, source, f"the heading {section.heading!r}")
     return Issue(
         source=source,
         title=title,
@@ -124,6 +131,23 @@ def load_issue(path: Path | str, registry: TopicRegistry, default_lang: str = "z
     return parse_issue(text, str(path), registry, default_lang)
 
 
+def _refuse_placeholders(text: str, source: str) -> None:
+    marker = placeholders.first_marker(text)
+    if marker is not None:
+        line = text[: text.index(marker)].count("\n") + 1
+        raise IssueError(
+            source,
+            f"line {line}: {marker} is the syntax of the per-recipient placeholders and cannot be "
+            "part of an issue",
+        )
+
+
+def _refuse_control_characters(value: str, source: str, what: str) -> None:
+    bad = next((c for c in value if c not in "\t" and unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        raise IssueError(source, f"{what} contains the control character U+{ord(bad):04X}")
+
+
 def _split_front_matter(text: str, source: str) -> tuple[dict[str, Any], str]:
     lines = text.split("\n")
     if not lines or lines[0].strip() != "---":
@@ -135,6 +159,8 @@ def _split_front_matter(text: str, source: str) -> tuple[dict[str, Any], str]:
         raise IssueError(source, "the front matter is not closed by a '---' line")
     try:
         front = yaml.safe_load("\n".join(lines[1:end]))
+    except ValueError as exc:  # a value YAML recognises but cannot build, such as the date 2024-13-45
+        raise IssueError(source, f"broken front matter: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 2}" if mark is not None else ""

@@ -35,6 +35,14 @@ def find(template: str) -> set[str]:
     return set(_MARK_RE.findall(template))
 
 
+def first_marker(text: str) -> str | None:
+    """The first text that would be taken for a placeholder (known name or not), or None: an issue's own
+    content must hold none, or a recipient's values would be substituted into it (or a send would fail
+    on an unknown name)."""
+    match = _MARK_RE.search(text)
+    return match.group(0) if match else None
+
+
 @dataclass(frozen=True)
 class SplitTemplate:
     """A rendering split at its placeholders once, filled many times.

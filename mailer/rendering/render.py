@@ -23,7 +23,7 @@ from markupsafe import Markup
 from mjml import mjml2html
 from premailer import Premailer
 
-from mailer.errors import TemplateError
+from mailer.errors import IssueError, TemplateError
 from mailer.rendering import placeholders
 from mailer.rendering.issue import Issue, Section
 from mailer.rendering.markdown_html import collect_references, parse, render_html
@@ -31,7 +31,15 @@ from mailer.rendering.text_part import LinkRefs, tokens_to_text, underline
 from mailer.settings import TEMPLATES_DIR, Settings
 from mailer.topics import TopicRegistry, normalise_heading
 
-__all__ = ["CJK_FONT_STACK", "Brand", "Rendering", "compile_mjml", "render", "render_segments"]
+__all__ = [
+    "CJK_FONT_STACK",
+    "Brand",
+    "Rendering",
+    "check_content",
+    "compile_mjml",
+    "render",
+    "render_segments",
+]
 
 # System fonts only (no web font may load); CJK families first so Chinese never falls back to a
 # Latin font's fallback glyphs, then common Latin ones.
@@ -109,6 +117,14 @@ def render_segments(
     return renderings
 
 
+def check_content(issue: Issue, brand: Brand, *, registry: TopicRegistry | None = None) -> None:
+    """Parse every section's Markdown as a rendering would (milliseconds, no MJML): an IssueError now
+    for content that cannot go out, before a campaign holding it is stored."""
+    renderer = _Renderer(issue, brand, registry)
+    for section in issue.sections:
+        renderer.part(section)
+
+
 def compile_mjml(mjml_source: str, source_name: str) -> str:
     """MJML -> standalone HTML with CSS inlined (premailer, no network, media queries kept)."""
     try:
@@ -170,7 +186,19 @@ class _Renderer:
         part = self._parts.get(section.index)
         if part is None:
             tokens = parse(section.markdown, self.brand.base_url, self.references)
-            part = self._parts[section.index] = _Part(tokens, Markup(render_html(tokens, self.styles)))
+            html = render_html(tokens, self.styles)
+            # Markdown can make the placeholder syntax out of text that did not hold it (escapes,
+            # entities): content that reads like a placeholder is refused here too, not substituted.
+            marker = placeholders.first_marker(html) or placeholders.first_marker(
+                tokens_to_text(tokens, LinkRefs())
+            )
+            if marker is not None:
+                where = f"section {section.heading!r}" if section.heading else "the introduction"
+                raise IssueError(
+                    self.issue.source,
+                    f"{where} renders to {marker}, the syntax of the per-recipient placeholders",
+                )
+            part = self._parts[section.index] = _Part(tokens, Markup(html))
         return part
 
     def render(self, segment: frozenset[str], *, fast: bool = False) -> Rendering:

@@ -34,6 +34,8 @@ __all__ = [
 
 
 def get_campaign(session: Session, campaign_id: int) -> Campaign:
+    if not 0 < campaign_id <= 2**63 - 1:  # a database driver raises on larger numbers: none exists
+        raise NotFoundError(f"no campaign with id {campaign_id}")
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise NotFoundError(f"no campaign with id {campaign_id}")

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from mailer.errors import ConflictError, InputError, NewsletterError
 from mailer.rendering import placeholders
 from mailer.rendering.issue import Issue, load_issue, parse_issue
-from mailer.rendering.render import Rendering, render_segments
+from mailer.rendering.render import Rendering, check_content, render_segments
 from mailer.sending import ledger, queries
 from mailer.sending.fill import fill_ledger_stepwise, store_renderings
 from mailer.sending.models import Campaign
@@ -115,7 +115,9 @@ def parse_draft(
 ) -> Draft:
     """A draft from Markdown (an upload, a stored campaign); IssueError or InputError when it is bad."""
     how = _how(env, audience, transport)
-    return Draft(parse_issue(markdown, source, env.registry, env.settings.default_lang), markdown, *how)
+    issue = parse_issue(markdown, source, env.registry, env.settings.default_lang)
+    check_content(issue, env.brand, registry=env.registry)
+    return Draft(issue, markdown, *how)
 
 
 def read_draft(
@@ -124,6 +126,7 @@ def read_draft(
     """A draft from an issue file (a one-line IssueError for a missing, binary or malformed file)."""
     how = _how(env, audience, transport)
     issue = load_issue(path, env.registry, env.settings.default_lang)
+    check_content(issue, env.brand, registry=env.registry)
     return Draft(issue, path.read_text(encoding="utf-8-sig"), *how)
 
 
