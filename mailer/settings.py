@@ -7,12 +7,13 @@ file outbox under ``./var``, no broker (tasks run in-process), no Redis needed.
 from __future__ import annotations
 
 import importlib.resources
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from mailer.errors import ConfigurationError
 
@@ -26,6 +27,7 @@ def packaged_templates_dir() -> Path:
 
 
 TEMPLATES_DIR = packaged_templates_dir()
+DEFAULT_SECRET_KEY = "change-me-in-production"  # published: fine for the embedded demo, refused for mail
 
 
 class Settings(BaseSettings):
@@ -60,8 +62,11 @@ class Settings(BaseSettings):
         None,
         description="The topic registry data file; none: topics.yaml in templates_dir, else the packaged one",
     )
-    secret_key: str = Field(
-        "change-me-in-production", description="Key that signs links (unsubscribe, preferences, confirm)"
+    secret_key: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [DEFAULT_SECRET_KEY],
+        description="Keys that sign links (unsubscribe, preferences, confirm, view), comma-separated, newest "
+        "first: the first signs, every one is accepted when reading (to rotate, put a new key first and "
+        "keep the old ones while old links should work). The default is refused for real mail",
     )
 
     # --- sending ---------------------------------------------------------------------------------
@@ -114,13 +119,44 @@ class Settings(BaseSettings):
     )
 
     # --- feedback (SES bounces and complaints through SNS) -------------------------------------------
-    sns_topic_arns: list[str] = Field(
+    sns_topic_arns: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="SNS topics whose messages are accepted (JSON list); empty accepts any AWS-signed topic",
+        description="SNS topic ARNs whose messages are accepted, comma-separated; empty accepts none",
     )
     sns_max_age_seconds: int = Field(
         3600, description="Refuse SNS messages whose Timestamp is older than this (replay protection)"
     )
+
+    @field_validator("secret_key", "sns_topic_arns", mode="before")
+    @classmethod
+    def _a_list(cls, value: object) -> object:
+        """The form an operator types (``a,b``) or a JSON list (``["a", "b"]``)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _keys(cls, keys: list[str]) -> list[str]:
+        if not keys or any(not key.strip() for key in keys):
+            raise ValueError("give at least one key, and no empty one")
+        return keys
+
+    @property
+    def signing_key(self) -> str:
+        """The key links are signed with (the newest)."""
+        return self.secret_key[0]
+
+    def require_own_secret(self, use: str) -> None:
+        """Refuse the default key for anything real: links signed with a published key can be forged."""
+        if DEFAULT_SECRET_KEY in self.secret_key:
+            raise ConfigurationError(
+                f"NEWSLETTER_SECRET_KEY is still the default; {use} needs a key of your own "
+                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
 
     @property
     def resolved_database_url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text
@@ -61,9 +62,15 @@ class Topic(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+def new_salt() -> str:
+    return secrets.token_hex(8)
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
-    __table_args__ = (one_of("status", STATUSES),)
+    # sqlite_autoincrement: SQLite never gives a deleted row's id to a new one (PostgreSQL's sequences
+    # never do): an id, like a link, names one person for good
+    __table_args__ = (one_of("status", STATUSES), {"sqlite_autoincrement": True})
     # No index on status: the audience scan walks the primary key (id order) and most rows are active;
     # every extra index costs each imported row a B-tree insert.
 
@@ -80,6 +87,8 @@ class Subscriber(Base):
     soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
     # When the last confirmation email went out: the per-address signup rate limit reads it.
     confirm_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Random per row, covered by every link's signature (subscribers.tokens): links name one person.
+    token_salt: Mapped[str] = mapped_column(String(32), default=new_salt)
 
     topics: Mapped[list[Topic]] = relationship(secondary=subscriber_topics, order_by=Topic.key)
 

@@ -4,7 +4,7 @@ the signed token from that email activates. At most one confirmation email per a
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 from subscribers.db import utcnow
 from subscribers.errors import RateLimited
 from subscribers.events import record_event
-from subscribers.models import Subscriber, Suppression
+from subscribers.links import read_link
+from subscribers.models import Subscriber, Suppression, new_salt
 from subscribers.normalise import normalise_address, normalise_locale, normalise_name
 from subscribers.preferences import _followed, _replace_topics, require_topics, set_locale
 from subscribers.states import SubscriberAction, SubscriberStatus, sources, target
 from subscribers.store import get_subscriber
-from subscribers.tokens import make_token, read_token
+from subscribers.tokens import make_token
 
 __all__ = ["CONFIRM_MAX_AGE", "ConfirmResult", "SignupResult", "confirm", "signup"]
 
@@ -112,19 +113,19 @@ def signup(
             source=source[:32],
             soft_bounces=0,
             confirm_sent_at=now,
+            token_salt=new_salt(),
         )
         .on_conflict_do_nothing(index_elements=["email_key"])
-        .returning(Subscriber.id)
+        .returning(Subscriber.id, Subscriber.token_salt)
     ).first()
     if created is not None:
-        subscriber_id = created[0]
+        subscriber_id, salt = created
         _replace_topics(session, subscriber_id, wanted)
         detail = {"status": "pending", "topics": sorted(wanted)}
         record_event(session, subscriber_id, address.key, "subscribed", source=source, detail=detail, now=now)
         record_event(session, subscriber_id, address.key, "confirmation_sent", source=source, now=now)
-        return result(
-            "confirmation_sent", subscriber_id, make_token(secret, subscriber_id, "confirm", now=now)
-        )
+        token = make_token(secret, subscriber_id, "confirm", salt=salt, now=now)
+        return result("confirmation_sent", subscriber_id, token)
 
     subscriber = session.scalars(select(Subscriber).where(Subscriber.email_key == address.key)).one()
     if subscriber.status == SubscriberStatus.ACTIVE:
@@ -164,21 +165,23 @@ def signup(
     subscriber.changed_at = now
     record_event(session, subscriber.id, address.key, "confirmation_sent", source=source, now=now)
     session.flush()
-    return result("confirmation_sent", subscriber.id, make_token(secret, subscriber.id, "confirm", now=now))
+    token = make_token(secret, subscriber.id, "confirm", salt=subscriber.token_salt, now=now)
+    return result("confirmation_sent", subscriber.id, token)
 
 
 def confirm(
     session: Session,
     token: str,
     *,
-    secret: str,
+    secret: str | Sequence[str],
     max_age: float = CONFIRM_MAX_AGE,
     source: str = "web",
     now: datetime | None = None,
 ) -> ConfirmResult:
-    """Activate the pending subscriber a confirmation token names (idempotent)."""
+    """Activate the pending subscriber a confirmation token names (idempotent). ``secret``: the keys
+    links may be signed with, newest first."""
     now = now or utcnow()
-    subscriber_id = read_token(secret, token, "confirm", max_age=max_age, now=now)
+    subscriber_id = read_link(session, secret, token, "confirm", max_age=max_age, now=now).id
     suppressed = Suppression.email_key == Subscriber.email_key
     row = session.execute(
         update(Subscriber)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -85,6 +85,7 @@ class Claimed:
     segment_id: int
     email: str
     name: str | None
+    salt: str = ""  # the subscriber's token salt, from the send-time re-check
 
 
 class _Statements:
@@ -183,13 +184,14 @@ def claim(
         {"ids": sql.pack(list(ids)), "campaign": campaign_id, "claim": claim_id, "now": now or utcnow()},
     ).all()
     claimed = [Claimed(*row) for row in rows]
-    allowed = sendable(session, [c.subscriber_id for c in claimed]) if claimed else set()
+    allowed = sendable(session, [c.subscriber_id for c in claimed]) if claimed else {}
     gone = [c.id for c in claimed if c.subscriber_id not in allowed]
     if gone:
         error = "not sendable at send time (unsubscribed or suppressed)"
         session.execute(sql.skip, {"ids": sql.pack(gone), "claim": claim_id, "error": error})
         _add_counts(session, campaign_id, skipped=len(gone))
-    return [c for c in claimed if c.subscriber_id in allowed], len(gone)
+    kept = [replace(c, salt=allowed[c.subscriber_id]) for c in claimed if c.subscriber_id in allowed]
+    return kept, len(gone)
 
 
 def _add_counts(

@@ -44,7 +44,12 @@ def segment_key(segment: frozenset[str]) -> str:
 
 class Campaign(Base):
     __tablename__ = "campaigns"
-    __table_args__ = (one_of("status", CAMPAIGN_STATUSES), one_of("audience", tuple(Audience)))
+    # sqlite_autoincrement: a campaign id, which view links carry, is never given to another campaign
+    __table_args__ = (
+        one_of("status", CAMPAIGN_STATUSES),
+        one_of("audience", tuple(Audience)),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     issue_source: Mapped[str] = mapped_column(String(500))  # file name, for people

@@ -167,13 +167,15 @@ def send_batch_stepwise(ctx: SendContext, campaign_id: int, delivery_ids: Iterab
                 raise _Stop
 
         view_scope = urls.view_scope(campaign_id)
+        key = settings.signing_key
         try:
             last = rows[-1]
             for row in rows:
+                sid, salt = row.subscriber_id, row.salt
                 links = RecipientLinks(
-                    unsubscribe=make_token(settings.secret_key, row.subscriber_id, "unsubscribe"),
-                    preferences=make_token(settings.secret_key, row.subscriber_id, "preferences"),
-                    view=make_token(settings.secret_key, row.subscriber_id, "view", scope=view_scope),
+                    unsubscribe=make_token(key, sid, "unsubscribe", salt=salt),
+                    preferences=make_token(key, sid, "preferences", salt=salt),
+                    view=make_token(key, sid, "view", salt=salt, scope=view_scope),
                 )
                 values = link_values(ctx.sender, campaign_id, row.email, links)
                 built = compiled[row.segment_id].build(

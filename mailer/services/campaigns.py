@@ -100,6 +100,8 @@ def _how(env: AppEnv, audience: str, transport: str | None) -> tuple[Audience, s
     chosen = transport or env.settings.transport
     if chosen not in available_transports():
         raise InputError(f"unknown transport {chosen!r}; choose one of {', '.join(available_transports())}")
+    if chosen != "file":  # refused before anything is stored, not when the first batch goes out
+        env.settings.require_own_secret(f"sending through the {chosen} transport")
     if audience not in tuple(Audience):
         raise InputError(f"unknown audience {audience!r}; choose one of {', '.join(Audience)}")
     return Audience(audience), chosen

@@ -42,7 +42,9 @@ def send_preferences_link(
 ) -> Sent:
     """Send a subscriber a new link to their preference centre (in their language)."""
     subscriber = get_subscriber(session, subscriber_id)
-    token = make_token(env.settings.secret_key, subscriber.id, "preferences", now=env.now())
+    token = make_token(
+        env.settings.signing_key, subscriber.id, "preferences", salt=subscriber.token_salt, now=env.now()
+    )
     mail = preferences_link_email(subscriber.email, subscriber.locale, token, env.brand)
     result = send_transactional(env.send_context(), mail, transport=transport or env.settings.transport)
     return Sent(mail, result.message_id)

@@ -21,6 +21,7 @@ from subscribers.db import (
     Base,
     create_database_engine,
     current_revision,
+    head_revision,
     make_session_factory,
     open_database,
     upgrade,
@@ -91,8 +92,9 @@ def test_the_enums_and_the_checks_name_the_same_values():
     } == module.CHECKS
 
 
-def test_upgrading_a_filled_sqlite_database_to_0005_keeps_every_row(tmp_path: Path):
-    """On SQLite 0005 rebuilds tables that others refer to with ON DELETE CASCADE: nothing may cascade."""
+def test_upgrading_a_filled_sqlite_database_keeps_every_row(tmp_path: Path):
+    """On SQLite 0005 and 0006 rebuild tables that others refer to with ON DELETE CASCADE: nothing may
+    cascade; every subscriber gets a salt of its own, and ids are never reused afterwards."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_database_engine(url)
     upgrade(engine, "0004")
@@ -109,11 +111,17 @@ def test_upgrading_a_filled_sqlite_database_to_0005_keeps_every_row(tmp_path: Pa
             _insert(connection, "deliveries", campaign_id=1, subscriber_id=n, segment_id=1,
                     email=f"s{n}@example.org", status="sent", attempts=1, queued_at=NOW)  # fmt: skip
     upgrade(engine)
-    assert current_revision(engine) == "0005"
+    assert current_revision(engine) == head_revision()
     tables = ("subscribers", "subscriber_topics", "subscriber_events", "deliveries", "segment_renderings")
     with make_session_factory(engine)() as session:
         counts = {table: session.scalar(select(func.count()).select_from(text(table))) for table in tables}
         assert counts == {table: 1 if table == "segment_renderings" else 3 for table in tables}
         assert session.scalar(text("PRAGMA foreign_keys")) == 1, "foreign keys are on again"
+        salts = list(session.scalars(text("SELECT token_salt FROM subscribers")))
+        assert len(set(salts)) == 3 and all(len(salt) == 16 for salt in salts)
+        session.execute(text("DELETE FROM subscribers WHERE id = 3"))
+        _insert(session.connection(), "subscribers", **_subscriber(4))
+        assert session.scalar(text("SELECT max(id) FROM subscribers")) == 4, "id 3 is not given again"
+        session.commit()
     engine.dispose()
     open_database(url).dispose()  # an up-to-date database opens without migrating again

@@ -46,9 +46,9 @@ def test_every_link_of_a_sent_message_is_a_route_of_the_contract(registry):
         issue.topics
     ]
     tokens = RecipientLinks(
-        make_token("k", 5, "unsubscribe"),
-        make_token("k", 5, "preferences"),
-        make_token("k", 5, "view", scope=view_scope(3)),
+        make_token("k", 5, "unsubscribe", salt="s"),
+        make_token("k", 5, "preferences", salt="s"),
+        make_token("k", 5, "view", salt="s", scope=view_scope(3)),
     )
     built = SegmentMessage(rendering, campaign_id=3, identity=identity).build(
         subscriber_id=5,

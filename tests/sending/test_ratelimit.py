@@ -17,6 +17,8 @@ from mailer.sending.ratelimit import (
 )
 from mailer.settings import Settings
 
+KEY = "test-links-key"  # real transports refuse the default key
+
 pytestmark = pytest.mark.redis
 
 
@@ -65,10 +67,10 @@ def test_each_transport_supplies_its_rate_and_has_a_bucket_of_its_own(moto_ses):
 
     assert create_transport("file", Settings()).max_rate() is None
     assert create_transport("file", Settings(file_send_rate=7)).max_rate() == 7
-    assert create_transport("smtp", Settings(smtp_send_rate=3)).max_rate() == 3
-    assert create_transport("ses", Settings(ses_send_rate=14)).max_rate() == 14
+    assert create_transport("smtp", Settings(smtp_send_rate=3, secret_key=KEY)).max_rate() == 3
+    assert create_transport("ses", Settings(ses_send_rate=14, secret_key=KEY)).max_rate() == 14
     # moto answers sesv2 GetAccount with 404, so this also walks the SES v1 GetSendQuota fallback
-    ses = create_transport("ses", Settings(ses_endpoint_url=moto_ses.endpoint_url))
+    ses = create_transport("ses", Settings(ses_endpoint_url=moto_ses.endpoint_url, secret_key=KEY))
     assert ses.max_rate() == moto_ses.max_send_rate()
     assert isinstance(make_rate_limiter(Settings(), "file", None), UnlimitedRateLimiter)
     limiter = make_rate_limiter(Settings(redis_url=REDIS_URL, redis_prefix="x"), "ses", 5)

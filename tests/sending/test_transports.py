@@ -23,6 +23,8 @@ from mailer.sending.transports.ses import SesTransport, classify
 from mailer.sending.transports.smtp import classify_reply
 from mailer.settings import Settings
 
+KEY = "test-links-key"  # real transports refuse the default key
+
 RAW = (
     b"From: =?utf-8?b?56S+5Yy6?= <news@example.org>\r\nTo: a@example.com\r\nSubject: hi\r\n"
     b"Message-ID: <1.2.x@example.org>\r\nX-Newsletter-Campaign: 1\r\n\r\nbody line\r\n.leading dot\r\n"
@@ -52,7 +54,9 @@ def test_file_transport_writes_one_eml_per_message_id(tmp_path):
 
 
 def _ses_settings(moto_ses, tmp_path, **extra) -> Settings:
-    return Settings(data_dir=tmp_path, transport="ses", ses_endpoint_url=moto_ses.endpoint_url, **extra)
+    return Settings(
+        data_dir=tmp_path, transport="ses", ses_endpoint_url=moto_ses.endpoint_url, secret_key=KEY, **extra
+    )
 
 
 def test_ses_transport_sends_raw_through_moto(moto_ses, tmp_path):
@@ -129,7 +133,7 @@ def test_ses_unreachable_is_temporary(tmp_path):
     from support.services import free_port
 
     transport = create_transport(
-        "ses", Settings(data_dir=tmp_path, ses_endpoint_url=f"http://127.0.0.1:{free_port()}")
+        "ses", Settings(data_dir=tmp_path, ses_endpoint_url=f"http://127.0.0.1:{free_port()}", secret_key=KEY)
     )
     with pytest.raises(TemporaryError, match="SES unreachable"):
         transport.send(_message())
@@ -146,7 +150,7 @@ def test_classify_table():
 
 
 def test_smtp_transport_reuses_one_connection(smtp_sink, tmp_path):
-    settings = Settings(data_dir=tmp_path, smtp_host=smtp_sink.host, smtp_port=smtp_sink.port)
+    settings = Settings(data_dir=tmp_path, smtp_host=smtp_sink.host, smtp_port=smtp_sink.port, secret_key=KEY)
     transport = create_transport("smtp", settings)
     for n in range(3):
         transport.send(_message(to=f"r{n}@example.com"))
@@ -160,7 +164,9 @@ def test_smtp_transport_reuses_one_connection(smtp_sink, tmp_path):
 def test_smtp_refused_recipient_fails_that_message_only(smtp_sink, tmp_path):
     smtp_sink.refuse["gone@example.com"] = (550, "5.1.1 mailbox unavailable")
     smtp_sink.refuse["busy@example.com"] = (451, "4.7.1 rate limited, slow down")
-    transport = create_transport("smtp", Settings(smtp_host=smtp_sink.host, smtp_port=smtp_sink.port))
+    transport = create_transport(
+        "smtp", Settings(smtp_host=smtp_sink.host, smtp_port=smtp_sink.port, secret_key=KEY)
+    )
     with pytest.raises(RejectedError, match="550"):
         transport.send(_message(to="gone@example.com"))
     with pytest.raises(ThrottledError):
@@ -173,6 +179,17 @@ def test_smtp_refused_recipient_fails_that_message_only(smtp_sink, tmp_path):
 def test_smtp_server_down_is_temporary(tmp_path):
     from support.services import free_port
 
-    transport = create_transport("smtp", Settings(smtp_host="127.0.0.1", smtp_port=free_port()))
+    transport = create_transport(
+        "smtp", Settings(smtp_host="127.0.0.1", smtp_port=free_port(), secret_key=KEY)
+    )
     with pytest.raises(TemporaryError, match="unavailable"):
         transport.send(_message())
+
+
+def test_real_transports_refuse_the_default_secret_key(tmp_path):
+    from mailer.errors import ConfigurationError
+
+    for name in ("ses", "smtp"):
+        with pytest.raises(ConfigurationError, match="NEWSLETTER_SECRET_KEY is still the default"):
+            create_transport(name, Settings(data_dir=tmp_path))
+    assert create_transport("file", Settings(data_dir=tmp_path)).name == "file", "the embedded outbox may"

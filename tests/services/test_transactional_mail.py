@@ -15,8 +15,8 @@ from mailer.database import sync_registry
 from mailer.services import mail
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
+from subscribers.links import read_link
 from subscribers.optin import confirm, signup
-from subscribers.tokens import read_token
 
 SECRET = "tx-secret"
 
@@ -95,5 +95,6 @@ def test_a_confirmation_and_a_preferences_link_go_through_moto_ses(tmp_path, dat
     assert second["Feedback-ID"].startswith("preferences-link:")
     url = link.mail.action_url
     assert url in second.get_body(("plain",)).get_content()
-    assert read_token(SECRET, url.rsplit("/", 1)[1], "preferences") == subscriber_id
+    with env.sessions() as session:
+        assert read_link(session, SECRET, url.rsplit("/", 1)[1], "preferences").id == subscriber_id
     env.close()

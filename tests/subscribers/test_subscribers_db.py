@@ -71,7 +71,7 @@ def test_audience_streams_active_unsuppressed_in_id_order_with_segments(db_sessi
         frozenset(): 1,
         frozenset({"neutron"}): 1,
     }
-    assert sendable(db_session, [a.id, c.id, e.id, 999]) == {a.id, c.id}
+    assert sendable(db_session, [a.id, c.id, e.id, 999]) == {a.id: a.token_salt, c.id: c.token_salt}
 
 
 def test_suppression_sets_status_and_soft_bounces_count_to_the_limit(db_session):

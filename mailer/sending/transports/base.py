@@ -111,4 +111,6 @@ def create_transport(name: str, settings: Settings) -> Transport:
         factory = _FACTORIES[name]
     except KeyError:
         raise InputError(f"unknown transport {name!r}; choose one of {', '.join(available())}") from None
+    if name != "file":  # real mail carries links: they must not be signed with the published key
+        settings.require_own_secret(f"sending through the {name} transport")
     return factory(settings)
