@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -11,9 +10,8 @@ from pathlib import Path
 import yaml
 
 from mailer.errors import InputError
-from subscribers.normalise import split_topics
+from subscribers.normalise import TOPIC_KEY, split_topics
 
-_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # Fuzzy matching on very short names (QA, CI) would flag ordinary words as typos.
 _MIN_FUZZY_LENGTH = 4
 
@@ -118,7 +116,7 @@ def registry_from_data(data: object, source: str = "topics") -> TopicRegistry:
         if not isinstance(entry, Mapping) or not isinstance(entry.get("key"), str):
             raise InputError(f"{source}: topic #{index} has no 'key'")
         key = entry["key"].strip().lower()
-        if not _KEY_RE.match(key):
+        if not TOPIC_KEY.fullmatch(key):
             raise InputError(f"{source}: topic key {key!r} must be lower-case letters, digits, '-' or '_'")
         if key in seen:
             raise InputError(f"{source}: topic key {key!r} appears twice")

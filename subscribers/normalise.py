@@ -39,6 +39,7 @@ __all__ = [
 
 DEFAULT_LOCALE = "zh"
 TOPIC_SEPARATORS = re.compile(r"[;|,，；、]")
+TOPIC_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # what a topic key may be: no separator, no space
 NAME_MAX_LENGTH = 200
 
 _LOCALE_ALIASES = {

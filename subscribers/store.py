@@ -33,7 +33,7 @@ from subscribers.models import (
     Topic,
     subscriber_topics,
 )
-from subscribers.normalise import email_key
+from subscribers.normalise import TOPIC_KEY, email_key
 from subscribers.states import SubscriberStatus
 
 __all__ = [
@@ -239,8 +239,10 @@ def sync_topics(
     changed = 0
     for key, name, name_zh in topics:
         key = key.strip().lower()
-        if not key or len(key) > 64:
-            raise InvalidInput(f"invalid topic key {key!r}")
+        if not TOPIC_KEY.fullmatch(key):
+            raise InvalidInput(
+                f"invalid topic key {key!r}: lower-case letters, digits, '-' and '_', at most 64"
+            )
         topic = existing.get(key)
         if topic is None:
             topic = Topic(key=key, name=name, name_zh=name_zh, created_at=utcnow())

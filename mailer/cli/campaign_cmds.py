@@ -89,10 +89,15 @@ def resume_command(campaign_id: CampaignId) -> None:
     """Continue a paused campaign (every row still queued goes back on the queue), or one whose send
     crashed while filling the ledger (the rest of the audience is added, then sent)."""
     env = environment()
+    with env.transaction() as session:  # a campaign that cannot resume says so before any progress bar
+        resumption = campaigns.resume(session, env, campaign_id)
+    if not resumption.send:
+        say(f"campaign {campaign_id} waits for its scheduled time again")
+        return
     queued: list[int] = []
     with ProgressBar() as bar:
         state = campaigns.run_and_watch(
-            env, campaign_id, lambda: queued.append(campaigns.resume_stepwise(env, campaign_id)), bar
+            env, campaign_id, lambda: queued.append(campaigns.continue_stepwise(env, resumption)), bar
         )
     say(f"campaign {campaign_id} resumed: {sum(queued):,} rows queued")
     campaign_summary(state)

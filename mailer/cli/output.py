@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -76,13 +77,18 @@ class ProgressBar:
     def __init__(self) -> None:
         self._bar: Progress | None = None
         self._task: TaskID | None = None
+        self._first: tuple[float, int] = (0.0, 0)  # when this bar first saw the campaign, and its count
 
     def __call__(self, state: CampaignProgress) -> None:
+        now = time.monotonic()
         if self._bar is None:
             self._bar = Progress(*self._COLUMNS, console=err_console, transient=False)
             self._bar.start()
             self._task = self._bar.add_task("send", total=None, cid=0, sent=0, failed=0, skipped=0, rate=0.0)
+            self._first = (now, state.done)
         assert self._task is not None
+        since, done_then = self._first
+        rate = (state.done - done_then) / (now - since) if now - since >= 0.5 else 0.0
         self._bar.update(
             self._task,
             total=state.total or None,
@@ -91,7 +97,7 @@ class ProgressBar:
             sent=state.sent,
             failed=state.failed,
             skipped=state.skipped,
-            rate=self._bar.tasks[0].speed or 0.0,
+            rate=rate,
         )
 
     def close(self) -> None:

@@ -72,6 +72,17 @@ class _RejectsFile:
             self._file.close()
 
 
+def _default_rejects_path(file: Path) -> Path:
+    """FILE.rejects.csv beside the input, or in DATA_DIR/rejects when the input's folder is read-only
+    (the sample list inside an installed package, say)."""
+    beside = file.with_name(file.stem + ".rejects.csv")
+    if os.access(beside.parent, os.W_OK):
+        return beside
+    folder = Path(settings().data_dir) / "rejects"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / beside.name
+
+
 def _check_rejects_path(path: Path, *, chosen: bool) -> None:
     """Before anything is imported: the rejects file can be written, and a file the user named is never
     overwritten (the default FILE.rejects.csv is ours to replace)."""
@@ -101,7 +112,7 @@ def import_command(
     """Import (or re-import: updates, never duplicates) subscribers from a CSV file (UTF-8 or GBK)."""
     if status not in ("active", "pending"):
         raise InputError(f"--status must be active or pending, not {status!r}")
-    reject_path = rejects or file.with_name(file.stem + ".rejects.csv")
+    reject_path = rejects or _default_rejects_path(file)
     _check_rejects_path(reject_path, chosen=rejects is not None)
     try:
         stream = file.open("rb")
@@ -269,7 +280,7 @@ def topics_add_command(
 ) -> None:
     """Add a topic to the database (or rename one). Topics are never deleted: subscribers follow them."""
     with environment().transaction() as session:
-        changed = service.add_topic(session, key, name, name_zh)
+        changed = service.add_topic(session, environment(), key, name, name_zh)
     say(f"topic {key.strip().lower()}: {'saved' if changed else 'unchanged'}")
 
 

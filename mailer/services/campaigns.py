@@ -63,6 +63,9 @@ __all__ = [
     "progress",
     "read_draft",
     "reap_stepwise",
+    "Resumption",
+    "continue_stepwise",
+    "resume",
     "resume_stepwise",
     "run_and_watch",
     "schedule",
@@ -413,36 +416,58 @@ def pause(session: Session, campaign_id: int, reason: str = "paused by an operat
     )
 
 
+@dataclass(frozen=True)
+class Resumption:
+    """What resuming a campaign still has to do once its status has changed (``continue_stepwise``)."""
+
+    campaign_id: int
+    send: bool  # False: paused before its time, it waits for its schedule again
+    rest_of_audience: Issue | None  # its ledger fill never finished: fill the rest from this issue
+
+
+def resume(session: Session, env: AppEnv, campaign_id: int) -> Resumption:
+    """The status change of a resume (paused -> sending, or -> scheduled for one paused before its
+    time), or ConflictError; a campaign whose ledger fill stopped while sending needs no change. The
+    stored issue is parsed first, so a bad one changes nothing. The caller commits, then
+    ``continue_stepwise`` re-queues and fills."""
+    campaign = queries.get_campaign(session, campaign_id)
+    status = campaign.status
+    unfinished = not campaign.queued_all and status in (CampaignStatus.SENDING, CampaignStatus.PAUSED)
+    issue = _stored_draft(env, campaign).issue if unfinished else None
+    action = CampaignAction.RESUME
+    if status == CampaignStatus.PAUSED and campaign.started_at is None and campaign.scheduled_at:
+        # paused before its time: start_due starts it (at once if its time has passed meanwhile)
+        ledger.set_status(session, campaign_id, action, CampaignStatus.SCHEDULED, status_reason=None)
+        return Resumption(campaign_id, False, None)
+    if status == CampaignStatus.PAUSED:
+        if not ledger.set_status(
+            session, campaign_id, action, CampaignStatus.SENDING, status_reason=None, consecutive_failures=0
+        ):
+            raise _conflict(campaign_id, status, action)
+    elif not (unfinished and status == CampaignStatus.SENDING):
+        raise ConflictError(
+            f"campaign {campaign_id} is {status}; only a paused campaign, or one whose ledger fill "
+            "stopped, can resume"
+        )
+    return Resumption(campaign_id, True, issue)
+
+
+def continue_stepwise(env: AppEnv, resumption: Resumption) -> int:
+    """Every row still queued back on the queue, then the rest of the audience (after the highest
+    subscriber id in the ledger) when the fill never finished. Returns how many rows were queued."""
+    if not resumption.send:
+        return 0
+    queued = _requeue_stepwise(env, resumption.campaign_id)
+    if resumption.rest_of_audience is not None:
+        queued += _fill_stepwise(env, resumption.campaign_id, resumption.rest_of_audience)
+    return queued
+
+
 def resume_stepwise(env: AppEnv, campaign_id: int) -> int:
-    """Paused -> sending, every row still queued back on the queue. A campaign whose ledger fill never
-    finished (its starting process crashed; sending or paused) also gets the rest of its audience, after
-    the highest subscriber id in the ledger, rendered from the stored Markdown. A campaign paused before
-    its time waits for its schedule again. Returns how many rows were queued."""
-    with env.sessions() as session:
-        campaign = queries.get_campaign(session, campaign_id)
-        status = campaign.status
-        unfinished = not campaign.queued_all and status in (CampaignStatus.SENDING, CampaignStatus.PAUSED)
-        issue = _stored_draft(env, campaign).issue if unfinished else None  # a bad issue fails first
-        action = CampaignAction.RESUME
-        if status == CampaignStatus.PAUSED and campaign.started_at is None and campaign.scheduled_at:
-            # paused before its time: start_due starts it (at once if its time has passed meanwhile)
-            ledger.set_status(session, campaign_id, action, CampaignStatus.SCHEDULED, status_reason=None)
-            session.commit()
-            return 0
-        if status == CampaignStatus.PAUSED:
-            if not ledger.set_status(
-                session, campaign_id, action, CampaignStatus.SENDING,
-                status_reason=None, consecutive_failures=0,
-            ):  # fmt: skip
-                raise _conflict(campaign_id, status, action)
-            session.commit()
-        elif not (unfinished and status == CampaignStatus.SENDING):
-            raise ConflictError(
-                f"campaign {campaign_id} is {status}; only a paused campaign, or one whose ledger fill "
-                "stopped, can resume"
-            )
-    queued = _requeue_stepwise(env, campaign_id)
-    return queued + (_fill_stepwise(env, campaign_id, issue) if issue is not None else 0)
+    """``resume`` committed, then ``continue_stepwise``: returns how many rows were queued."""
+    with env.transaction() as session:
+        resumption = resume(session, env, campaign_id)
+    return continue_stepwise(env, resumption)
 
 
 def cancel(session: Session, campaign_id: int, reason: str = "cancelled by an operator") -> int:
@@ -624,6 +649,8 @@ def list_campaigns(
         raise InputError(f"limit must be between 1 and {MAX_PAGE}, not {limit}")
     if status is not None and status not in tuple(CampaignStatus):
         raise InputError(f"unknown status {status!r} (one of {', '.join(CampaignStatus)})")
+    if before_id is not None and not 0 < before_id <= 2**63 - 1:
+        raise InputError(f"before must be a campaign id, not {before_id}")
     rows = queries.campaign_page(session, status=status, before_id=before_id, limit=limit)
     return [CampaignInfo.of(c) for c in rows]
 

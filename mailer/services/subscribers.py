@@ -212,8 +212,8 @@ def list_subscribers(
     """One page of subscribers in id order; ``Page.next_after_id`` gives the next page."""
     _check_limit(limit)
     _check_status(status)
-    if after_id < 0:
-        raise InputError(f"after_id must not be negative, not {after_id}")
+    if not 0 <= after_id <= store.MAX_ID:
+        raise InputError(f"after_id must be between 0 and {store.MAX_ID}, not {after_id}")
     topic_id = None
     if topic:
         keys = topic_keys(env, topic)
@@ -243,6 +243,15 @@ def topics(session: Session) -> list[TopicRow]:
     return [TopicRow(t.key, t.name, t.name_zh) for t in store.list_topics(session)]
 
 
-def add_topic(session: Session, key: str, name: str | None = None, name_zh: str | None = None) -> bool:
-    """Create or rename a topic (topics are never deleted: subscribers follow them); True if changed."""
+def add_topic(
+    session: Session, env: AppEnv, key: str, name: str | None = None, name_zh: str | None = None
+) -> bool:
+    """Create or rename a topic that is not in the registry file (topics are never deleted: subscribers
+    follow them); True if changed. A registry topic is named in its file: a rename here would be undone
+    at the next start, so it is refused."""
+    clean = key.strip().lower()
+    if clean in env.registry.keys:
+        raise InputError(
+            f"topic {clean!r} comes from the topic registry ({env.settings.registry_file}); rename it there"
+        )
     return store.add_topic(session, key, name, name_zh)

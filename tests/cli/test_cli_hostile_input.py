@@ -126,3 +126,13 @@ def test_the_rejects_file_is_checked_before_anything_is_imported(cli, tmp_path):
     assert code == 0 and "ann@example.org" not in out, "refused before the first row was imported"
     code, out, _ = cli("subscribers", "import", str(source), "-q")
     assert code == 0 and "rejected 1" in out
+
+
+def test_a_campaign_that_cannot_resume_says_so_before_any_progress(cli):
+    code, _out, _err = cli("send", str(REFERENCE_ISSUE))
+    assert code == 0
+    exit_code, out, err = cli("campaigns", "resume", "1")
+    assert "only a paused campaign" in _one_line((exit_code, out, err), code=4)
+    assert "━" not in err and "sent" not in out, "no progress bar for a campaign that did not resume"
+    assert "between 0 and" in _one_line(cli("subscribers", "list", "--after", "99999999999999999999"))
+    assert "before must be a campaign id" in _one_line(cli("campaigns", "list", "--before", "0"))

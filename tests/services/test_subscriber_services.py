@@ -59,7 +59,8 @@ def test_pages_filter_by_status_and_topic(env):
         ({"status": "bogus"}, "unknown status 'bogus'"),
         ({"topic": "nosuch"}, "unknown topic 'nosuch'"),
         ({"topic": "nova,heat"}, "name one topic"),
-        ({"after_id": -1}, "after_id must not be negative"),
+        ({"after_id": -1}, "after_id must be between 0 and"),
+        ({"after_id": 2**64}, "after_id must be between 0 and"),
     ],
 )
 def test_bad_page_arguments_are_input_errors(env, kwargs, message):
@@ -81,7 +82,7 @@ def test_search_matches_address_or_name_and_takes_wildcards_literally(env):
 
 def test_a_subscribers_events_come_oldest_first_with_the_actions_it_allows(env):
     with env.transaction() as session:
-        service.add_topic(session, "octavia", "Octavia")
+        service.add_topic(session, env, "octavia", "Octavia")
         from subscribers.preferences import set_topics
 
         row = service.show(session, "reader03@example.org").row
@@ -92,3 +93,15 @@ def test_a_subscribers_events_come_oldest_first_with_the_actions_it_allows(env):
     assert [e.kind for e in events] == ["subscribed", "topics_changed"] == [e.kind for e in detail.events]
     assert detail.row.topics == ("octavia",)
     assert detail.actions == ("unsubscribe", "bounce", "complain", "block")
+
+
+def test_topic_keys_are_checked_and_registry_topics_are_renamed_in_their_file(env):
+    with env.transaction() as session:
+        assert service.add_topic(session, env, "Octavia", "Octavia", "负载均衡") is True
+        for bad in ("a,b", "bad key!", "", "x" * 65, "中文"):
+            with pytest.raises(ValueError, match="invalid topic key"):
+                service.add_topic(session, env, bad, "Bad")
+        with pytest.raises(InputError, match="comes from the topic registry"):
+            service.add_topic(session, env, "nova", "Nova renamed")
+    with env.transaction() as session:
+        assert [t.key for t in service.topics(session)].count("octavia") == 1
