@@ -18,11 +18,13 @@ import binascii
 import datetime as dt
 import json
 import re
+import ssl
 import threading
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -54,11 +56,26 @@ SUBSCRIPTION_CONFIRMATION = "SubscriptionConfirmation"
 UNSUBSCRIBE_CONFIRMATION = "UnsubscribeConfirmation"
 MESSAGE_TYPES = (NOTIFICATION, SUBSCRIPTION_CONFIRMATION, UNSUBSCRIBE_CONFIRMATION)
 
-_SNS_HOST_RE = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+# sns.<region>.amazonaws.com, or .amazonaws.com.cn in the China partition; a region is letters, words
+# and a number (us-east-1, cn-north-1, us-gov-west-1, ap-southeast-4), which S3 bucket hosts under
+# amazonaws.com (sns.s3.amazonaws.com, sns.s3-us-west-2.amazonaws.com: anyone can publish there) are not
+_SNS_HOST_RE = re.compile(
+    r"^sns\.(?P<region>[a-z]{2,4}(?:-[a-z]+)+-[0-9]{1,2})\.amazonaws\.com(?P<cn>\.cn)?$"
+)
 _NOTIFICATION_KEYS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 _CONFIRMATION_KEYS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
 _MAX_BODY = 256 * 1024  # SNS messages are at most 256 KB
+_STRING_KEYS = frozenset(
+    {*_NOTIFICATION_KEYS, *_CONFIRMATION_KEYS, "SignatureVersion", "Signature", "SigningCertURL",
+     "UnsubscribeURL"}
+)  # fmt: skip
+# AWS Lambda hands SNS messages over with these names (its event's Sns record)
+_LAMBDA_NAMES = {
+    "SigningCertUrl": "SigningCertURL",
+    "UnsubscribeUrl": "UnsubscribeURL",
+    "SubscribeUrl": "SubscribeURL",
+}
 
 
 class SnsMessageError(InputError):
@@ -87,14 +104,55 @@ class SnsMessage:
     raw: str = field(default="", repr=False, compare=False)  # the body as received, for storage
 
 
+def sns_region(url: str, *, what: str) -> str:
+    """The region of an https URL on an SNS host, or SnsSignatureError (checked before any connection)."""
+    refusal = SnsSignatureError(
+        f"SNS message: {what} {url!r} is not https on an sns.<region>.amazonaws.com host"
+    )
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError for ':abc' or ':99999'
+    except ValueError:  # an unclosed '[', a bad port
+        raise refusal from None
+    match = _SNS_HOST_RE.match(parts.hostname or "")
+    if parts.scheme != "https" or match is None or port not in (None, 443):
+        raise refusal
+    region = match.group("region")
+    if region not in sns_regions():  # a region SNS does not have (a made-up host under amazonaws.com)
+        raise refusal
+    if region.startswith("cn-") != bool(match.group("cn")):  # the China partition's, and only they, end .cn
+        raise refusal
+    return region
+
+
+@lru_cache(maxsize=1)
+def sns_regions() -> frozenset[str]:
+    """The regions SNS has in every partition, from the endpoint data botocore ships (read, not fetched)."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    return frozenset(
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("sns", partition_name=partition)
+    )
+
+
+def certificate_names(region: str) -> frozenset[str]:
+    """The common names SNS's signing certificate carries for messages of ``region``: sns.amazonaws.com
+    for most regions, sns-signing.<region>.amazonaws.com for those opened since 2019, and partition
+    names in China and GovCloud."""
+    if region.startswith("cn-"):
+        return frozenset({f"sns-{region}.amazonaws.com.cn"})
+    if region.startswith("us-gov-"):
+        return frozenset({"sns-us-gov-west-1.amazonaws.com"})
+    return frozenset({"sns.amazonaws.com", f"sns-signing.{region}.amazonaws.com"})
+
+
 def check_sns_url(url: str, *, what: str, pem: bool = False) -> str:
     """Raise unless ``url`` is https on an SNS host (and, for a certificate, a path ending ``.pem``)."""
+    sns_region(url, what=what)
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme != "https" or not _SNS_HOST_RE.match(host) or parts.port not in (None, 443):
-        raise SnsSignatureError(
-            f"SNS message: {what} {url!r} is not https on an sns.<region>.amazonaws.com host"
-        )
     if parts.username or parts.password:
         raise SnsSignatureError(f"SNS message: {what} {url!r} carries credentials")
     if pem and not parts.path.endswith(".pem"):
@@ -114,11 +172,14 @@ def parse_sns_message(
     if not isinstance(data, dict):
         raise SnsMessageError("SNS message: the body is not a JSON object")
     fields: dict[str, str] = {}
-    for key, value in data.items():
+    for name, value in data.items():
+        key = _LAMBDA_NAMES.get(str(name), str(name))
         if value is None:
             continue  # "Subject": null is the same as no subject
         if not isinstance(value, str):
-            raise SnsMessageError(f"SNS message: field {key} is not a string")
+            if key in _STRING_KEYS:
+                raise SnsMessageError(f"SNS message: field {key} is not a string")
+            continue  # MessageAttributes (an object) and other fields no signature covers
         fields[key] = value
 
     kind = fields.get("Type")
@@ -209,13 +270,23 @@ def load_pem_certificate(pem: bytes, url: str) -> x509.Certificate:
         raise SnsSignatureError(f"SNS message: {url} is not a PEM certificate") from None
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None  # the checked URL or nothing: a redirect would lead off the SNS host
+
+
 def fetch_certificate_https(url: str, *, timeout: float = 10.0) -> bytes:
-    """Download a certificate (production only; the URL was checked by ``check_sns_url``)."""
+    """Download a certificate (production only; the URL was checked by ``check_sns_url``): over TLS
+    verified against the system's trust store, following no redirect."""
     check_sns_url(url, what="SigningCertURL", pem=True)
+    tls = urllib.request.HTTPSHandler(context=ssl.create_default_context())
+    opener = urllib.request.build_opener(tls, _NoRedirect)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (https, checked host)
+        with opener.open(url, timeout=timeout) as response:
+            if response.status != 200:
+                raise SnsSignatureError(f"SNS message: {url} answered HTTP {response.status}")
             return bytes(response.read(64 * 1024))
-    except OSError as exc:
+    except OSError as exc:  # URLError, TLS failures, timeouts
         raise SnsSignatureError(f"SNS message: cannot fetch {url}: {exc}") from None
 
 
@@ -269,7 +340,8 @@ class SnsVerifier:
 
     ``max_age`` None switches the message-age check off, ``check_validity`` False the certificate's
     validity period: both exist for replaying old messages and for tests with the expired fixture
-    certificates, never for live traffic. ``topic_arns`` empty accepts any topic.
+    certificates, never for live traffic. ``topic_arns`` lists the topics accepted: empty accepts none
+    (any AWS account can publish validly signed messages to a topic of its own).
     """
 
     certificates: CertificateSource
@@ -282,7 +354,12 @@ class SnsVerifier:
         """Raise SnsSignatureError unless ``message`` is authentic, current and from an accepted topic."""
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
-        if self.topic_arns and message.topic_arn not in self.topic_arns:
+        if not self.topic_arns:
+            raise SnsSignatureError(
+                f"SNS message: topic {message.topic_arn} is not accepted: NEWSLETTER_SNS_TOPIC_ARNS lists no "
+                "topic (set it to the ARN of the topic SES notifies)"
+            )
+        if message.topic_arn not in self.topic_arns:
             raise SnsSignatureError(f"SNS message: topic {message.topic_arn} is not one we subscribed to")
         _signature_hash(message)
         _signature_bytes(message)
@@ -304,14 +381,19 @@ class SnsVerifier:
                     f"SNS message: certificate {message.signing_cert_url} is not valid at {now.isoformat()} "
                     f"(valid {not_before.date()} to {not_after.date()})"
                 )
-        _check_subject(certificate, message.signing_cert_url)
+        _check_subject(
+            certificate, message.signing_cert_url, sns_region(message.signing_cert_url, what="SigningCertURL")
+        )
         verify_signature(message, certificate)
 
 
-def _check_subject(certificate: x509.Certificate, url: str) -> None:
-    names = [a.value for a in certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
-    if not any(isinstance(n, str) and n.endswith((".amazonaws.com", ".amazonaws.com.cn")) for n in names):
-        raise SnsSignatureError(f"SNS message: certificate {url} is not issued to an amazonaws.com host")
+def _check_subject(certificate: x509.Certificate, url: str, region: str) -> None:
+    """Whatever a certificate's source (fetched, cached, a local folder), it must be issued to the SNS
+    service of the message's region, not merely to some name under amazonaws.com."""
+    names = {a.value for a in certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)}
+    if not names & certificate_names(region):
+        shown = ", ".join(sorted(str(n) for n in names)) or "no common name"
+        raise SnsSignatureError(f"SNS message: certificate {url} is issued to {shown}, not the SNS service")
 
 
 def parse_timestamp(value: str, *, what: str) -> dt.datetime:

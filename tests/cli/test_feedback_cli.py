@@ -40,11 +40,14 @@ def db_url(tmp_path: Path) -> str:
     return url
 
 
-def run(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run(
+    db_url: str, *args: str, topics: str = "arn:aws:sns:us-east-1:364852123998:test-email"
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "NEWSLETTER_DATABASE_URL": db_url,
         "NEWSLETTER_DATA_DIR": str(Path(db_url[10:]).parent),
+        "NEWSLETTER_SNS_TOPIC_ARNS": topics,  # the fixtures' topic, in the form an operator types
     }
     return subprocess.run(
         [sys.executable, "-c", "from mailer.cli import main; main()", "feedback", "apply", *args],
@@ -102,3 +105,19 @@ def test_missing_and_malformed_files_are_input_errors(db_url: str, tmp_path: Pat
     assert (
         malformed.returncode == 2 and "not JSON" in malformed.stderr and "Traceback" not in malformed.stderr
     )
+
+
+def test_with_no_topic_listed_a_genuine_message_is_refused_with_the_setting_named(db_url: str) -> None:
+    done = run(
+        db_url,
+        str(BOUNCE),
+        "--cert-dir",
+        str(SNS_DIR / "certs"),
+        "--as-of",
+        "2022-04-01T21:25:00Z",
+        topics="",
+    )
+    assert (
+        done.returncode == 2 and "NEWSLETTER_SNS_TOPIC_ARNS" in done.stderr and "Traceback" not in done.stderr
+    )
+    assert status(db_url, "bounce@simulator.amazonses.com") == "active", "nothing applied"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,8 @@ from mailer.feedback.sns import (
     SnsSignatureError,
     SnsVerifier,
     canonical_string,
+    certificate_names,
+    fetch_certificate_https,
     parse_sns_message,
 )
 
@@ -44,9 +47,22 @@ def fixture_certs() -> CachedCertificates:
     return CachedCertificates(CertificateDirectory(CERTS))
 
 
+# the topics of the real signed messages: the allow-list accepts nothing else
+FIXTURE_TOPICS = frozenset(
+    {
+        "arn:aws:sns:us-east-1:364852123998:test-email",
+        "arn:aws:sns:us-east-2:295079676684:publish-and-verify-62674b1d-4295-426b-88e7-5fb75652a04e",
+        "arn:aws:sns:us-east-1:246796806071:snsNetTest",
+    }
+)
+OUR_TOPIC = "arn:aws:sns:eu-west-1:1:feedback"
+
+
 def lenient(certs: CachedCertificates | None = None) -> SnsVerifier:
     """Signature only: the fixture certificates and messages are years old."""
-    return SnsVerifier(certs or fixture_certs(), max_age=None, check_validity=False)
+    return SnsVerifier(
+        certs or fixture_certs(), max_age=None, check_validity=False, topic_arns=FIXTURE_TOPICS
+    )
 
 
 def split_http(path: Path) -> tuple[dict[str, str], str]:
@@ -71,16 +87,18 @@ def test_real_signed_messages_verify_with_their_certificate(path: Path) -> None:
 @pytest.mark.parametrize("path", SIGNED, ids=lambda p: p.name)
 def test_real_messages_pass_every_check_as_of_their_own_time(path: Path) -> None:
     message = parse_sns_message(path.read_text())
-    SnsVerifier(fixture_certs()).verify(message, now=message.timestamp + dt.timedelta(seconds=2))
+    SnsVerifier(fixture_certs(), topic_arns=FIXTURE_TOPICS).verify(
+        message, now=message.timestamp + dt.timedelta(seconds=2)
+    )
 
 
 @pytest.mark.parametrize("path", SIGNED, ids=lambda p: p.name)
 def test_real_messages_fail_today_for_age_and_for_expired_certificate(path: Path) -> None:
     message = parse_sns_message(path.read_text())
     with pytest.raises(SnsSignatureError, match="older than"):
-        SnsVerifier(fixture_certs()).verify(message, now=NOW)
+        SnsVerifier(fixture_certs(), topic_arns=FIXTURE_TOPICS).verify(message, now=NOW)
     with pytest.raises(SnsSignatureError, match="not valid at"):
-        SnsVerifier(fixture_certs(), max_age=None).verify(message, now=NOW)
+        SnsVerifier(fixture_certs(), max_age=None, topic_arns=FIXTURE_TOPICS).verify(message, now=NOW)
 
 
 def test_parsed_fields_of_the_bounce_notification() -> None:
@@ -268,21 +286,23 @@ def signer() -> Signer:
 
 
 def test_fresh_message_with_valid_certificate_passes_all_checks(signer: Signer) -> None:
-    verifier = SnsVerifier(signer.certificates(), topic_arns={"arn:aws:sns:eu-west-1:1:feedback"})
+    verifier = SnsVerifier(signer.certificates(), topic_arns={OUR_TOPIC})
     verifier.verify(parse_sns_message(signer.sign(NOW - dt.timedelta(minutes=5))), now=NOW)
 
 
 def test_old_message_fails_the_age_check(signer: Signer) -> None:
     message = parse_sns_message(signer.sign(NOW - dt.timedelta(hours=2)))
     with pytest.raises(SnsSignatureError, match="older than"):
-        SnsVerifier(signer.certificates()).verify(message, now=NOW)
-    SnsVerifier(signer.certificates(), max_age=dt.timedelta(hours=3)).verify(message, now=NOW)
+        SnsVerifier(signer.certificates(), topic_arns={OUR_TOPIC}).verify(message, now=NOW)
+    SnsVerifier(signer.certificates(), max_age=dt.timedelta(hours=3), topic_arns={OUR_TOPIC}).verify(
+        message, now=NOW
+    )
 
 
 def test_message_from_the_future_fails(signer: Signer) -> None:
     message = parse_sns_message(signer.sign(NOW + dt.timedelta(hours=1)))
     with pytest.raises(SnsSignatureError, match="future"):
-        SnsVerifier(signer.certificates()).verify(message, now=NOW)
+        SnsVerifier(signer.certificates(), topic_arns={OUR_TOPIC}).verify(message, now=NOW)
 
 
 def test_expired_and_not_yet_valid_certificates_fail() -> None:
@@ -292,26 +312,85 @@ def test_expired_and_not_yet_valid_certificates_fail() -> None:
     ]:
         signer = Signer(start, end)
         with pytest.raises(SnsSignatureError, match="not valid at"):
-            SnsVerifier(signer.certificates()).verify(parse_sns_message(signer.sign(NOW)), now=NOW)
+            SnsVerifier(signer.certificates(), topic_arns={OUR_TOPIC}).verify(
+                parse_sns_message(signer.sign(NOW)), now=NOW
+            )
 
 
 def test_topic_outside_the_allowed_list_fails(signer: Signer) -> None:
     message = parse_sns_message(signer.sign(NOW, topic="arn:aws:sns:eu-west-1:666:someone-elses"))
     with pytest.raises(SnsSignatureError, match="topic"):
-        SnsVerifier(signer.certificates(), topic_arns={"arn:aws:sns:eu-west-1:1:feedback"}).verify(
-            message, now=NOW
+        SnsVerifier(signer.certificates(), topic_arns={OUR_TOPIC}).verify(message, now=NOW)
+
+
+@pytest.mark.parametrize("cn", ["evil.example", "attacker.amazonaws.com", "sns.amazonaws.com.evil.example"])
+def test_a_certificate_not_issued_to_the_sns_service_fails(cn: str) -> None:
+    signer = Signer(NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=1), cn=cn)
+    with pytest.raises(SnsSignatureError, match=f"issued to {re.escape(cn)}, not the SNS service"):
+        SnsVerifier(signer.certificates(), topic_arns={OUR_TOPIC}).verify(
+            parse_sns_message(signer.sign(NOW)), now=NOW
         )
 
 
-def test_certificate_not_issued_to_amazonaws_fails() -> None:
-    signer = Signer(NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=1), cn="evil.example")
-    with pytest.raises(SnsSignatureError, match="amazonaws.com host"):
-        SnsVerifier(signer.certificates()).verify(parse_sns_message(signer.sign(NOW)), now=NOW)
+def test_certificate_names_follow_the_partition_and_the_region() -> None:
+    signer = Signer(
+        NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=1), cn="sns-signing.eu-west-1.amazonaws.com"
+    )
+    SnsVerifier(signer.certificates(), topic_arns={OUR_TOPIC}).verify(
+        parse_sns_message(signer.sign(NOW)), now=NOW
+    )
+    assert certificate_names("cn-north-1") == {"sns-cn-north-1.amazonaws.com.cn"}
+    assert "sns.amazonaws.com" not in certificate_names("us-gov-west-1")
+
+
+def test_with_the_allow_list_empty_a_genuine_signed_message_is_refused() -> None:
+    message = parse_sns_message((SNS_DIR / "notification-ses-bounce-no-subject-sigv1.json").read_text())
+    lenient().verify(message, now=NOW)  # genuine: it verifies when its topic is listed
+    empty = SnsVerifier(fixture_certs(), max_age=None, check_validity=False, topic_arns=())
+    with pytest.raises(SnsSignatureError, match="NEWSLETTER_SNS_TOPIC_ARNS lists no topic"):
+        empty.verify(message, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "sns.s3.amazonaws.com",  # S3 bucket hosts: anyone can publish a file there
+        "sns.s3-us-west-2.amazonaws.com",
+        "sns.s3.us-west-2.amazonaws.com",
+        "sns.xx-nowhere-9.amazonaws.com",  # a region SNS does not have
+        "sns.us-east-1.amazonaws.com.cn",  # the wrong partition's suffix
+        "sns.cn-north-1.amazonaws.com",
+        "sns.us-east-1.amazonaws.com:abc",  # a port that is no number
+        "sns.us-east-1.amazonaws.com:99999",
+        "[sns.us-east-1.amazonaws.com",  # an unclosed IPv6 bracket
+    ],
+)
+def test_certificate_hosts_that_are_not_sns_are_refused_before_any_connection(host: str) -> None:
+    url = f"https://{host}/SimpleNotificationService-x.pem"
+    data = json.loads((SNS_DIR / "notification-ses-bounce-no-subject-sigv1.json").read_text())
+    data["SigningCertURL"] = url
+    fetched: list[str] = []
+    certs = CachedCertificates(lambda u: fetched.append(u) or b"")
+    with pytest.raises(SnsSignatureError, match="not https on an sns"):
+        lenient(certs).verify(parse_sns_message(data), now=NOW)
+    with pytest.raises(SnsSignatureError, match="not https on an sns"):
+        fetch_certificate_https(url)  # the real fetcher refuses before opening anything
+    assert fetched == []
+
+
+def test_messages_with_attributes_and_as_lambda_names_them_verify() -> None:
+    data = json.loads((SNS_DIR / "notification-sigv2-sha256.json").read_text())
+    data["MessageAttributes"] = {"campaign": {"Type": "String", "Value": "12"}}  # an object, not signed
+    lenient().verify(parse_sns_message(data), now=NOW)
+    data["SigningCertUrl"] = data.pop("SigningCertURL")  # how AWS Lambda hands a message over
+    if "UnsubscribeURL" in data:
+        data["UnsubscribeUrl"] = data.pop("UnsubscribeURL")
+    lenient().verify(parse_sns_message(data), now=NOW)
 
 
 def test_naive_now_is_a_programming_error(signer: Signer) -> None:
     with pytest.raises(ValueError):
-        SnsVerifier(signer.certificates()).verify(
+        SnsVerifier(signer.certificates(), topic_arns={OUR_TOPIC}).verify(
             parse_sns_message(signer.sign(NOW)), now=NOW.replace(tzinfo=None)
         )
 
