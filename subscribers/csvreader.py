@@ -116,7 +116,12 @@ def _header(fields: list[str]) -> dict[str, int]:
     columns: dict[str, int] = {}
     for index, name in enumerate(fields):
         column = COLUMN_ALIASES.get(" ".join(name.strip().strip("\ufeff").lower().replace("_", " ").split()))
-        if column and column not in columns:
+        if column and column in columns:  # which of the two would win is a guess: refuse instead
+            first = fields[columns[column]].strip()
+            raise InvalidInput(
+                f"the header names the {column} column twice ({first!r} and {name.strip()!r}); keep one"
+            )
+        if column:
             columns[column] = index
     if "email" not in columns:
         found = ", ".join(repr(f.strip()) for f in fields[:8]) or "nothing"
@@ -201,7 +206,7 @@ def read_rows(
     state = ReadState(lines, _header(header_fields), tuple(header_fields))
     if on_state:
         on_state(state)
-    yield from _rows(_chain(first, iterator), delimiter, state.columns, lines)
+    yield from _rows(_chain(first, iterator), delimiter, state, lines)
 
 
 def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
@@ -210,12 +215,48 @@ def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
     yield from rest
 
 
+MAX_FIELD_LINES = 10  # a quoted cell may hold line breaks, over this many lines it is taken as unclosed
+_UNCLOSED = "\x00unclosed quote"  # stands in for a line whose quoted cell never closes (see _closed)
+
+
+def _closed(lines: Iterator[str], delimiter: str, cells: int) -> Iterator[str]:
+    """The lines for the csv reader, with any line whose quoted cell never closes replaced by a marker
+    that becomes a reject; without it the reader would take every following row into that one cell.
+    A line opens a cell over several lines when it has an odd number of quote marks (a quote inside a
+    cell is doubled); the cell is taken as unclosed when no later line closes it within MAX_FIELD_LINES
+    lines, or when a line in between looks like a record of its own (every delimiter of a row, no
+    quote to close the cell)."""
+    pending: list[str] = []
+    for line in lines:
+        if not pending:
+            if line.count('"') % 2:
+                pending = [line]
+            else:
+                yield line
+            continue
+        quotes = line.count('"') % 2
+        if not quotes and line.count(delimiter) >= cells - 1 or len(pending) >= MAX_FIELD_LINES:
+            yield _UNCLOSED + "\n"
+            yield from _closed(iter([*pending[1:], line]), delimiter, cells)  # read as rows again
+            pending = []
+            continue
+        pending.append(line)
+        if quotes:  # closes the cell the first pending line opened
+            yield from pending
+            pending = []
+    if pending:
+        yield _UNCLOSED + "\n"
+        yield from _closed(iter(pending[1:]), delimiter, cells)
+
+
 def _rows(
-    lines: Iterable[str], delimiter: str, columns: dict[str, int], decoded: DecodedLines
+    lines: Iterable[str], delimiter: str, state: ReadState, decoded: DecodedLines
 ) -> Iterator[CsvRow | Reject]:
+    columns = state.columns
     width = max(columns.values()) + 1
     getter = _getter(columns, width + 1)
-    reader = csv.reader(lines, delimiter=delimiter, strict=False)
+    unclosed_checked = _closed(iter(lines), delimiter, len(state.header))
+    reader = csv.reader(unclosed_checked, delimiter=delimiter, strict=False)
     next(reader)  # the header
     start = reader.line_num + 1
     while True:
@@ -228,6 +269,10 @@ def _rows(
             start = reader.line_num + 1
             continue
         line, start = start, reader.line_num + 1
+        if fields and fields[0] == _UNCLOSED:
+            reason = 'a quoted cell opened on this line is never closed (a " is missing)'
+            yield Reject(line, reason, ())
+            continue
         if not "".join(fields).strip():
             continue
         # the getter picks the five cells in one C call; a short row gets the appended "" for the rest

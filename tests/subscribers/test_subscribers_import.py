@@ -240,3 +240,25 @@ def test_imported_times_read_back_like_orm_written_ones(session):
         session.scalar(select(func.count()).select_from(Subscriber).where(Subscriber.created_at >= T0)) == 1
     )
     assert session.scalar(select(func.count()).select_from(Subscriber).where(Subscriber.created_at > T0)) == 0
+
+
+def test_an_unclosed_quote_rejects_its_row_only_and_the_rows_after_it_are_read(session):
+    report, rejects = run(
+        session,
+        HEADER + 'ann@example.org,Ann,nova,zh\nbob@example.org,"Bob,nova,en\ncy@example.org,Cy,,en\n'
+        'dee@example.org,"Dee\nDuo",heat,zh\neve@example.org,Eve,,zh\nfay@example.org,"Fay,,\n',
+    )
+    assert [(r.line, r.reason) for r in rejects] == [
+        (3, 'a quoted cell opened on this line is never closed (a " is missing)'),
+        (8, 'a quoted cell opened on this line is never closed (a " is missing)'),
+    ]
+    assert report.added == 4 and report.rejected == 2
+    assert prefs(session, "dee@example.org").name == "Dee Duo", "a cell over two lines is still one cell"
+    assert prefs(session, "eve@example.org").topics == frozenset()
+
+
+def test_a_column_named_twice_is_one_line_naming_it(session):
+    with pytest.raises(InvalidInput, match="names the email column twice \\('Email' and '邮箱'\\)") as info:
+        run(session, "Email,name,邮箱\na@example.org,A,b@example.org\n")
+    assert "\n" not in str(info.value)
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
