@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, NamedTuple
 
 from subscribers.errors import InvalidInput, SubscribersError
+from subscribers.exporter import restore_formula
 from subscribers.models import STATUSES
 from subscribers.normalise import normalise_address, normalise_locale, normalise_name, split_topics
 
@@ -153,7 +154,8 @@ def _parse(
     if check and _SURROGATE.search("".join(fields)):
         raise InvalidInput("bytes that are not valid in the file's encoding")
     # one empty cell appended: the index of every column the header lacks (or a short row misses)
-    email, name, topics, locale, status = cells([*fields, ""])
+    # a cell an export neutralised against spreadsheet formulas ('=...) reads back as it was
+    email, name, topics, locale, status = map(restore_formula, cells([*fields, ""]))
     address = normalise_address(email)
     if status:
         status = status.strip().lower()

@@ -14,14 +14,33 @@ from subscribers.errors import InvalidInput
 from subscribers.models import STATUSES, Subscriber, Topic, subscriber_topics
 from subscribers.store import engine_of
 
-__all__ = ["EXPORT_COLUMNS", "export_csv"]
+__all__ = ["EXPORT_COLUMNS", "export_csv", "neutralise_formula", "restore_formula"]
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formula(cell: str) -> str:
+    """``'=SUM(A1)`` for ``=SUM(A1)``: shown as text by spreadsheets, not evaluated (CSV injection)."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def restore_formula(cell: str) -> str:
+    """The inverse of ``neutralise_formula``, for cells read back by the importer."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
+
 
 EXPORT_COLUMNS = ("email", "name", "topics", "locale", "status", "created_at", "confirmed_at", "source")
 _BATCH = 2000
 
 
-def export_csv(session: Session, out: TextIO, *, statuses: Collection[str] | None = None) -> int:
-    """Write subscribers (all, or those with one of ``statuses``) in id order; returns how many."""
+def export_csv(
+    session: Session, out: TextIO, *, statuses: Collection[str] | None = None, raw: bool = False
+) -> int:
+    """Write subscribers (all, or those with one of ``statuses``) in id order; returns how many.
+
+    A cell a spreadsheet would take for a formula (starting ``= + - @``, a tab or a carriage return:
+    a name like ``=HYPERLINK(...)`` typed into a signup form) gets a leading ``'`` unless ``raw``; the
+    importer takes that quote off again, so an export still imports back to the same subscribers."""
     wanted = tuple(statuses or ())
     unknown = [s for s in wanted if s not in STATUSES]
     if unknown:
@@ -54,18 +73,8 @@ def export_csv(session: Session, out: TextIO, *, statuses: Collection[str] | Non
                 followed.setdefault(sid, []).append(keys[tid])
             for sid, email, name, locale, status, created, confirmed, source in rows:
                 topics = ";".join(sorted(followed.get(sid, ())))
-                writer.writerow(
-                    (
-                        email,
-                        name or "",
-                        topics,
-                        locale,
-                        status,
-                        _time(created),
-                        _time(confirmed),
-                        source,
-                    )
-                )
+                cells = (email, name or "", topics, locale, status, _time(created), _time(confirmed), source)
+                writer.writerow(cells if raw else tuple(map(neutralise_formula, cells)))
             count += len(rows)
     return count
 

@@ -104,7 +104,14 @@ def normalise_address(text: str) -> Address:
         result = validate_email(address, check_deliverability=False)
     except EmailNotValidError as exc:
         raise InvalidEmail(f"invalid email address {address!r}: {exc}") from None
-    email = result.normalized
+    if result.ascii_email is None:  # the part before the @ is not ASCII
+        raise InvalidEmail(
+            f"invalid email address {address!r}: the part before the @ is not ASCII, which needs SMTPUTF8 "
+            "(Amazon SES does not send to such addresses)"
+        )
+    # an internationalised domain is kept in its ASCII form (IDNA: 例え.jp -> xn--r8jz45g.jp), the form
+    # every mail header and SMTP envelope carries
+    email = result.ascii_email
     return Address(email=email, key=email.lower())
 
 

@@ -155,10 +155,15 @@ def export_command(
     status: Annotated[
         list[str] | None, typer.Option(help=f"Only these statuses (repeatable): {', '.join(STATUSES)}")
     ] = None,
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="Cells as stored: no ' before a cell a spreadsheet takes for a formula"),
+    ] = False,
 ) -> None:
-    """Write subscribers as CSV to stdout, in the format `import` reads back."""
+    """Write subscribers as CSV to stdout, in the format `import` reads back. Cells starting with = + - @
+    (formulas to a spreadsheet) get a leading ' unless --raw."""
     with environment().transaction() as session:
-        count = service.export(session, sys.stdout, statuses=status)
+        count = service.export(session, sys.stdout, statuses=status, raw=raw)
     sys.stdout.flush()
     err_console.print(f"exported {count:,} subscribers", highlight=False)
 

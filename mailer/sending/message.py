@@ -39,6 +39,7 @@ __all__ = [
     "BuiltMessage",
     "link_values",
     "segment_label",
+    "to_header_value",
 ]
 
 CRLF = b"\r\n"
@@ -277,9 +278,7 @@ class SegmentMessage:
             text_values[key] = _qp(plain) if text_qp else plain
             html_values[key] = _qp(escaped) if html_qp else escaped
         message_id = f"<{self.campaign_id}.{subscriber_id}.{self.nonce}@{self.identity.domain}>"
-        to = formataddr((name, email), charset="utf-8") if name else email
-        if len(to) > 72:
-            to = to.replace(" <", "\r\n <")
+        to = to_header_value(name, email)
         head = (
             f"To: {to}\r\nMessage-ID: {message_id}\r\n"
             f"List-Unsubscribe: <{values[placeholders.UNSUBSCRIBE_URL]}>,\r\n"
@@ -298,6 +297,33 @@ class SegmentMessage:
             )
         )
         return BuiltMessage(raw=raw, message_id=message_id)
+
+
+_WORD_BYTES = 42  # UTF-8 bytes per encoded word: "=?utf-8?b?" + 56 base64 characters + "?=" is 68
+
+
+def to_header_value(name: str | None, email: str) -> str:
+    """The To header's value: the address, with the display name RFC 2047-encoded where needed. Lines stay
+    within 78 characters ("To: " included) and encoded words within 75 (RFC 5322, RFC 2047): a long
+    name, CJK above all, is split into several words on character boundaries, one per folded line."""
+    if not name:
+        return email
+    short = formataddr((name, email), charset="utf-8")
+    if len(short) <= 72 and "\r" not in short:
+        return short
+    words: list[str] = []
+    chunk: list[str] = []
+    size = 0
+    for char in name:
+        length = len(char.encode("utf-8"))
+        if size + length > _WORD_BYTES:
+            words.append("".join(chunk))
+            chunk, size = [], 0
+        chunk.append(char)
+        size += length
+    words.append("".join(chunk))
+    encoded = [f"=?utf-8?b?{binascii.b2a_base64(w.encode(), newline=False).decode()}?=" for w in words]
+    return "\r\n ".join(encoded) + f"\r\n <{email}>"
 
 
 def _fold(name: str, value: str) -> str:

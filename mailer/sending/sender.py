@@ -171,24 +171,30 @@ def send_batch_stepwise(ctx: SendContext, campaign_id: int, delivery_ids: Iterab
         try:
             last = rows[-1]
             for row in rows:
-                sid, salt = row.subscriber_id, row.salt
-                links = RecipientLinks(
-                    unsubscribe=make_token(key, sid, "unsubscribe", salt=salt),
-                    preferences=make_token(key, sid, "preferences", salt=salt),
-                    view=make_token(key, sid, "view", salt=salt, scope=view_scope),
-                )
-                values = link_values(ctx.sender, campaign_id, row.email, links)
-                built = compiled[row.segment_id].build(
-                    subscriber_id=row.subscriber_id, email=row.email, name=row.name, values=values
-                )
-                message = OutgoingMessage(
-                    sender=ctx.sender.sender_address,
-                    recipients=(row.email,),
-                    raw=built.raw,
-                    message_id=built.message_id,
-                    campaign_id=campaign_id,
-                )
-                outcome = _send_one(ctx, transport, tokens, row.id, message, flush)
+                try:
+                    sid, salt = row.subscriber_id, row.salt
+                    links = RecipientLinks(
+                        unsubscribe=make_token(key, sid, "unsubscribe", salt=salt),
+                        preferences=make_token(key, sid, "preferences", salt=salt),
+                        view=make_token(key, sid, "view", salt=salt, scope=view_scope),
+                    )
+                    values = link_values(ctx.sender, campaign_id, row.email, links)
+                    built = compiled[row.segment_id].build(
+                        subscriber_id=row.subscriber_id, email=row.email, name=row.name, values=values
+                    )
+                except Exception as exc:  # this recipient's message cannot be made: its row fails, alone
+                    log.warning("campaign %s row %s: %s", campaign_id, row.id, exc)
+                    error = f"the message cannot be built: {type(exc).__name__}: {exc}"
+                    outcome = ledger.Outcome(row.id, False, error=error, error_code="build")
+                else:
+                    message = OutgoingMessage(
+                        sender=ctx.sender.sender_address,
+                        recipients=(row.email,),
+                        raw=built.raw,
+                        message_id=built.message_id,
+                        campaign_id=campaign_id,
+                    )
+                    outcome = _send_one(ctx, transport, tokens, row.id, message, flush)
                 outcomes.append(outcome)
                 # a failure is recorded at once, so the campaign pauses exactly at its failure limit; the
                 # last row is left to the final record (one statement group, not an extra empty one)
@@ -277,6 +283,12 @@ def _send_one(
             if failures >= SEND_ATTEMPTS:
                 return ledger.Outcome(delivery_id, False, error=str(exc), error_code=exc.code)
             ctx.sleep(min(_BACKOFF_CAP, 0.5 * 2**failures))
+        except AccountPausedError:
+            raise  # the whole campaign pauses (send_batch_stepwise)
+        except Exception as exc:  # anything else the transport raised about this message: its row fails
+            log.warning("delivery %s: %s", delivery_id, exc)
+            error = f"the transport refused the message: {type(exc).__name__}: {exc}"
+            return ledger.Outcome(delivery_id, False, error=error, error_code="unexpected")
 
 
 def send_test(

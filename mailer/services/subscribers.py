@@ -141,9 +141,12 @@ def import_stepwise(
     )
 
 
-def export(session: Session, out: TextIO, *, statuses: Collection[str] | None = None) -> int:
-    """Subscribers as CSV in the format ``import`` reads back; returns how many."""
-    return export_csv(session, out, statuses=statuses)
+def export(
+    session: Session, out: TextIO, *, statuses: Collection[str] | None = None, raw: bool = False
+) -> int:
+    """Subscribers as CSV in the format ``import`` reads back, spreadsheet formulas neutralised unless
+    ``raw``; returns how many."""
+    return export_csv(session, out, statuses=statuses, raw=raw)
 
 
 def add(

@@ -125,3 +125,39 @@ def test_upgrading_a_filled_sqlite_database_keeps_every_row(tmp_path: Path):
         session.commit()
     engine.dispose()
     open_database(url).dispose()  # an up-to-date database opens without migrating again
+
+
+def test_migration_0007_rewrites_unicode_domains_to_ascii(database_url):
+    """Rows stored before addresses were normalised to ASCII: the domain is rewritten unless that
+    collides; a local part that is not ASCII stays (its sends fail with a reason)."""
+    engine = create_database_engine(database_url) if database_url.startswith("sqlite") else None
+    if engine is None:
+        from sqlalchemy import create_engine
+
+        engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM alembic_version"))
+        connection.execute(text("INSERT INTO alembic_version VALUES ('0006')"))
+        _insert(connection, "subscribers", **_subscriber(1, email="ann@例え.jp", email_key="ann@例え.jp"))
+        _insert(connection, "subscribers", **_subscriber(2, email="用户@例え.jp", email_key="用户@例え.jp"))
+        _insert(
+            connection,
+            "subscribers",
+            **_subscriber(3, email="bob@xn--r8jz45g.jp", email_key="bob@xn--r8jz45g.jp"),
+        )
+        _insert(connection, "subscribers", **_subscriber(4, email="Bob@例え.jp", email_key="bob@例え.jp"))
+        _insert(
+            connection,
+            "suppressions",
+            email="eve@例え.jp",
+            email_key="eve@例え.jp",
+            reason="manual",
+            created_at=NOW,
+        )
+    upgrade(engine)
+    with engine.connect() as connection:
+        emails = dict(connection.execute(text("SELECT id, email FROM subscribers")).all())
+        suppressed = connection.execute(text("SELECT email_key FROM suppressions")).scalar()
+    engine.dispose()
+    assert emails == {1: "ann@xn--r8jz45g.jp", 2: "用户@例え.jp", 3: "bob@xn--r8jz45g.jp", 4: "Bob@例え.jp"}
+    assert suppressed == "eve@xn--r8jz45g.jp"

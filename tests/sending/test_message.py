@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from email.message import EmailMessage
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -205,3 +206,22 @@ def test_round_trip_property(chunks, html_chunks, token):
     assert text == canonical(P.SplitTemplate.split(rendering.text, escape_html=False).fill(values))
     assert html == canonical(P.SplitTemplate.split(rendering.html, escape_html=True).fill(values))
     _assert_line_lengths(built.raw)
+
+
+@pytest.mark.parametrize(
+    "name", ["Ann", "张伟", "欧阳" + "春晓" * 20, "A" * 120, 'O\'Brien, "The" Great', "Ünïcødé " * 12]
+)
+def test_the_to_header_folds_long_names_into_short_encoded_words(name):
+    import email.header
+
+    from mailer.sending.message import to_header_value
+
+    value = to_header_value(name, "reader@example.org")
+    lines = f"To: {value}".split("\r\n")
+    assert all(len(line) <= 78 for line in lines), [len(line) for line in lines]
+    assert all(len(w) <= 75 for w in value.split() if w.startswith("=?")), "RFC 2047: words of at most 75"
+    assert value.isascii()
+    phrase, _, address = " ".join(lines)[4:].rpartition(" <")
+    assert address == "reader@example.org>"
+    decoded = str(email.header.make_header(email.header.decode_header(phrase.strip())))
+    assert decoded.strip('"').replace('\\"', '"') == name

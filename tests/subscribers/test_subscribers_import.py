@@ -262,3 +262,43 @@ def test_a_column_named_twice_is_one_line_naming_it(session):
         run(session, "Email,name,邮箱\na@example.org,A,b@example.org\n")
     assert "\n" not in str(info.value)
     assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+
+
+def test_export_neutralises_spreadsheet_formulas_and_imports_back_unchanged(session):
+    hostile = ['=HYPERLINK("http://evil.example","click")', "+1 555", "-minus", "@SUM(A1)", "\tTab"]
+    rows = "".join(
+        f'person{n}@example.org,"{name.replace(chr(34), chr(34) * 2)}",nova,zh\n'
+        for n, name in enumerate(hostile)
+    )
+    report, rejects = run(session, HEADER + rows + "-lead@example.org,Plain,,en\n")
+    assert report.added == 6 and not rejects
+    exported = io.StringIO()
+    export_csv(session, exported)
+    cells = [cell for row in csv.reader(io.StringIO(exported.getvalue())) for cell in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")], (
+        "no cell a spreadsheet evaluates"
+    )
+    assert "'-lead@example.org" in cells and '\'=HYPERLINK("http://evil.example","click")' in cells
+    raw = io.StringIO()
+    export_csv(session, raw, raw=True)
+    assert "=HYPERLINK" in raw.getvalue() and "'=HYPERLINK" not in raw.getvalue()
+    again, rejects = run(session, exported.getvalue())
+    assert again.unchanged == 6 and again.added == again.updated == 0 and not rejects
+    assert prefs(session, "person0@example.org").name == hostile[0]
+    assert prefs(session, "-lead@example.org").email == "-lead@example.org"
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("ann@例え.jp", "ann@xn--r8jz45g.jp"), ("Ann@Bücher.DE", "Ann@xn--bcher-kva.de")],
+)
+def test_internationalised_domains_are_stored_in_their_ascii_form(session, given, stored):
+    report, rejects = run(session, HEADER + f"{given},Ann,,en\n")
+    assert report.added == 1 and not rejects
+    assert prefs(session, stored.lower()).email == stored
+
+
+def test_a_local_part_that_is_not_ascii_is_rejected_with_the_reason(session):
+    report, rejects = run(session, HEADER + "用户@例え.jp,用户,,zh\nok@example.org,OK,,zh\n")
+    assert report.added == 1 and len(rejects) == 1
+    assert rejects[0].line == 2 and "not ASCII" in rejects[0].reason and "SMTPUTF8" in rejects[0].reason
