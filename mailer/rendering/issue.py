@@ -19,6 +19,7 @@ import yaml
 
 from mailer.errors import IssueError
 from mailer.rendering import placeholders
+from mailer.rendering.markdown_html import inline_plain
 from mailer.topics import TopicRegistry
 
 _FILE_DATE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-")
@@ -30,9 +31,10 @@ _FENCE_RE = re.compile(r"^(```|~~~)")
 class Section:
     index: int  # position in the issue, 0 for the intro; also its anchor (sec-N)
     level: int  # 0 for the intro, 2 or 3 for a heading
-    heading: str
+    heading: str  # the heading's plain text (its Markdown rendered to text): tables of contents, matching
     topic: str | None  # None: general, for everyone
     markdown: str  # the body below the heading, LF line endings, without the heading
+    heading_markdown: str = ""  # the heading as written (links, emphasis, code), for the rendered heading
 
     @property
     def anchor(self) -> str:
@@ -196,13 +198,14 @@ def _issue_date(front: Mapping[str, Any], source: str) -> dt.date | None:
 def _split_sections(body: str, registry: TopicRegistry) -> tuple[list[Section], list[str]]:
     sections: list[Section] = []
     warnings: list[str] = []
-    level, heading, topic = 0, "", None
+    level, heading, heading_markdown, topic = 0, "", "", None
     parent_topic: str | None = None  # topic of the enclosing ## section, inherited by its ### children
     lines: list[str] = []
     in_fence = False
 
     def close() -> None:
-        sections.append(Section(len(sections), level, heading, topic, "\n".join(lines).strip("\n") + "\n"))
+        body = "\n".join(lines).strip("\n") + "\n"
+        sections.append(Section(len(sections), level, heading, topic, body, heading_markdown))
 
     for line in body.split("\n"):
         if _FENCE_RE.match(line.lstrip()):
@@ -212,7 +215,8 @@ def _split_sections(body: str, registry: TopicRegistry) -> tuple[list[Section], 
             lines.append(line)
             continue
         close()
-        level, heading, lines = len(match.group(1)), match.group(2).strip(), []
+        heading_markdown = match.group(2).strip()
+        level, heading, lines = len(match.group(1)), inline_plain(heading_markdown), []
         topic = registry.match(heading)
         if level == 2:
             parent_topic = topic

@@ -152,6 +152,38 @@ def parse(
     return markdown().parse(text, env)
 
 
+def parse_inline(
+    text: str, base_url: str | None, references: Mapping[str, Mapping[str, str]] | None = None
+) -> list[Token]:
+    """The tokens of one line of inline Markdown (a heading's text): one ``inline`` token, links checked."""
+    env: dict[str, Any] = {"base_url": base_url}
+    if references:
+        env["references"] = {label: dict(value) for label, value in references.items()}
+    return markdown().parseInline(text, env)
+
+
+def inline_plain(text: str) -> str:
+    """The plain text of inline Markdown (``[Nova](url) *更新*`` -> ``Nova 更新``): what a heading says."""
+    out: list[str] = []
+    for token in parse_inline(text, None):
+        for child in token.children or ():
+            if child.type in ("text", "code_inline"):
+                out.append(child.content)
+            elif child.type in ("softbreak", "hardbreak"):
+                out.append(" ")
+            elif child.type == "image":
+                out.append(child.content)
+    return " ".join("".join(out).split())
+
+
+def render_inline_html(tokens: Sequence[Token], styles: Mapping[str, str] | None = None) -> str:
+    """HTML of ``parse_inline``'s tokens, with no paragraph around it."""
+    md = markdown()
+    if styles:
+        _set_styles(tokens, styles)
+    return str(md.renderer.render(tokens, md.options, {}))
+
+
 _DEFINITION_RE = re.compile(r"^ {0,3}\[[^\]]+\]:", re.M)
 
 

@@ -26,8 +26,14 @@ from premailer import Premailer
 from mailer.errors import IssueError, TemplateError
 from mailer.rendering import placeholders
 from mailer.rendering.issue import Issue, Section
-from mailer.rendering.markdown_html import collect_references, parse, render_html
-from mailer.rendering.text_part import LinkRefs, tokens_to_text, underline
+from mailer.rendering.markdown_html import (
+    collect_references,
+    parse,
+    parse_inline,
+    render_html,
+    render_inline_html,
+)
+from mailer.rendering.text_part import LinkRefs, inline_to_text, tokens_to_text, underline
 from mailer.settings import TEMPLATES_DIR, Settings
 from mailer.topics import TopicRegistry, normalise_heading
 
@@ -151,6 +157,8 @@ def compile_mjml(mjml_source: str, source_name: str) -> str:
 class _Part:
     tokens: list[Token]
     html: Markup
+    heading_tokens: list[Token]  # the heading's inline Markdown
+    heading_html: Markup
 
 
 # The template brackets each part that differs between segments (a section, a TOC entry) with these.
@@ -187,10 +195,15 @@ class _Renderer:
         if part is None:
             tokens = parse(section.markdown, self.brand.base_url, self.references)
             html = render_html(tokens, self.styles)
+            heading_source = section.heading_markdown or section.heading
+            heading_tokens = parse_inline(heading_source, self.brand.base_url, self.references)
+            heading_html = render_inline_html(heading_tokens, self.styles)
             # Markdown can make the placeholder syntax out of text that did not hold it (escapes,
             # entities): content that reads like a placeholder is refused here too, not substituted.
-            marker = placeholders.first_marker(html) or placeholders.first_marker(
-                tokens_to_text(tokens, LinkRefs())
+            marker = (
+                placeholders.first_marker(html)
+                or placeholders.first_marker(heading_html)
+                or placeholders.first_marker(tokens_to_text(tokens, LinkRefs()))
             )
             if marker is not None:
                 where = f"section {section.heading!r}" if section.heading else "the introduction"
@@ -198,7 +211,9 @@ class _Renderer:
                     self.issue.source,
                     f"{where} renders to {marker}, the syntax of the per-recipient placeholders",
                 )
-            part = self._parts[section.index] = _Part(tokens, Markup(html))
+            part = self._parts[section.index] = _Part(
+                tokens, Markup(html), heading_tokens, Markup(heading_html)
+            )
         return part
 
     def render(self, segment: frozenset[str], *, fast: bool = False) -> Rendering:
@@ -235,6 +250,7 @@ class _Renderer:
             {
                 "level": s.level,
                 "heading": s.heading,
+                "heading_html": self.part(s).heading_html,
                 "anchor": s.anchor,
                 "topic_name": self.topic_names.get(s.index),
                 "html": self.part(s).html,
@@ -262,15 +278,17 @@ class _Renderer:
     def _text(self, sections: tuple[Section, ...]) -> str:
         refs = LinkRefs()
         context = self._context(sections)
-        context["sections"] = [
-            {
-                "level": s.level,
-                "heading": s.heading,
-                "text": tokens_to_text(self.part(s).tokens, refs),
-                "underline": underline(s.heading, "=" if s.level == 2 else "-"),
-            }
-            for s in sections
-        ]
+        context["sections"] = []
+        for s in sections:
+            heading = inline_to_text(self.part(s).heading_tokens, refs)  # its links numbered first
+            context["sections"].append(
+                {
+                    "level": s.level,
+                    "heading": heading,
+                    "text": tokens_to_text(self.part(s).tokens, refs),
+                    "underline": underline(heading, "=" if s.level == 2 else "-"),
+                }
+            )
         context["links"] = refs.lines()
         return _render_template(self.env, TEXT_TEMPLATE, context)
 

@@ -103,6 +103,11 @@ def _inline(children: Sequence[Token], refs: LinkRefs) -> str:
     return "".join(out)
 
 
+def inline_to_text(tokens: Sequence[Token], refs: LinkRefs) -> str:
+    """Plain text of ``markdown_html.parse_inline``'s tokens (a heading), links numbered through ``refs``."""
+    return " ".join("".join(_inline(t.children or [], refs) for t in tokens).split())
+
+
 def tokens_to_text(tokens: Sequence[Token], refs: LinkRefs) -> str:
     """Plain text of one section body; links are numbered through ``refs`` (shared by the email)."""
     writer = _Writer(refs)

@@ -286,3 +286,32 @@ def test_soft_line_breaks_between_chinese_characters_add_no_space(registry: Topi
     assert "第一行第二行。" in rendering.html
     assert "English line\nnext line" in rendering.html  # a break between Latin words stays a space
     assert "第一行\n第二行。" in rendering.text  # the text part keeps the editor's lines
+
+
+def test_markdown_in_headings_is_rendered_and_plain_where_text_is_wanted(registry):
+    text = (
+        "---\ntitle: Headings\n---\n\nIntro.\n\n"
+        "## [Nova](https://nova.example.org/) 的 *新* `api`\n\nBody with [a link](https://body.example.org/).\n\n"
+        "## **News** of the week\n\nMore.\n"
+    )
+    issue = parse_issue(text, "h.md", registry)
+    assert [s.heading for s in issue.sections if s.level] == ["Nova 的 新 api", "News of the week"]
+    assert issue.sections[1].topic is None, "the heading as a whole names no topic"
+    linked = parse_issue(
+        "---\ntitle: T\n---\n\n## [Nova](https://nova.example.org/)\n\nx\n", "t.md", registry
+    )
+    assert linked.sections[1].topic == "nova", "topics are matched on the heading's plain text"
+
+    rendering = render(issue, issue.topics, BRAND, registry=registry)
+    html = rendering.html
+    heading = html[html.index('id="sec-1"') :].split("</h2>", 1)[0]
+    assert 'href="https://nova.example.org/"' in heading and ">Nova</a>" in heading
+    assert "<em" in heading and ">新</em>" in heading and "<code" in heading and ">api</code>" in heading
+    toc = html[html.index("<ul") : html.index("</ul>")]
+    assert "Nova 的 新 api" in toc and "<a " not in toc and "<em" not in toc
+    assert rendering.section_headings == ("Nova 的 新 api", "News of the week")
+    lines = rendering.text.splitlines()
+    assert "Nova[1] 的 新 `api`" in lines, "the heading's link joins the numbered references"
+    assert "News of the week" in lines and "**" not in rendering.text
+    refs = rendering.text[rendering.text.index("\n[1] ") + 1 :]
+    assert refs.startswith("[1] https://nova.example.org/") and "[2] https://body.example.org/" in refs
