@@ -9,6 +9,7 @@ NewsletterError
  ├── ConfigurationError     a setting that is malformed or refused; the message names the variable
  ├── NotFoundError          a subscriber, campaign or token that does not exist
  ├── ConflictError          an action that the current state forbids
+ ├── SendingStopped         a send that did not finish (its process failed, or it ended paused)
  ├── RateLimitedError       too many requests for one address
  └── TransportError         a send that failed; ``code`` names the provider's cause (see transports.base)
 
@@ -31,6 +32,7 @@ __all__ = [
     "NewsletterError",
     "NotFoundError",
     "RateLimitedError",
+    "SendingStopped",
     "TemplateError",
     "TransportError",
     "VerificationError",
@@ -75,6 +77,11 @@ class ConflictError(NewsletterError):
     pass
 
 
+class SendingStopped(NewsletterError):
+    """A send that did not finish: its process failed, or the campaign ended paused or cancelled. The
+    message says what state the campaign is in and what continues it."""
+
+
 class RateLimitedError(NewsletterError):
     def __init__(self, message: str, retry_after: float = 0.0) -> None:
         super().__init__(message)
@@ -104,6 +111,7 @@ NOT_FOUND = ErrorKind("not_found", 3, 404)
 CONFLICT = ErrorKind("conflict", 4, 409)
 RATE_LIMITED = ErrorKind("rate_limited", 5, 429)
 TRANSPORT = ErrorKind("transport", 6, 502)
+STOPPED = ErrorKind("sending_stopped", 7, 503)
 OTHER = ErrorKind("error", 1, 500)
 
 # First match wins: subclasses before their bases.
@@ -119,6 +127,7 @@ _TABLE: tuple[tuple[type[Exception], ErrorKind], ...] = (
     (RateLimitedError, RATE_LIMITED),
     (subscriber_errors.RateLimited, RATE_LIMITED),
     (TransportError, TRANSPORT),
+    (SendingStopped, STOPPED),
     (NewsletterError, OTHER),
     (subscriber_errors.SubscribersError, OTHER),
 )

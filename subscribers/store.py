@@ -3,7 +3,8 @@ re-check, topics, lookups and statistics. No writes except the topic table."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Generator, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 
 from sqlalchemy import (
@@ -21,6 +22,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
 from subscribers.db import utcnow
@@ -87,7 +89,7 @@ def topic_ids(session: Session, keys: Iterable[str]) -> dict[str, int]:
 
 def stream_audience(
     session: Session, issue_topics: Collection[str], *, batch_size: int = 1000, after_id: int = 0
-) -> Iterator[list[AudienceMember]]:
+) -> Generator[list[AudienceMember], None, None]:
     """Active, non-suppressed subscribers with id > ``after_id``, in id order, ``batch_size`` at a time.
 
     Each member's segment is the set of ``issue_topics`` it follows. The rows come through a server-side
@@ -122,7 +124,8 @@ def stream_audience(
                     for id_, email, name, locale in rows
                 ]
         finally:
-            result.close()
+            with suppress(DBAPIError):  # a lost connection cannot close its cursor; it is discarded anyway
+                result.close()
 
 
 def segment_counts(session: Session, issue_topics: Collection[str]) -> dict[frozenset[str], int]:

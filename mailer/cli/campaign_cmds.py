@@ -9,7 +9,14 @@ import typer
 from rich.table import Table
 
 from mailer.cli.app import app, console, environment, err_console, say
-from mailer.cli.output import ProgressBar, campaign_summary, segments_table, show_plan, when
+from mailer.cli.output import (
+    ProgressBar,
+    campaign_summary,
+    require_finished,
+    segments_table,
+    show_plan,
+    when,
+)
 from mailer.services import campaigns
 
 campaigns_app = typer.Typer(help="List and steer campaigns.", no_args_is_help=True)
@@ -100,7 +107,7 @@ def resume_command(campaign_id: CampaignId) -> None:
             env, campaign_id, lambda: queued.append(campaigns.continue_stepwise(env, resumption)), bar
         )
     say(f"campaign {campaign_id} resumed: {sum(queued):,} rows queued")
-    campaign_summary(state)
+    require_finished(state)
 
 
 @campaigns_app.command("cancel")

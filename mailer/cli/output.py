@@ -16,7 +16,15 @@ if TYPE_CHECKING:
     from mailer.services.campaigns import Plan
     from mailer.services.campaigns import Progress as CampaignProgress
 
-__all__ = ["ProgressBar", "SegmentLike", "campaign_summary", "segments_table", "show_plan", "when"]
+__all__ = [
+    "ProgressBar",
+    "SegmentLike",
+    "campaign_summary",
+    "require_finished",
+    "segments_table",
+    "show_plan",
+    "when",
+]
 
 
 class SegmentLike(Protocol):
@@ -57,6 +65,14 @@ def campaign_summary(state: CampaignProgress) -> None:
         f"{state.skipped:,} skipped, {state.unknown:,} unknown of {state.total:,}"
     )
     say(line + (f" ({state.reason})" if state.reason else ""))
+
+
+def require_finished(state: CampaignProgress) -> None:
+    """Print the summary; a campaign that ended paused or cancelled is a non-zero exit (scripts notice)."""
+    from mailer.services.campaigns import check_finished
+
+    campaign_summary(state)
+    check_finished(state)
 
 
 class ProgressBar:

@@ -14,7 +14,7 @@ import typer
 
 from mailer import samples
 from mailer.cli.app import app, environment, err_console, say, warn
-from mailer.cli.output import ProgressBar, campaign_summary, segments_table, show_plan
+from mailer.cli.output import ProgressBar, require_finished, segments_table, show_plan
 from mailer.errors import InputError
 from mailer.services import campaigns
 from mailer.services.demo import DemoStep, Imported, Sent, demo_settings, run_demo_stepwise
@@ -91,7 +91,7 @@ def send_command(
         return
     how = f"transport {draft.transport}, audience {draft.audience}"
     say(f"campaign {campaign.id}: {draft.issue.title} ({how})")
-    campaign_summary(start_watched(env, campaign.id))
+    require_finished(start_watched(env, campaign.id))
 
 
 def parse_at(text: str, now: datetime) -> datetime:

@@ -13,6 +13,7 @@ cancelled skips what it added and stops.
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from typing import Any, cast
 
 from sqlalchemy import func, select, update
@@ -106,57 +107,61 @@ def fill_ledger_stepwise(
         session.commit()
         statement = _insert_ignoring_conflicts(session, Delivery, "campaign_id", "subscriber_id")
         inserted = 0
-        chunks = stream_audience(session, issue.topics, batch_size=insert_chunk, after_id=after_id or 0)
-        for members in chunks:
-            rows = []
-            for member in members:
-                segment = issue.topics if audience == Audience.ALL else member.segment
-                if segment not in segment_ids:  # topics changed since counting, or a resume: render it now
-                    segment_ids.update(
-                        store_renderings(session, campaign_id, issue, brand, registry, {segment: 0})
+        audience_chunks = stream_audience(
+            session, issue.topics, batch_size=insert_chunk, after_id=after_id or 0
+        )
+        with closing(audience_chunks) as chunks:  # closed at once if a chunk fails, not by the collector
+            for members in chunks:
+                rows = []
+                for member in members:
+                    segment = issue.topics if audience == Audience.ALL else member.segment
+                    # topics changed since counting, or a resume: render the segment now
+                    if segment not in segment_ids:
+                        segment_ids.update(
+                            store_renderings(session, campaign_id, issue, brand, registry, {segment: 0})
+                        )
+                    rows.append(
+                        {
+                            "campaign_id": campaign_id,
+                            "subscriber_id": member.subscriber_id,
+                            "segment_id": segment_ids[segment],
+                            "email": member.email,
+                            "name": member.name,
+                            "status": DeliveryStatus.QUEUED,
+                            "attempts": 0,
+                            "queued_at": utcnow(),
+                        }
                     )
-                rows.append(
-                    {
-                        "campaign_id": campaign_id,
-                        "subscriber_id": member.subscriber_id,
-                        "segment_id": segment_ids[segment],
-                        "email": member.email,
-                        "name": member.name,
-                        "status": DeliveryStatus.QUEUED,
-                        "attempts": 0,
-                        "queued_at": utcnow(),
-                    }
-                )
-            if not rows:
-                continue
-            # plain executemany (one prepared statement; RETURNING would make psycopg re-parse a huge
-            # multi-VALUES query): its rowcount is what this fill really inserted, conflicts excluded
-            count = int(cast("CursorResult[Any]", session.execute(statement, rows)).rowcount)
-            ids = list(
-                session.scalars(
-                    select(Delivery.id)
-                    .where(
-                        Delivery.campaign_id == campaign_id,
-                        Delivery.subscriber_id.between(rows[0]["subscriber_id"], rows[-1]["subscriber_id"]),
+                if not rows:
+                    continue
+                # plain executemany (one prepared statement; RETURNING would make psycopg re-parse a huge
+                # multi-VALUES query): its rowcount is what this fill really inserted, conflicts excluded
+                count = int(cast("CursorResult[Any]", session.execute(statement, rows)).rowcount)
+                ids = list(
+                    session.scalars(
+                        select(Delivery.id)
+                        .where(
+                            Delivery.campaign_id == campaign_id,
+                            Delivery.subscriber_id.between(
+                                rows[0]["subscriber_id"], rows[-1]["subscriber_id"]
+                            ),
+                        )
+                        .order_by(Delivery.id)
                     )
-                    .order_by(Delivery.id)
                 )
-            )
-            status = session.scalar(
-                update(Campaign)
-                .where(Campaign.id == campaign_id)
-                .values(total=Campaign.total + count, fill_seen_at=utcnow())
-                .returning(Campaign.status)
-            )
-            session.commit()
-            inserted += count
-            if (
-                status == CampaignStatus.CANCELLED
-            ):  # cancelled while filling: what it added is skipped, not sent
-                skip_queued(session, campaign_id, "campaign cancelled")
+                status = session.scalar(
+                    update(Campaign)
+                    .where(Campaign.id == campaign_id)
+                    .values(total=Campaign.total + count, fill_seen_at=utcnow())
+                    .returning(Campaign.status)
+                )
                 session.commit()
-                return inserted
-            enqueue_ids(campaign_id, ids, enqueue, batch_size)
+                inserted += count
+                if status == CampaignStatus.CANCELLED:  # cancelled while filling: what it added is skipped
+                    skip_queued(session, campaign_id, "campaign cancelled")
+                    session.commit()
+                    return inserted
+                enqueue_ids(campaign_id, ids, enqueue, batch_size)
         session.execute(update(Campaign).where(Campaign.id == campaign_id).values(queued_all=True))
         finish_if_done(session, campaign_id)
         session.commit()

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mailer.errors import ConflictError, InputError, NewsletterError
+from mailer.errors import ConflictError, InputError, NewsletterError, SendingStopped
 from mailer.rendering import placeholders
 from mailer.rendering.issue import Issue, load_issue, parse_issue
 from mailer.rendering.render import Rendering, check_content, render_segments
@@ -53,6 +53,7 @@ __all__ = [
     "ReapReport",
     "SegmentInfo",
     "cancel",
+    "check_finished",
     "create",
     "detail",
     "list_campaigns",
@@ -614,8 +615,12 @@ def run_and_watch(
 ) -> Progress:
     """Run ``work`` (a start, a resume) in a background thread and report the campaign's progress until
     it settles. Embedded mode sends inside ``work``: watching ends with it. With workers, ``work`` only
-    fills the queue: watching goes on until the campaign is done, paused or cancelled. An error of
-    ``work`` is raised here once it has stopped."""
+    fills the queue: watching goes on until the campaign is done, paused or cancelled.
+
+    When ``work`` fails (a lost database, a full disk, a bug), watching stops at once: in embedded mode
+    nothing else would send, so a campaign still sending is paused with the cause as its reason
+    (``campaigns show`` says it, ``campaigns resume`` continues), and SendingStopped says so here. A
+    refusal before anything changed (ConflictError, an input error) is raised as it is."""
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -632,12 +637,49 @@ def run_and_watch(
         on_progress(state)
         if not thread.is_alive():
             if errors:
-                raise errors[0]
+                raise _stopped_stepwise(env, campaign_id, errors[0]) from errors[0]
             if not env.distributed or state.status != CampaignStatus.SENDING:
                 break
         time.sleep(poll)
     with env.sessions() as session:
         return progress(session, campaign_id, now=env.now())
+
+
+def _stopped_stepwise(env: AppEnv, campaign_id: int, cause: BaseException) -> BaseException:
+    """What to raise when the sending work failed; pauses an embedded campaign left sending."""
+    if isinstance(cause, (ConflictError, InputError, KeyboardInterrupt)):
+        return cause  # refused before any change, or interrupted by the user
+    what = " ".join(f"{type(cause).__name__}: {cause}".split())[:500]
+    if env.distributed:
+        return SendingStopped(
+            f"campaign {campaign_id}: filling its ledger stopped ({what}); the workers go on with what is "
+            f"queued, and the reaper continues the fill after a lease (or: newsletter campaigns resume "
+            f"{campaign_id})"
+        )
+    try:
+        with env.transaction() as session:
+            paused = ledger.set_status(
+                session, campaign_id, CampaignAction.PAUSE, CampaignStatus.PAUSED,
+                only_from=(CampaignStatus.SENDING,),
+                status_reason=f"the sending process stopped: {what}",
+            )  # fmt: skip
+            status = progress(session, campaign_id, now=env.now(), exact=False).status
+        state = "it is paused" if paused else f"it is {status}"
+    except Exception as exc:  # the database itself may be what failed
+        state = f"it could not even be marked paused ({' '.join(str(exc).split())[:200]})"
+    return SendingStopped(
+        f"campaign {campaign_id}: sending stopped ({what}); {state}: newsletter campaigns resume "
+        f"{campaign_id} continues"
+    )
+
+
+def check_finished(state: Progress) -> None:
+    """SendingStopped when a campaign that was being followed ended paused or cancelled, not done."""
+    if state.status not in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):
+        return
+    why = f": {state.reason}" if state.reason else ""
+    then = f"; newsletter campaigns resume {state.campaign_id} continues" if state.status == "paused" else ""
+    raise SendingStopped(f"campaign {state.campaign_id} ended {state.status}{why}{then}")
 
 
 # --- reading ---------------------------------------------------------------------------------------

@@ -118,6 +118,7 @@ class SmtpSink:
     received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
     connections: int = 0
     refuse: dict[str, tuple[int, str]] = field(default_factory=dict)  # rcpt -> (code, text)
+    refuse_all: tuple[int, str] | None = None  # (code, text) for every recipient: a server turning all away
 
 
 @pytest.fixture
@@ -133,8 +134,9 @@ def smtp_sink() -> Iterator[SmtpSink]:
             return responses
 
         async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
-            if address in sink.refuse:
-                code, text = sink.refuse[address]
+            refusal = sink.refuse.get(address, sink.refuse_all)
+            if refusal is not None:
+                code, text = refusal
                 return f"{code} {text}"
             envelope.rcpt_tos.append(address)
             return "250 OK"
