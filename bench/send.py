@@ -50,6 +50,7 @@ from subscribers.tokens import make_token  # noqa: E402
 
 REFERENCE = ROOT.parent / "shared/fixtures/issues/2014-01-16-openstack-activity-1226-0116.md"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+BENCH_SECRET = "bench-secret"  # sending through ses refuses the published default key
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 TOPICS = ["nova", "neutron", "tempest", "ceilometer", "heat", "keystone"]
 SCOPES = {
@@ -209,13 +210,14 @@ def end_to_end(
 ) -> dict[str, float]:
     settings = Settings(
         data_dir=workdir, database_url=url, broker_url=REDIS_URL, redis_prefix=prefix, transport="ses",
-        ses_endpoint_url=f"http://127.0.0.1:{port}",
+        ses_endpoint_url=f"http://127.0.0.1:{port}", secret_key=BENCH_SECRET,
     )  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env.update(
         NEWSLETTER_BROKER_URL=REDIS_URL, NEWSLETTER_REDIS_PREFIX=prefix, NEWSLETTER_DATABASE_URL=url,
         NEWSLETTER_TRANSPORT="ses", NEWSLETTER_SES_ENDPOINT_URL=f"http://127.0.0.1:{port}",
         NEWSLETTER_DATA_DIR=str(workdir), AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+        NEWSLETTER_SECRET_KEY=BENCH_SECRET,
     )  # fmt: skip
     workers = []
     for index in range(processes):
