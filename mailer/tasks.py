@@ -89,7 +89,7 @@ def reap() -> None:
     from mailer.services import campaigns
 
     report = campaigns.reap_stepwise(_env())
-    if report.resent or report.unknown or report.requeued or report.fills_resumed:
+    if report.resent or report.unknown or report.recovered or report.requeued or report.fills_resumed:
         log.warning("reaped lost sends: %s", report)
 
 

@@ -64,7 +64,7 @@ def show_command(campaign_id: CampaignId) -> None:
     console.print(table)
     if found.failures_by_code:
         causes = ", ".join(f"{code} {count:,}" for code, count in found.failures_by_code.items())
-        say(f"failures by cause: {causes}")
+        say(f"failures by cause: {causes} (newsletter campaigns retry-failed {campaign_id} [--cause CAUSE])")
     eta = f"{state.eta_seconds:.0f} s" if state.eta_seconds is not None else "-"
     say(f"rate {state.rate:.1f}/s over the last minute, ETA {eta}")
     if state.actions:
@@ -110,6 +110,49 @@ def resume_command(campaign_id: CampaignId) -> None:
     require_finished(state)
 
 
+@campaigns_app.command("retry-failed")
+def retry_failed_command(
+    campaign_id: CampaignId,
+    cause: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only rows that failed with this cause (as `campaigns show` lists them); repeatable"
+        ),
+    ] = None,
+    include_unknown: Annotated[
+        bool,
+        typer.Option(help="Also the rows in doubt (`unknown`): their readers may get the issue twice"),
+    ] = False,
+) -> None:
+    """Send a campaign's failed rows again (after an SES outage, a network failure); readers who have
+    unsubscribed or been suppressed since are skipped."""
+    env = environment()
+    with env.transaction() as session:
+        retry = campaigns.retry_failed(
+            session, campaign_id, causes=cause or (), include_unknown=include_unknown, now=env.now()
+        )
+    if not retry.row_ids:
+        what = "failed" + (" or unknown" if include_unknown else "")
+        say(
+            f"campaign {campaign_id} has no {what} rows"
+            + (f" with cause {', '.join(cause)}" if cause else "")
+        )
+        return
+    causes = ", ".join(f"{name} {count:,}" for name, count in sorted(retry.by_cause.items()))
+    say(f"campaign {campaign_id}: {len(retry.row_ids):,} rows queued again ({causes})")
+    if not retry.send:
+        say(
+            f"campaign {campaign_id} is paused: they go out when it resumes "
+            f"(newsletter campaigns resume {campaign_id})"
+        )
+        return
+    with ProgressBar() as bar:
+        state = campaigns.run_and_watch(
+            env, campaign_id, lambda: campaigns.continue_retry_stepwise(env, retry), bar
+        )
+    require_finished(state)
+
+
 @campaigns_app.command("cancel")
 def cancel_command(campaign_id: CampaignId) -> None:
     """Stop for good; rows not sent yet are marked skipped."""
@@ -120,10 +163,14 @@ def cancel_command(campaign_id: CampaignId) -> None:
 
 @campaigns_app.command("reap")
 def reap_command() -> None:
-    """Resolve rows a killed worker left in 'sending' past the lease (settings.on_lost_send), re-queue
-    lost tasks, and continue ledger fills whose process died (what beat does every half lease)."""
+    """Resolve rows a killed worker left in 'sending' past the lease by its send journal (sent; never
+    attempted: queued again; in doubt: settings.on_lost_send), re-queue lost tasks, and continue ledger
+    fills whose process died (what beat does every half lease)."""
     report = campaigns.reap_stepwise(environment())
-    say(f"resent {report.resent}, marked unknown {report.unknown}, re-queued {report.requeued}")
+    say(
+        f"lost rows: {report.recovered} sent (from the send journal), {report.resent} queued again, "
+        f"{report.unknown} marked unknown; {report.requeued} queued rows of lost tasks re-queued"
+    )
     for campaign_id in report.fills_resumed:
         say(f"campaign {campaign_id}: resumed its stalled ledger fill")
 

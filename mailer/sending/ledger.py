@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
 from mailer.sending import Enqueue
+from mailer.sending.journal import ClaimProgress
 from mailer.sending.models import Campaign, Delivery
 from mailer.sending.states import CampaignAction, CampaignStatus, DeliveryStatus, campaign_sources
 from subscribers.db import UtcDateTime, utcnow
@@ -41,6 +42,7 @@ __all__ = [
     "reap_campaign",
     "record",
     "release",
+    "requeue_outcomes",
     "set_status",
     "skip_queued",
     "unfinished_campaigns",
@@ -370,56 +372,99 @@ def unfinished_campaigns(session: Session) -> list[tuple[int, str]]:
 
 @dataclass(frozen=True)
 class ReapedCampaign:
-    resent: list[int]  # rows queued again (policy resend), to enqueue after commit
-    unknown: int  # rows marked unknown (policy unknown, or a cancelled campaign)
+    resent: list[int]  # rows queued again (never attempted, or policy resend), to enqueue after commit
+    unknown: int  # rows marked unknown (in doubt under policy unknown, or a cancelled campaign's)
     idle: bool  # a sending campaign that has claimed nothing for a whole lease: its tasks were lost
+    recovered: int = 0  # rows the claim's journal shows sent: recorded sent with their message id
+    claims: tuple[str, ...] = ()  # the claims resolved: forget their journals after commit
+
+
+ProgressOf = Callable[[str], "ClaimProgress | None"]
 
 
 def reap_campaign(
-    session: Session, campaign_id: int, status: str, *, expired: datetime, policy: str, now: datetime
+    session: Session,
+    campaign_id: int,
+    status: str,
+    *,
+    expired: datetime,
+    policy: str,
+    now: datetime,
+    progress_of: ProgressOf = lambda _claim: None,
 ) -> ReapedCampaign:
-    """Resolve one campaign's rows whose worker vanished (read through the campaign's own index range:
-    the ledger has no status index): ``sending`` since before ``expired`` -> queued again (``policy``
-    resend) or ``unknown``; a cancelled campaign's are never resent, they become ``unknown``, and its
-    leftover queued rows ``skipped``."""
+    """Resolve one campaign's rows whose worker vanished (``sending`` since before ``expired``; read
+    through the campaign's own index range: the ledger has no status index), each by what its claim's
+    journal (``progress_of``) says: sent -> ``sent`` with its message id; never attempted -> queued again
+    (a cancelled campaign's: ``skipped``); in doubt, or no journal -> queued again (``policy`` resend) or
+    ``unknown``. A cancelled campaign's rows in doubt are never resent, and its leftover queued rows are
+    skipped."""
     stale = and_(
         Delivery.campaign_id == campaign_id,
         Delivery.status == DeliveryStatus.SENDING,
         Delivery.claimed_at < expired,
     )
+    by_claim: dict[str, list[int]] = {}
+    for row_id, claim_id in session.execute(select(Delivery.id, Delivery.claim).where(stale)):
+        by_claim.setdefault(claim_id or "", []).append(int(row_id))
+    recovered = 0
+    untouched: list[int] = []
+    doubtful: list[int] = []
+    for claim_id, row_ids in by_claim.items():
+        progress = progress_of(claim_id) if claim_id else None
+        if progress is None:
+            doubtful += row_ids
+            continue
+        sent = [(row_id, progress.sent[row_id]) for row_id in row_ids if progress.fate(row_id) == "sent"]
+        if sent:
+            recovered += _recover_sent(session, claim_id, sent, now)
+        doubtful += [row_id for row_id in row_ids if progress.fate(row_id) == "in_doubt"]
+        untouched += [row_id for row_id in row_ids if progress.fate(row_id) == "not_attempted"]
+    cancelled = status == CampaignStatus.CANCELLED
+    resend = policy == "resend" and not cancelled
+    mine = and_(stale, Delivery.id.in_(bindparam("row_ids", expanding=True)))
+    requeue = untouched + (doubtful if resend else [])
     resent: list[int] = []
-    unknown = 0
-    if policy == "resend" and status != CampaignStatus.CANCELLED:
+    skipped = unknown = 0
+    if requeue and not cancelled:
+        why = "lease expired (worker lost); "
         resent = sorted(
             session.scalars(
                 update(Delivery)
-                .where(stale)
-                .values(
-                    status=DeliveryStatus.QUEUED,
-                    claim=None,
-                    queued_at=now,
-                    last_error="lease expired (worker lost); resent",
-                )
+                .where(mine)
+                .values(status=DeliveryStatus.QUEUED, claim=None, queued_at=now, last_error=None)
                 .returning(Delivery.id)
-                .execution_options(**_UPDATE_OPTS)
+                .execution_options(**_UPDATE_OPTS),
+                {"row_ids": requeue},
             )
         )
-    else:
-        unknown = execute_count(
+        if doubtful and resend:
+            _note(session, doubtful, why + "resent: it may have been sent before")
+    elif untouched:  # cancelled: rows never attempted are skipped like the rest of its queue
+        skipped = _rowcount(
             session,
             update(Delivery)
-            .where(stale)
+            .where(mine)
+            .values(status=DeliveryStatus.SKIPPED, claim=None, last_error="campaign cancelled")
+            .execution_options(**_UPDATE_OPTS),
+            {"row_ids": untouched},
+        )
+    if doubtful and not resend:
+        unknown = _rowcount(
+            session,
+            update(Delivery)
+            .where(mine)
             .values(
                 status=DeliveryStatus.UNKNOWN,
                 claim=None,
                 last_error="lease expired (worker lost); may have been sent",
             )
             .execution_options(**_UPDATE_OPTS),
+            {"row_ids": doubtful},
         )
-        if unknown:
-            _add_counts(session, campaign_id, unknown=unknown)
+    if recovered or unknown or skipped:
+        _add_counts(session, campaign_id, sent=recovered, unknown=unknown, skipped=skipped)
     idle = False
-    if status == CampaignStatus.CANCELLED:
+    if cancelled:
         skip_queued(session, campaign_id, "campaign cancelled")
     elif status == CampaignStatus.SENDING:
         last_claim = session.scalar(
@@ -428,7 +473,65 @@ def reap_campaign(
         started = session.scalar(select(Campaign.started_at).where(Campaign.id == campaign_id))
         idle = (last_claim or started or now) < expired
         finish_if_done(session, campaign_id, now=now)
-    return ReapedCampaign(resent, unknown, idle)
+    claims = tuple(claim_id for claim_id in by_claim if claim_id)
+    return ReapedCampaign(resent, unknown, idle, recovered, claims)
+
+
+def _recover_sent(session: Session, claim_id: str, sent: list[tuple[int, str]], now: datetime) -> int:
+    """Rows the journal shows the transport accepted -> sent, with the message id it gave (the statement
+    a sender's own record uses)."""
+    sql = _sql(session)
+    params = {
+        "ids": sql.pack([row_id for row_id, _ in sent]),
+        "vals": sql.pack([message_id for _, message_id in sent]),
+        "claim": claim_id,
+        "now": now,
+    }
+    return _rowcount(session, sql.sent, params)
+
+
+def _note(session: Session, row_ids: list[int], text_: str) -> None:
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(row_ids))
+        .values(last_error=text_)
+        .execution_options(**_UPDATE_OPTS)
+    )
+
+
+def requeue_outcomes(
+    session: Session,
+    campaign_id: int,
+    statuses: Sequence[DeliveryStatus],
+    *,
+    causes: Sequence[str] = (),
+    now: datetime | None = None,
+) -> tuple[list[int], dict[str, int]]:
+    """Rows of the campaign in ``statuses`` (failed, unknown), failed ones narrowed to the failure
+    ``causes`` when given, queued again and taken off the counters. Returns (row ids, rows by cause)."""
+    ids: list[int] = []
+    by_cause: dict[str, int] = {}
+    taken = {DeliveryStatus.FAILED: 0, DeliveryStatus.UNKNOWN: 0}
+    for status in statuses:
+        chosen = and_(Delivery.campaign_id == campaign_id, Delivery.status == status)
+        if causes and status == DeliveryStatus.FAILED:
+            chosen = and_(chosen, Delivery.error_code.in_(list(causes)))
+        rows = session.execute(
+            update(Delivery)
+            .where(chosen)
+            .values(status=DeliveryStatus.QUEUED, claim=None, queued_at=now or utcnow())
+            .returning(Delivery.id, Delivery.error_code)
+            .execution_options(**_UPDATE_OPTS)
+        ).all()
+        taken[status] = len(rows)
+        for row_id, code in rows:
+            ids.append(int(row_id))
+            cause = "in doubt (unknown)" if status == DeliveryStatus.UNKNOWN else code or "unknown"
+            by_cause[cause] = by_cause.get(cause, 0) + 1
+    if ids:
+        failed, unknown = taken[DeliveryStatus.FAILED], taken[DeliveryStatus.UNKNOWN]
+        _add_counts(session, campaign_id, failed=-failed, unknown=-unknown, restart_streak=True)
+    return sorted(ids), by_cause
 
 
 def skip_queued(session: Session, campaign_id: int, reason: str) -> int:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailer.errors import NotFoundError
@@ -20,6 +21,7 @@ from mailer.sending.states import CampaignStatus, DeliveryStatus
 __all__ = [
     "campaign_page",
     "count_by_status",
+    "count_outcomes",
     "due_campaign_ids",
     "failures_by_code",
     "get_campaign",
@@ -123,6 +125,19 @@ def failures_by_code(session: Session, campaign_id: int) -> dict[str, int]:
     for code, n in rows:
         counts[code or "unknown"] = counts.get(code or "unknown", 0) + int(n)
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def count_outcomes(
+    session: Session, campaign_id: int, statuses: Sequence[str], *, causes: Sequence[str] = ()
+) -> int:
+    """Rows of the campaign in ``statuses``; failed ones only of the given ``causes``, when given."""
+    chosen = and_(Delivery.campaign_id == campaign_id, Delivery.status.in_(list(statuses)))
+    if causes:
+        chosen = and_(
+            chosen,
+            or_(Delivery.status != DeliveryStatus.FAILED, Delivery.error_code.in_(list(causes))),
+        )
+    return int(session.scalar(select(func.count()).where(chosen)) or 0)
 
 
 def segments_of(session: Session, campaign_id: int) -> list[SegmentRendering]:

@@ -6,12 +6,12 @@ Error handling: throttling backs off and retries the same row (the campaign stat
 re-read and, every quarter lease, the lease renewed while waiting); quota/paused/suspended pauses the
 campaign with the reason and gives the rows back; a rejected message fails its row only; network trouble
 retries with backoff, then fails the row. Results are recorded every ``FLUSH_EVERY`` messages or
-``FLUSH_SECONDS``, which bounds what a SIGKILL can leave sent-but-unrecorded.
+``FLUSH_SECONDS``; in between, each message is journaled before it leaves (``journal.py``), so the
+reaper knows what a SIGKILL left: sent, never attempted, or the one message in flight.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import secrets
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailer import urls
 from mailer.sending import ledger, queries
+from mailer.sending.journal import ClaimWriter, Journal, make_journal
 from mailer.sending.message import (
     RecipientLinks,
     RenderingLike,
@@ -68,6 +69,7 @@ class SendContext:
     _transports: dict[str, Transport] = field(default_factory=dict)
     _limiters: dict[str, RateLimiter] = field(default_factory=dict)
     _segments: dict[tuple[int, int], SegmentMessage] = field(default_factory=dict)
+    _journal: Journal | None = None
 
     def __post_init__(self) -> None:
         if self.identity is None:
@@ -80,6 +82,13 @@ class SendContext:
             rate = self.transport(transport).max_rate()
             self._limiters[transport] = make_rate_limiter(self.settings, transport, rate)
         return self._limiters[transport]
+
+    @property
+    def journal(self) -> Journal:
+        """Where this thread journals each send ahead of the ledger (Redis, or files in embedded mode)."""
+        if self._journal is None:
+            self._journal = make_journal(self.settings)
+        return self._journal
 
     def transport(self, name: str) -> Transport:
         if name not in self._transports:
@@ -119,20 +128,41 @@ class _Stop(Exception):
 
 
 def send_batch_stepwise(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) -> BatchReport:
-    """Send the still-queued rows among ``delivery_ids``, committing the claim and every record as it goes
-    (what a crash leaves is bounded by ``FLUSH_EVERY``). Safe to run twice: a second run claims nothing."""
+    """Send the still-queued rows among ``delivery_ids``, committing the claim and every record as it goes.
+    Each message is journaled before it leaves (``journal``), so a crash leaves at most the message in
+    flight in doubt. Safe to run twice: a second run claims nothing."""
     report = BatchReport()
     claim_id = secrets.token_hex(8)
-    settings = ctx.settings
+    # opened before the claim: a kill right after the claim leaves a journal saying "nothing attempted"
+    writer = ctx.journal.open(claim_id)
+    try:
+        _send_claimed_stepwise(ctx, campaign_id, claim_id, list(delivery_ids), writer, report)
+    finally:
+        writer.abandon()  # unless closed (every outcome in the ledger), the journal stays for the reaper
+    return report
+
+
+def _send_claimed_stepwise(
+    ctx: SendContext,
+    campaign_id: int,
+    claim_id: str,
+    delivery_ids: list[int],
+    writer: ClaimWriter,
+    report: BatchReport,
+) -> None:
+    """The body of ``send_batch_stepwise``; closes the claim's journal once every outcome is in the
+    ledger."""
     with ctx.factory() as session:
-        rows, report.skipped = ledger.claim(session, campaign_id, list(delivery_ids), claim_id)
+        settings = ctx.settings
+        rows, report.skipped = ledger.claim(session, campaign_id, delivery_ids, claim_id)
         session.commit()
         report.claimed = len(rows) + report.skipped
         if not rows:
             if report.skipped:  # the campaign's last rows may all have been skipped
                 ledger.record(session, campaign_id, claim_id, [], max_consecutive_failures=1 << 30)
                 session.commit()
-            return report
+            writer.close()
+            return
         held = [row.id for row in rows]
         campaign = queries.get_campaign(session, campaign_id)
         compiled = {row.segment_id: ctx.segment(session, campaign, row.segment_id) for row in rows}
@@ -160,6 +190,8 @@ def send_batch_stepwise(ctx: SendContext, campaign_id: int, delivery_ids: Iterab
             )
             session.commit()
             outcomes.clear()
+            if not final:
+                writer.check()  # what the journal holds for the rows not recorded yet really arrived
             last_flush = time.monotonic()
             if renew:
                 last_renewal = last_flush
@@ -170,6 +202,7 @@ def send_batch_stepwise(ctx: SendContext, campaign_id: int, delivery_ids: Iterab
         key = settings.signing_key
         try:
             last = rows[-1]
+            accepted: tuple[int, str | None] | None = None  # the last row sent, not journaled as sent yet
             for row in rows:
                 try:
                     sid, salt = row.subscriber_id, row.salt
@@ -194,7 +227,11 @@ def send_batch_stepwise(ctx: SendContext, campaign_id: int, delivery_ids: Iterab
                         message_id=built.message_id,
                         campaign_id=campaign_id,
                     )
+                    writer.attempt(row.id, accepted)
+                    accepted = None
                     outcome = _send_one(ctx, transport, tokens, row.id, message, flush)
+                    if outcome.sent:
+                        accepted = (row.id, outcome.message_id)
                 outcomes.append(outcome)
                 # a failure is recorded at once, so the campaign pauses exactly at its failure limit; the
                 # last row is left to the final record (one statement group, not an extra empty one)
@@ -222,19 +259,26 @@ def send_batch_stepwise(ctx: SendContext, campaign_id: int, delivery_ids: Iterab
         except _Stop:
             pass
         except Exception:
-            # a bug or a lost database: keep what was sent, give the rest back, let Celery log the error
-            with contextlib.suppress(Exception):
+            # a bug, a lost database, a journal that cannot be written: keep what was sent, give the rest
+            # back, let Celery log the error; if even that fails, the journal tells the reaper what happened
+            try:
                 session.rollback()
                 ledger.record(
                     session, campaign_id, claim_id, outcomes, max_consecutive_failures=1 << 30, held=held
                 )
                 ledger.release(session, campaign_id, claim_id, held=held)
                 session.commit()
+            except Exception:
+                log.exception(
+                    "campaign %s: claim %s is left to the reaper and its journal", campaign_id, claim_id
+                )
+            else:
+                writer.close()
             raise
         if report.sent + report.failed < len(rows):  # stopped early: give back what was not sent
             report.released = ledger.release(session, campaign_id, claim_id, held=held)
             session.commit()
-    return report
+        writer.close()
 
 
 class _Tokens:

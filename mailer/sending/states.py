@@ -6,13 +6,15 @@ Campaign:
       └──────────start──────────────────────────────▲ │ ▲
                        scheduled/sending ──pause──▶ paused ──resume──┘   (a paused campaign that never
     draft/scheduled/sending/paused ──cancel──▶ cancelled                  started resumes to scheduled)
+    done ──retry (failed rows queued again)──▶ sending; a sending or paused campaign keeps its status
 
 Ledger row (one per campaign and subscriber):
 
     queued ──claim──▶ sending ──record──▶ sent | failed
       │                 ├──skip (not sendable any more, cancelled)──▶ skipped
       └──skip──▶ skipped├──release (paused, cancelled)──▶ queued | skipped
-                        └──reap (worker lost)──▶ queued (resend policy) | unknown
+                        └──reap (worker lost, by its send journal)──▶ sent | queued | unknown
+    failed | unknown ──retry (an operator's)──▶ queued
 
 Services ask ``campaign_actions(status)`` which operator actions a campaign offers (a dashboard shows those
 buttons) and change a status only through ``campaign_sources(action, to)``: every status write is an
@@ -52,6 +54,7 @@ class CampaignAction(StrEnum):
     RESUME = "resume"
     CANCEL = "cancel"
     FINISH = "finish"  # the system's, when every row has an outcome
+    RETRY = "retry"  # failed rows queued again (``campaigns retry-failed``)
 
 
 OPERATOR_ACTIONS = (
@@ -92,6 +95,9 @@ CAMPAIGN_TRANSITIONS: tuple[tuple[CampaignAction, CampaignStatus, CampaignStatus
     (_A.CANCEL, _C.SENDING, _C.CANCELLED),
     (_A.CANCEL, _C.PAUSED, _C.CANCELLED),
     (_A.FINISH, _C.SENDING, _C.DONE),
+    (_A.RETRY, _C.DONE, _C.SENDING),
+    (_A.RETRY, _C.SENDING, _C.SENDING),
+    (_A.RETRY, _C.PAUSED, _C.PAUSED),  # the rows wait for the resume
 )
 
 _D = DeliveryStatus
@@ -103,8 +109,12 @@ DELIVERY_TRANSITIONS: tuple[tuple[str, DeliveryStatus, DeliveryStatus], ...] = (
     ("skip", _D.QUEUED, _D.SKIPPED),
     ("release", _D.SENDING, _D.QUEUED),
     ("release", _D.SENDING, _D.SKIPPED),
+    ("reap", _D.SENDING, _D.SENT),
     ("reap", _D.SENDING, _D.QUEUED),
     ("reap", _D.SENDING, _D.UNKNOWN),
+    ("reap", _D.SENDING, _D.SKIPPED),
+    ("retry", _D.FAILED, _D.QUEUED),
+    ("retry", _D.UNKNOWN, _D.QUEUED),
 )
 
 

@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,14 +27,17 @@ from mailer.rendering.issue import Issue, load_issue, parse_issue
 from mailer.rendering.render import Rendering, check_content, render_segments
 from mailer.sending import ledger, queries
 from mailer.sending.fill import fill_ledger_stepwise, store_renderings
+from mailer.sending.journal import make_journal
 from mailer.sending.models import Campaign
 from mailer.sending.sender import send_test as send_test_messages
 from mailer.sending.states import (
     Audience,
     CampaignAction,
     CampaignStatus,
+    DeliveryStatus,
     campaign_actions,
     campaign_sources,
+    campaign_targets,
 )
 from mailer.sending.transports import available as available_transports
 from mailer.services.env import AppEnv
@@ -51,6 +54,7 @@ __all__ = [
     "Plan",
     "Progress",
     "ReapReport",
+    "Retry",
     "SegmentInfo",
     "cancel",
     "check_finished",
@@ -64,6 +68,8 @@ __all__ = [
     "progress",
     "read_draft",
     "reap_stepwise",
+    "retry_failed",
+    "continue_retry_stepwise",
     "Resumption",
     "continue_stepwise",
     "resume",
@@ -471,6 +477,53 @@ def resume_stepwise(env: AppEnv, campaign_id: int) -> int:
     return continue_stepwise(env, resumption)
 
 
+@dataclass(frozen=True)
+class Retry:
+    campaign_id: int
+    row_ids: tuple[int, ...]  # rows queued again
+    by_cause: dict[str, int]  # of those, how many per failure cause
+    send: bool  # the campaign sends now (it was done or sending); a paused one sends them at its resume
+
+
+def retry_failed(
+    session: Session,
+    campaign_id: int,
+    *,
+    causes: Sequence[str] = (),
+    include_unknown: bool = False,
+    now: datetime,
+) -> Retry:
+    """Queue a campaign's failed rows again (those of the given failure ``causes`` only, when given; the
+    ``unknown`` ones too with ``include_unknown``: they may reach their reader twice). A done campaign
+    sends again; a paused one keeps them for its resume. The caller commits, then
+    ``continue_retry_stepwise``. Readers unsubscribed or suppressed since are skipped at send time."""
+    campaign = queries.get_campaign(session, campaign_id)
+    action = CampaignAction.RETRY
+    if not campaign_targets(action, campaign.status):
+        raise _conflict(campaign_id, campaign.status, action)
+    statuses = [DeliveryStatus.FAILED] + ([DeliveryStatus.UNKNOWN] if include_unknown else [])
+    if not queries.count_outcomes(session, campaign_id, statuses, causes=causes):
+        return Retry(campaign_id, (), {}, False)
+    (to,) = campaign_targets(action, campaign.status)
+    # the status first: the conditional update locks the campaign, so a worker cannot finish it between
+    # the check above and the rows going back
+    values: dict[str, Any] = {"consecutive_failures": 0}
+    if to == CampaignStatus.SENDING:
+        values |= {"finished_at": None, "status_reason": None}
+    if not ledger.set_status(session, campaign_id, action, to, only_from=(campaign.status,), **values):
+        raise _conflict(campaign_id, queries.get_campaign(session, campaign_id).status, action)
+    ids, by_cause = ledger.requeue_outcomes(session, campaign_id, statuses, causes=causes, now=now)
+    return Retry(campaign_id, tuple(ids), by_cause, to == CampaignStatus.SENDING)
+
+
+def continue_retry_stepwise(env: AppEnv, retry: Retry) -> int:
+    """Hand the retried rows to the senders (embedded: send them here). Returns how many."""
+    if not retry.send:
+        return 0
+    ledger.enqueue_ids(retry.campaign_id, list(retry.row_ids), env.enqueue, env.settings.batch_size)
+    return len(retry.row_ids)
+
+
 def cancel(session: Session, campaign_id: int, reason: str = "cancelled by an operator") -> int:
     """Stop for good: queued rows become skipped (workers skip the rows they hold). Returns how many."""
     campaign = queries.get_campaign(session, campaign_id)
@@ -505,34 +558,41 @@ def start_due_stepwise(env: AppEnv) -> list[int]:
 
 @dataclass(frozen=True)
 class ReapReport:
-    resent: int  # rows of vanished workers queued again (policy resend)
-    unknown: int  # rows of vanished workers marked unknown
+    resent: int  # rows of vanished workers queued again (never attempted, or in doubt under resend)
+    unknown: int  # rows of vanished workers marked unknown (in doubt)
     requeued: int  # queued rows whose task was lost, put back on the queue
     fills_resumed: tuple[int, ...]  # campaigns whose dead ledger fill was taken over
+    recovered: int = 0  # rows of vanished workers their send journal shows sent: recorded sent
 
 
 def reap_stepwise(env: AppEnv) -> ReapReport:
-    """Resolve the rows of vanished workers (by ``on_lost_send``), re-enqueue lost tasks, and continue
-    ledger fills whose process died: what beat runs every half lease, ``campaigns reap`` by hand."""
+    """Resolve the rows of vanished workers by their send journals (sent, never attempted, in doubt: by
+    ``on_lost_send``), re-enqueue lost tasks, and continue ledger fills whose process died: what beat
+    runs every half lease, ``campaigns reap`` by hand."""
     settings = env.settings
     now = env.now()
     expired = now - timedelta(seconds=settings.lease_seconds)
+    journal = make_journal(settings)
     with env.sessions() as session:
         unfinished = ledger.unfinished_campaigns(session)
-    resent = unknown = requeued = 0
+    resent = unknown = requeued = recovered = 0
     for campaign_id, status in unfinished:
         with env.transaction() as session:
             reaped = ledger.reap_campaign(
-                session, campaign_id, status, expired=expired, policy=settings.on_lost_send, now=now
-            )
+                session, campaign_id, status, expired=expired, policy=settings.on_lost_send, now=now,
+                progress_of=journal.read,
+            )  # fmt: skip
             again: list[int] = []
             if status == CampaignStatus.SENDING:  # a paused campaign's rows go out when it resumes
                 again = ledger.queued_ids(session, campaign_id, now=now) if reaped.idle else reaped.resent
+        journal.forget(reaped.claims)  # applied and committed
         ledger.enqueue_ids(campaign_id, again, env.enqueue, settings.batch_size)
         resent += len(reaped.resent)
         unknown += reaped.unknown
+        recovered += reaped.recovered
         requeued += len(again) if reaped.idle else 0
-    return ReapReport(resent, unknown, requeued, tuple(_resume_stalled_fills_stepwise(env, now)))
+    fills = tuple(_resume_stalled_fills_stepwise(env, now))
+    return ReapReport(resent, unknown, requeued, fills, recovered)
 
 
 def _resume_stalled_fills_stepwise(env: AppEnv, now: datetime) -> list[int]:

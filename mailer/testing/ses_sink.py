@@ -67,8 +67,10 @@ class SesSink:
     throttle_first: int = 0
     max_send_rate: float = 1000.0
     keep_raw: bool = False  # keep decoded raw messages (tests); the benchmark keeps only headers
-    # (n, error type, message): after n accepted messages answer every SendEmail with that 400 error
+    # (n, error type, message): after n accepted messages answer every SendEmail with that error, with
+    # HTTP status fail_status (400: a rejection or a pause; 5xx: an outage)
     fail_after: tuple[int, str, str] | None = None
+    fail_status: int = 400
     calls: int = 0
     throttled: int = 0
     records: list[Record] = field(default_factory=list)
@@ -118,7 +120,8 @@ class SesSink:
                 return 429, _THROTTLE_BODY, {"x-amzn-ErrorType": "TooManyRequestsException"}
             if self.fail_after is not None and len(self.records) >= self.fail_after[0]:
                 _, error_type, text = self.fail_after
-                return 400, json.dumps({"message": text}).encode(), {"x-amzn-ErrorType": error_type}
+                body = json.dumps({"message": text}).encode()
+                return self.fail_status, body, {"x-amzn-ErrorType": error_type}
         try:
             data, recipients = _fields(body)
             head = base64.b64decode(data[:5460]) if not self.keep_raw else b""  # the headers are enough
@@ -180,7 +183,13 @@ class SinkThread:
         self.thread.join(5)
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    429: "Too Many Requests",
+    503: "Service Unavailable",
+}
 
 
 class _Http(asyncio.Protocol):

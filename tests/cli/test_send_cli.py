@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from support.paths import REFERENCE_ISSUE
 
+from mailer import samples
+
 pytestmark = pytest.mark.slow  # runs the console script in real processes
 
 REFERENCE = REFERENCE_ISSUE
@@ -74,3 +76,42 @@ def test_bad_input_gives_one_line_and_an_exit_code(tmp_path):
     assert both.returncode == 2 and "not both" in both.stderr
     transport = newsletter(tmp_path, "send", str(REFERENCE), "--transport", "pigeon")
     assert transport.returncode == 2 and "pigeon" in transport.stderr
+
+
+def test_retry_failed_sends_the_failed_rows_again(tmp_path, smtp_sink):
+    """Every reader refused (a relay misconfigured): the campaign ends done with every row failed; once
+    the relay is fixed, ``campaigns retry-failed`` sends each of them once."""
+    smtp_sink.refuse_all = (550, "5.7.1 relaying denied")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env |= {
+        "NEWSLETTER_TRANSPORT": "smtp", "NEWSLETTER_SMTP_HOST": smtp_sink.host,
+        "NEWSLETTER_SMTP_PORT": str(smtp_sink.port), "NEWSLETTER_SECRET_KEY": "a key of this deployment",
+        "COLUMNS": "200",
+    }  # fmt: skip
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", "from mailer.cli import main; main()", *args],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    assert run("subscribers", "import", str(samples.SUBSCRIBERS)).returncode == 0
+    sent = run("send", str(samples.ISSUE))
+    assert sent.returncode == 0, sent.stderr
+    assert "campaign 1 done: 0 sent, 28 failed" in sent.stdout
+    shown = run("campaigns", "show", "1")
+    assert "failures by cause: smtp-550 28 (newsletter campaigns retry-failed 1" in shown.stdout
+
+    wrong = run("campaigns", "retry-failed", "1", "--cause", "network")
+    assert wrong.returncode == 0 and "campaign 1 has no failed rows with cause network" in wrong.stdout
+    smtp_sink.refuse_all = None
+    retried = run("campaigns", "retry-failed", "1")
+    assert retried.returncode == 0, retried.stderr
+    assert "campaign 1: 28 rows queued again (smtp-550 28)" in retried.stdout
+    assert "campaign 1 done: 28 sent, 0 failed" in retried.stdout
+    recipients = [address for _, rcpts, _ in smtp_sink.received for address in rcpts]
+    assert len(recipients) == len(set(recipients)) == 28
+    again = run("campaigns", "retry-failed", "1")
+    assert again.returncode == 0 and "campaign 1 has no failed rows" in again.stdout
+    draft = run("campaigns", "retry-failed", "7")
+    assert draft.returncode == 3 and "no campaign with id 7" in draft.stderr

@@ -344,3 +344,74 @@ def test_operator_actions_follow_the_transition_table(tmp_path, database_url):
         assert campaigns.cancel(session, campaign_id) == 0
     with setup.env.transaction() as session, pytest.raises(ConflictError, match="is cancelled"):
         campaigns.cancel(session, campaign_id)
+
+
+def test_rows_failed_in_an_ses_outage_are_retried_once_each(tmp_path, database_url, ses_sink, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    setup = Setup(tmp_path, database_url, 40, ses_endpoint_url=ses_sink.url, max_consecutive_failures=1000)
+    ses_sink.sink.fail_after, ses_sink.sink.fail_status = (
+        (8, "ServiceUnavailable", "Service is unavailable"),
+        503,
+    )
+    campaign_id = setup.start(transport="ses")
+    setup.send_all()
+    state = setup.progress(campaign_id)
+    expected = len(setup.population.expected)
+    assert state.status == "done" and state.sent == 8 and state.failed == expected - 8
+    with setup.env.sessions() as session:
+        assert campaigns.detail(session, campaign_id, now=setup.clock()).failures_by_code == {
+            "ServiceUnavailable": expected - 8
+        }
+        failed = session.scalars(
+            select(Delivery).where(Delivery.campaign_id == campaign_id, Delivery.status == "failed")
+        ).all()
+        gone = failed[0].subscriber_id  # a reader who leaves meanwhile is skipped, not retried into
+        session.execute(update(Subscriber).where(Subscriber.id == gone).values(status="unsubscribed"))
+        session.commit()
+
+    with setup.env.transaction() as session:  # a cause that did not happen: nothing changes
+        nothing = campaigns.retry_failed(session, campaign_id, causes=["MessageRejected"], now=setup.clock())
+    assert nothing.row_ids == () and setup.progress(campaign_id).status == "done"
+
+    ses_sink.sink.fail_after = None  # the outage is over
+    with setup.env.transaction() as session:
+        retry = campaigns.retry_failed(session, campaign_id, causes=["ServiceUnavailable"], now=setup.clock())
+    assert len(retry.row_ids) == expected - 8 and retry.by_cause == {"ServiceUnavailable": expected - 8}
+    assert retry.send and setup.progress(campaign_id).status == "sending"
+    assert campaigns.continue_retry_stepwise(setup.env, retry) == expected - 8
+    setup.send_all()
+    state = setup.progress(campaign_id)
+    assert state.status == "done" and state.failed == 0
+    assert state.sent == expected - 1 and state.skipped == 1
+    assert state.by_status == {"sent": expected - 1, "skipped": 1}
+    received = [record.recipient for record in ses_sink.sink.records]
+    assert len(received) == len(set(received)) == expected - 1, "every reader once, the leaver never"
+
+    with setup.env.transaction() as session, pytest.raises(ConflictError, match="draft"):
+        campaigns.retry_failed(session, setup.create(), now=setup.clock())
+
+
+def test_a_paused_campaign_keeps_its_retried_rows_for_the_resume(tmp_path, database_url, smtp_sink):
+    setup = Setup(
+        tmp_path,
+        database_url,
+        30,
+        smtp_host=smtp_sink.host,
+        smtp_port=smtp_sink.port,
+        max_consecutive_failures=3,
+    )
+    smtp_sink.refuse_all = (451, "4.3.0 try again later")
+    campaign_id = setup.start(transport="smtp")
+    setup.send_all()
+    assert setup.progress(campaign_id).status == "paused"
+    smtp_sink.refuse_all = None
+    with setup.env.transaction() as session:
+        retry = campaigns.retry_failed(session, campaign_id, now=setup.clock())
+    assert retry.row_ids and not retry.send and campaigns.continue_retry_stepwise(setup.env, retry) == 0
+    assert setup.progress(campaign_id).status == "paused"
+    campaigns.resume_stepwise(setup.env, campaign_id)
+    setup.send_all()
+    state = setup.progress(campaign_id)
+    assert state.status == "done" and state.by_status == {"sent": len(setup.population.expected)}
+    assert len(smtp_sink.received) == len(setup.population.expected)
