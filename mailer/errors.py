@@ -19,6 +19,7 @@ CLI's main, the web app's exception handlers) ask ``error_kind(exc)`` and never 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from subscribers import errors as subscriber_errors
@@ -36,7 +37,9 @@ __all__ = [
     "TemplateError",
     "TransportError",
     "VerificationError",
+    "database_outage_types",
     "error_kind",
+    "is_database_outage",
 ]
 
 
@@ -139,3 +142,19 @@ def error_kind(exc: BaseException) -> ErrorKind | None:
         if isinstance(exc, cls):
             return kind
     return None
+
+
+def database_outage_types() -> tuple[type[Exception], ...]:
+    """The errors of a database that cannot answer now (unreachable, restarting, locked, pool exhausted):
+    a retry later may succeed, so the web side answers 503 and the CLI one line."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    return (OperationalError, InterfaceError, PoolTimeout)
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """``database_outage_types`` without importing sqlalchemy: only looked up once it has raised."""
+    if sys.modules.get("sqlalchemy.exc") is None:
+        return False
+    return isinstance(exc, database_outage_types())

@@ -124,7 +124,47 @@ class Settings(BaseSettings):
         description="SNS topic ARNs whose messages are accepted, comma-separated; empty accepts none",
     )
     sns_max_age_seconds: int = Field(
-        3600, description="Refuse SNS messages whose Timestamp is older than this (replay protection)"
+        3600,
+        description="Refuse SNS messages whose Timestamp is older than this (replay protection); 0 switches "
+        "the check off (replaying recorded messages in tests, never for live traffic)",
+    )
+    sns_cert_dir: Path | None = Field(
+        None,
+        description="Read SNS signing certificates from this folder (file name: the URL's last path "
+        "segment) instead of fetching them over HTTPS: pinned certificates, or no outbound access",
+    )
+    sns_check_certificate_dates: bool = Field(
+        True, description="Refuse certificates outside their validity period; off only to replay old fixtures"
+    )
+    sns_confirm_subscriptions: bool = Field(
+        True,
+        description="Confirm a verified SubscriptionConfirmation by fetching its SubscribeURL (an SNS host "
+        "only); off: the URL is logged for an operator to open",
+    )
+
+    # --- health of a campaign (SES reviews accounts near 5 % bounces and 0.1 % complaints) ------------
+    pause_bounce_rate: float = Field(
+        0.05, description="A sending campaign pauses itself when its bounces pass this share of its sent"
+    )
+    pause_complaint_rate: float = Field(
+        0.001, description="A sending campaign pauses itself when its complaints pass this share of its sent"
+    )
+    health_min_sent: int = Field(
+        500, description="Sent messages a campaign needs before its bounce and complaint rates can pause it"
+    )
+
+    # --- the web side (mailer/web) -------------------------------------------------------------------
+    webhook_path: str = Field("/webhooks/ses", description="Path of the SNS webhook for SES notifications")
+    max_body_bytes: int = Field(
+        300_000, description="Largest request body the web app reads (SNS messages are at most 256 KB)"
+    )
+    signup_ip_limit: int = Field(
+        20,
+        description="Signups and link requests one client IP may make per hour (per web process when there "
+        "is no Redis)",
+    )
+    link_rate_limit_seconds: int = Field(
+        3600, description="At most one 'send me my preferences link' email per address in this many seconds"
     )
 
     @field_validator("secret_key", "sns_topic_arns", mode="before")
@@ -149,6 +189,11 @@ class Settings(BaseSettings):
     def signing_key(self) -> str:
         """The key links are signed with (the newest)."""
         return self.secret_key[0]
+
+    @property
+    def embedded(self) -> bool:
+        """The embedded mode: file outbox, no broker. The only mode that may keep the published key."""
+        return self.transport == "file" and not self.broker_url
 
     def require_own_secret(self, use: str) -> None:
         """Refuse the default key for anything real: links signed with a published key can be forged."""

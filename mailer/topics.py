@@ -40,19 +40,37 @@ def normalise_heading(text: str) -> str:
     return " ".join(text.strip().rstrip(":：").split()).casefold()
 
 
+def _display(names: Mapping[str, str], lang: str, fallback: str) -> str:
+    return names.get(lang) or names.get("en") or next(iter(names.values()), fallback)
+
+
 @dataclass(frozen=True)
 class Topic:
     key: str
     names: Mapping[str, str]
     aliases: tuple[str, ...] = ()
+    group: str | None = None  # the key of a TopicGroup; pages list a group's topics together
 
     def display_name(self, lang: str = "en") -> str:
-        return self.names.get(lang) or self.names.get("en") or next(iter(self.names.values()), self.key)
+        return _display(self.names, lang, self.key)
+
+
+@dataclass(frozen=True)
+class TopicGroup:
+    key: str
+    names: Mapping[str, str]
+
+    def display_name(self, lang: str = "en") -> str:
+        return _display(self.names, lang, self.key)
+
+
+OTHER_GROUP = TopicGroup("other", {"en": "Other topics", "zh": "其他主题"})
 
 
 @dataclass(frozen=True)
 class TopicRegistry:
     topics: tuple[Topic, ...]
+    groups: tuple[TopicGroup, ...] = ()
     _by_name: Mapping[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -71,6 +89,15 @@ class TopicRegistry:
             if topic.key == key:
                 return topic
         raise InputError(f"unknown topic {key!r}; known topics: {', '.join(sorted(self.keys))}")
+
+    def grouped(self) -> list[tuple[TopicGroup, list[Topic]]]:
+        """The topics by group, in the registry's order; topics of no group last, under OTHER_GROUP."""
+        out = [(group, [t for t in self.topics if t.group == group.key]) for group in self.groups]
+        known = {group.key for group in self.groups}
+        rest = [t for t in self.topics if t.group not in known]
+        if rest:
+            out.append((OTHER_GROUP, rest))
+        return [(group, topics) for group, topics in out if topics]
 
     def match(self, heading: str) -> str | None:
         """The key of the topic a heading names, or None for a general heading."""
@@ -107,9 +134,25 @@ class TopicRegistry:
         return frozenset(keys)
 
 
+def _names(value: object, where: str, fallback: str) -> dict[str, str]:
+    names = value or {"en": fallback}
+    if not isinstance(names, Mapping):
+        raise InputError(f"{where}: 'names' must be a mapping of language to name")
+    return {str(k): str(v) for k, v in names.items()}
+
+
 def registry_from_data(data: object, source: str = "topics") -> TopicRegistry:
     if not isinstance(data, Mapping) or not isinstance(data.get("topics"), list):
         raise InputError(f"{source}: expected a mapping with a 'topics' list")
+    groups: list[TopicGroup] = []
+    for index, entry in enumerate(data.get("groups") or [], start=1):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("key"), str):
+            raise InputError(f"{source}: group #{index} has no 'key'")
+        key = entry["key"].strip().lower()
+        if any(g.key == key for g in groups):
+            raise InputError(f"{source}: group key {key!r} appears twice")
+        groups.append(TopicGroup(key, _names(entry.get("names"), f"{source}: group {key!r}", key)))
+    group_keys = {g.key for g in groups}
     topics: list[Topic] = []
     seen: set[str] = set()
     for index, entry in enumerate(data["topics"], start=1):
@@ -121,14 +164,21 @@ def registry_from_data(data: object, source: str = "topics") -> TopicRegistry:
         if key in seen:
             raise InputError(f"{source}: topic key {key!r} appears twice")
         seen.add(key)
-        names = entry.get("names") or {"en": key}
         aliases = entry.get("aliases") or []
-        if not isinstance(names, Mapping) or not isinstance(aliases, list):
-            raise InputError(f"{source}: topic {key!r}: 'names' must be a mapping and 'aliases' a list")
+        if not isinstance(aliases, list):
+            raise InputError(f"{source}: topic {key!r}: 'aliases' must be a list")
+        group = entry.get("group")
+        if group is not None and str(group).strip().lower() not in group_keys:
+            raise InputError(f"{source}: topic {key!r}: group {group!r} is not in 'groups'")
         topics.append(
-            Topic(key=key, names={str(k): str(v) for k, v in names.items()}, aliases=tuple(map(str, aliases)))
+            Topic(
+                key=key,
+                names=_names(entry.get("names"), f"{source}: topic {key!r}", key),
+                aliases=tuple(map(str, aliases)),
+                group=str(group).strip().lower() if group is not None else None,
+            )
         )
-    return TopicRegistry(tuple(topics))
+    return TopicRegistry(tuple(topics), tuple(groups))
 
 
 @lru_cache(maxsize=8)

@@ -33,6 +33,8 @@ ROUTES: Mapping[str, str] = MappingProxyType(
         "archive": "/issues/",
         "archive_issue": "/issues/{slug}",
         "feed": "/issues/feed.xml",
+        # the pages' stylesheet (and any other file of templates/web/static)
+        "static": "/static/{name}",
     }
 )
 
@@ -145,6 +147,9 @@ class Urls:
 
     def feed(self, topic: str | None = None) -> str:
         return self._url("feed") + (f"?{urlencode({'topic': topic})}" if topic else "")
+
+    def static(self, name: str) -> str:
+        return self._url("static", name=name)
 
     def route_of(self, url: str) -> str | None:
         """The route an absolute URL on this base leads to; None for anything else."""

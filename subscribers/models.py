@@ -34,6 +34,7 @@ EVENT_KINDS = (
     "locale_changed",
     "updated",  # name or other details changed by an import
     "unsubscribed",
+    "rejoined",  # an unsubscribe undone through the reader's own signed link
     "soft_bounce",
     "bounced",
     "complained",
@@ -87,6 +88,8 @@ class Subscriber(Base):
     soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
     # When the last confirmation email went out: the per-address signup rate limit reads it.
     confirm_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # When the last "send me my preferences link" email went out (at most one per address per hour).
+    link_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # Random per row, covered by every link's signature (subscribers.tokens): links name one person.
     token_salt: Mapped[str] = mapped_column(String(32), default=new_salt)
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from subscribers.db import utcnow
@@ -25,7 +25,9 @@ from subscribers.suppression import STATUS_FOR_REASON
 __all__ = [
     "Preferences",
     "add_subscriber",
+    "claim_link_email",
     "get_preferences",
+    "rejoin",
     "remove_subscriber",
     "require_topics",
     "set_locale",
@@ -161,6 +163,56 @@ def unsubscribe_all(
         return False
     record_event(session, subscriber_id, row[0], "unsubscribed", source=source, now=now)
     return True
+
+
+def rejoin(session: Session, subscriber_id: int, *, source: str, now: datetime | None = None) -> bool:
+    """Undo an unsubscribe (the reader followed a signed link of their own mail, which proves the
+    address); True when the subscriber was unsubscribed until now. Suppressed addresses stay suppressed."""
+    now = now or utcnow()
+    suppressed = select(Suppression.id).where(Suppression.email_key == Subscriber.email_key).exists()
+    row = session.execute(
+        update(Subscriber)
+        .where(
+            Subscriber.id == subscriber_id,
+            Subscriber.status.in_(sources(SubscriberAction.REJOIN)),
+            ~suppressed,
+        )
+        .values(status=target(SubscriberAction.REJOIN), changed_at=now)
+        .returning(Subscriber.email_key)
+        .execution_options(synchronize_session="fetch")
+    ).first()
+    if row is None:
+        get_subscriber(session, subscriber_id)
+        return False
+    record_event(session, subscriber_id, row[0], "rejoined", source=source, now=now)
+    return True
+
+
+def claim_link_email(session: Session, email: str, *, now: datetime, rate_limit_seconds: float) -> int | None:
+    """The id of the subscriber at ``email`` when a "send me my preferences link" email may go to them
+    now (stamping ``link_sent_at``, so racing requests get one email); None when there is no such
+    subscriber, the address is suppressed or bounced, or one went out less than ``rate_limit_seconds`` ago.
+    Callers answer the same in every case: the form must not tell who subscribes."""
+    address = normalise_address(email)
+    suppressed = select(Suppression.id).where(Suppression.email_key == Subscriber.email_key).exists()
+    row = session.execute(
+        update(Subscriber)
+        .where(
+            Subscriber.email_key == address.key,
+            Subscriber.status.in_(
+                (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE, SubscriberStatus.UNSUBSCRIBED)
+            ),
+            ~suppressed,
+            or_(
+                Subscriber.link_sent_at.is_(None),
+                Subscriber.link_sent_at <= now - timedelta(seconds=rate_limit_seconds),
+            ),
+        )
+        .values(link_sent_at=now)
+        .returning(Subscriber.id)
+        .execution_options(synchronize_session="fetch")
+    ).first()
+    return None if row is None else int(row[0])
 
 
 def add_subscriber(

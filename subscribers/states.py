@@ -37,6 +37,9 @@ class SubscriberAction(StrEnum):
     CONFIRM = "confirm"  # the double opt-in link, or an import / admin activating a pending address
     UNSUBSCRIBE = "unsubscribe"
     RESUBSCRIBE = "resubscribe"  # signing up again after leaving: pending until confirmed
+    REJOIN = (
+        "rejoin"  # undoing an unsubscribe through a signed link of one's own mail (it proves the address)
+    )
     BOUNCE = "bounce"
     COMPLAIN = "complain"
     BLOCK = "block"  # a manual suppression
@@ -54,6 +57,7 @@ _TABLE: dict[SubscriberAction, tuple[frozenset[SubscriberStatus], SubscriberStat
     SubscriberAction.CONFIRM: (frozenset({_S.PENDING}), _S.ACTIVE),
     SubscriberAction.UNSUBSCRIBE: (frozenset({_S.PENDING, _S.ACTIVE}), _S.UNSUBSCRIBED),
     SubscriberAction.RESUBSCRIBE: (frozenset({_S.UNSUBSCRIBED}), _S.PENDING),
+    SubscriberAction.REJOIN: (frozenset({_S.UNSUBSCRIBED}), _S.ACTIVE),
     SubscriberAction.BOUNCE: (frozenset({_S.PENDING, _S.ACTIVE, _S.UNSUBSCRIBED}), _S.BOUNCED),
     SubscriberAction.COMPLAIN: (
         frozenset({_S.PENDING, _S.ACTIVE, _S.UNSUBSCRIBED, _S.BOUNCED}),

@@ -10,7 +10,7 @@ from support.paths import ARTIFACTS_DIR, TOPICS_FILE
 
 from mailer.topics import TopicRegistry, load_registry
 
-pytest_plugins = ["plugins.db", "plugins.browser", "plugins.sending"]
+pytest_plugins = ["plugins.db", "plugins.browser", "plugins.sending", "plugins.web"]
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Command line: ``newsletter render|preview|subscribers|topics|db|send|campaigns|demo``.
+"""Command line: ``newsletter render|preview|subscribers|topics|db|send|campaigns|feedback|demo|serve``.
 
 Each command module registers its commands on the shared ``app``. ``main`` imports only the module of the
 command asked for (all of them for help or an unknown word): importing every command's stack (SQLAlchemy,
@@ -18,7 +18,7 @@ from typer import Abort, Exit
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from mailer.cli.app import app, err_console
-from mailer.errors import error_kind
+from mailer.errors import error_kind, is_database_outage
 
 __all__ = ["COMMAND_MODULES", "app", "load_commands", "main"]
 
@@ -33,6 +33,7 @@ COMMAND_MODULES = {
     "demo": "send_cmds",
     "campaigns": "campaign_cmds",
     "feedback": "feedback_cmds",
+    "serve": "web_cmds",
 }
 
 
@@ -65,7 +66,7 @@ def main() -> None:
         if kind is not None:  # the project's own errors (either tree): one line, their exit code
             _error(str(exc))
             sys.exit(kind.exit_code)
-        if not _is_database_outage(exc):
+        if not is_database_outage(exc):
             raise
         _error("database: " + " ".join(str(getattr(exc, "orig", None) or exc).split()))
         sys.exit(1)
@@ -73,10 +74,3 @@ def main() -> None:
 
 def _error(text: str) -> None:
     err_console.print(f"[bold red]error:[/] {text}", highlight=False, soft_wrap=True, markup=True)
-
-
-def _is_database_outage(exc: BaseException) -> bool:
-    """Database unreachable, locked or full. sqlalchemy is only looked up once it has raised: importing
-    it up front would slow the start of every command."""
-    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
-    return sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.OperationalError)

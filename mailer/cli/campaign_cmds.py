@@ -67,6 +67,10 @@ def show_command(campaign_id: CampaignId) -> None:
         say(f"failures by cause: {causes} (newsletter campaigns retry-failed {campaign_id} [--cause CAUSE])")
     eta = f"{state.eta_seconds:.0f} s" if state.eta_seconds is not None else "-"
     say(f"rate {state.rate:.1f}/s over the last minute, ETA {eta}")
+    say(
+        f"feedback: {state.bounced:,} bounces ({state.bounce_rate:.2%}), {state.complained:,} complaints "
+        f"({state.complaint_rate:.2%}) of {state.sent:,} sent"
+    )
     if state.actions:
         say(f"actions: {', '.join(state.actions)}")
     segments_table(found.segments)

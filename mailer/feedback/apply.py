@@ -36,7 +36,10 @@ from mailer.feedback.policy import (
 from mailer.feedback.ses_events import BounceEvent, ComplaintEvent, IgnoredEvent, SesEvent, classify
 from mailer.feedback.sns import NOTIFICATION, SnsMessage, SnsMessageError, SnsSignatureError, SnsVerifier
 from mailer.feedback.sns import parse_sns_message as _parse_sns
+from mailer.sending import ledger
+from mailer.sending.health import HealthLimits, verdict
 from mailer.sending.models import Delivery
+from mailer.sending.states import CampaignAction, CampaignStatus
 from subscribers import preferences, suppression
 from subscribers.errors import SubscribersError
 from subscribers.models import Subscriber
@@ -44,6 +47,7 @@ from subscribers.normalise import email_key
 
 __all__ = [
     "SKIP_VERIFICATION",
+    "UnusablePayload",
     "Change",
     "FeedbackResult",
     "Verification",
@@ -61,6 +65,11 @@ SKIP_VERIFICATION: Final = _SkipVerification()
 """Pass as ``verifier`` to accept input without a signature: locally generated notifications only."""
 
 Verification = SnsVerifier | _SkipVerification
+
+
+class UnusablePayload(InputError):
+    """A message stored (so its redeliveries are duplicates) whose payload is no SES notification we read;
+    authentic if it was verified: a webhook acknowledges it, since a retry cannot make it readable."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,7 @@ def receive_stepwise(
     now: dt.datetime,
     soft_bounce_limit: int,
     message_type_header: str | None = None,
+    health: HealthLimits | None = None,
 ) -> FeedbackResult:
     """Verify (unless explicitly skipped), store once, classify and apply one message; commit.
 
@@ -121,7 +131,12 @@ def receive_stepwise(
         elif verifier is not SKIP_VERIFICATION:
             raise TypeError("verifier must be an SnsVerifier or SKIP_VERIFICATION")
         return _receive_sns_stepwise(
-            message, sessions, now, soft_bounce_limit, verified=verifier is not SKIP_VERIFICATION
+            message,
+            sessions,
+            now,
+            soft_bounce_limit,
+            verified=verifier is not SKIP_VERIFICATION,
+            health=health,
         )
     if "notificationType" in data or "eventType" in data:
         if verifier is not SKIP_VERIFICATION:
@@ -133,13 +148,19 @@ def receive_stepwise(
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         key = "local-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
         return _store_and_apply_stepwise(
-            sessions, key, "SES", None, False, text, data, now, soft_bounce_limit
+            sessions, key, "SES", None, False, text, data, now, soft_bounce_limit, health
         )
     raise InputError("feedback: neither an SNS message (Type, TopicArn) nor an SES notification")
 
 
 def _receive_sns_stepwise(
-    message: SnsMessage, sessions: sessionmaker[Session], now: dt.datetime, limit: int, *, verified: bool
+    message: SnsMessage,
+    sessions: sessionmaker[Session],
+    now: dt.datetime,
+    limit: int,
+    *,
+    verified: bool,
+    health: HealthLimits | None,
 ) -> FeedbackResult:
     if message.type != NOTIFICATION:
         # Confirmations change no list: store them (audit, dedupe) and hand back the URL to visit.
@@ -184,6 +205,7 @@ def _receive_sns_stepwise(
         message.message,
         now,
         limit,
+        health,
     )
 
 
@@ -197,6 +219,7 @@ def _store_and_apply_stepwise(
     notification: object,
     now: dt.datetime,
     limit: int,
+    health: HealthLimits | None = None,
 ) -> FeedbackResult:
     try:
         events = classify(notification)
@@ -211,13 +234,13 @@ def _store_and_apply_stepwise(
                 session, key, kind, topic_arn, verified, raw, None, now, outcome={"error": str(error)}
             ):
                 session.commit()
-                raise error
+                raise UnusablePayload(str(error)) from error
             return FeedbackResult(key, kind, verified, duplicate=True, topic_arn=topic_arn)
         if not _insert_raw(session, key, kind, topic_arn, verified, raw, feedback_id, now, outcome=None):
             return FeedbackResult(
                 key, kind, verified, duplicate=True, events=tuple(events), topic_arn=topic_arn
             )
-        changes = apply_actions(session, actions_for(events), now=now, soft_bounce_limit=limit)
+        changes = apply_actions(session, actions_for(events), now=now, soft_bounce_limit=limit, health=health)
         outcome = [{"changed": c.changed, "note": c.note} for c in changes]
         session.execute(
             update(FeedbackMessage)
@@ -261,19 +284,27 @@ def _insert_raw(
 
 
 def apply_actions(
-    session: Session, actions: list[Action], *, now: dt.datetime, soft_bounce_limit: int
+    session: Session,
+    actions: list[Action],
+    *,
+    now: dt.datetime,
+    soft_bounce_limit: int,
+    health: HealthLimits | None = None,
 ) -> list[Change]:
-    """Apply policy actions through the subscribers services; the caller commits."""
+    """Apply policy actions through the subscribers services; the caller commits. With ``health``, a
+    bounce or complaint counts toward its campaign's rates, which may pause it."""
     changes = []
     for action in actions:
         try:
-            changes.append(_apply(session, action, now, soft_bounce_limit))
+            changes.append(_apply(session, action, now, soft_bounce_limit, health))
         except SubscribersError as exc:  # e.g. an address SES reported that is not valid for us
             changes.append(Change(action, False, f"{action.email}: skipped, {exc}"))
     return changes
 
 
-def _apply(session: Session, action: Action, now: dt.datetime, limit: int) -> Change:
+def _apply(
+    session: Session, action: Action, now: dt.datetime, limit: int, health: HealthLimits | None
+) -> Change:
     email = action.email
     if isinstance(action, Suppress):
         new = suppression.suppress(session, email, action.reason, evidence=action.evidence, now=now)
@@ -308,13 +339,14 @@ def _apply(session: Session, action: Action, now: dt.datetime, limit: int) -> Ch
         suppression.reset_soft_bounces(session, subscriber)
         return Change(action, True, f"{email}: delivered, soft bounce count {before} -> 0")
     if isinstance(action, LedgerMark):
-        return _mark_ledger(session, action, now)
+        return _mark_ledger(session, action, health)
     raise TypeError(f"unknown action {action!r}")
 
 
-def _mark_ledger(session: Session, action: LedgerMark, now: dt.datetime) -> Change:
-    """Name the ledger row the feedback is about. Read-only: the ledger's statuses describe sending
-    (queued..sent/failed), it has no column for what happened after; the subscriber tables hold that."""
+def _mark_ledger(session: Session, action: LedgerMark, health: HealthLimits | None) -> Change:
+    """Name the ledger row the feedback is about and count a bounce or complaint toward its campaign's
+    health: a campaign still sending whose rates pass the limits pauses, with the reason. The ledger's
+    statuses describe sending (queued..sent/failed); what happened after is the subscriber tables'."""
     rows = session.execute(
         select(Delivery.id, Delivery.campaign_id, Delivery.email, Delivery.status).where(
             Delivery.message_id == action.message_id
@@ -327,6 +359,23 @@ def _mark_ledger(session: Session, action: LedgerMark, now: dt.datetime) -> Chan
             action, False, f"{action.email}: {action.outcome}; message {action.message_id} not in the ledger"
         )
     where = f"delivery {row.id} of campaign {row.campaign_id} (ledger: {row.status})"
+    if action.outcome not in ("bounced", "complained"):
+        return Change(action, False, f"{action.email}: {action.outcome}; {where}")
+    campaign = ledger.count_feedback(
+        session,
+        row.campaign_id,
+        bounced=int(action.outcome == "bounced"),
+        complained=int(action.outcome == "complained"),
+    )
+    reason = None
+    if health is not None and campaign.status == CampaignStatus.SENDING:
+        reason = verdict(health, sent=campaign.sent, bounced=campaign.bounced, complained=campaign.complained)
+    if reason and ledger.set_status(
+        session, campaign.id, CampaignAction.PAUSE, CampaignStatus.PAUSED, status_reason=reason
+    ):
+        return Change(
+            action, True, f"{action.email}: {action.outcome}; {where}; campaign {campaign.id} {reason}"
+        )
     return Change(action, False, f"{action.email}: {action.outcome}; {where}")
 
 

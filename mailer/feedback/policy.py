@@ -71,7 +71,7 @@ class LedgerMark:
 
     message_id: str
     email: str
-    outcome: Literal["bounced", "complained", "delivered"]
+    outcome: Literal["bounced", "soft_bounced", "complained", "delivered"]  # bounced: a permanent bounce
 
 
 Action = Suppress | SoftBounce | Unsubscribe | ResetSoftBounces | LedgerMark
@@ -121,7 +121,10 @@ def _bounce(event: BounceEvent) -> list[Action]:
             actions.append(Suppress(recipient.email, "hard_bounce", evidence))
         else:  # Transient, and Undetermined: SES could not tell, so do not lose the address on one
             actions.append(SoftBounce(recipient.email, evidence))
-        actions.append(LedgerMark(event.message_id, recipient.email, "bounced"))
+        permanent = event.bounce_type == "Permanent"
+        actions.append(
+            LedgerMark(event.message_id, recipient.email, "bounced" if permanent else "soft_bounced")
+        )
     return actions
 
 

@@ -46,8 +46,10 @@ __all__ = [
     "SnsVerifier",
     "canonical_string",
     "check_sns_url",
+    "confirm_subscription",
     "fetch_certificate_https",
     "parse_sns_message",
+    "string_to_sign",
     "verify_signature",
 ]
 
@@ -220,10 +222,15 @@ def parse_sns_message(
 
 def canonical_string(message: SnsMessage) -> bytes:
     """The bytes AWS signed: ``Key\\nValue\\n`` for each signed key present, in the documented order."""
-    keys = _NOTIFICATION_KEYS if message.type == NOTIFICATION else _CONFIRMATION_KEYS
+    return string_to_sign(message.fields)
+
+
+def string_to_sign(fields: Mapping[str, str]) -> bytes:
+    """``canonical_string`` of a message's fields as sent (signers, such as mailer.testing.sns_signer)."""
+    keys = _NOTIFICATION_KEYS if fields.get("Type") == NOTIFICATION else _CONFIRMATION_KEYS
     out = []
     for key in keys:
-        value = message.fields.get(key)
+        value = fields.get(key)
         if value is None:
             continue  # only Subject may be absent; parse_sns_message checked the others
         out.append(f"{key}\n{value}\n")
@@ -275,19 +282,29 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # the checked URL or nothing: a redirect would lead off the SNS host
 
 
-def fetch_certificate_https(url: str, *, timeout: float = 10.0) -> bytes:
-    """Download a certificate (production only; the URL was checked by ``check_sns_url``): over TLS
-    verified against the system's trust store, following no redirect."""
-    check_sns_url(url, what="SigningCertURL", pem=True)
+def _get_sns(url: str, *, what: str, timeout: float, limit: int) -> bytes:
+    """GET an https URL on an SNS host (checked again here: no caller can skip it) over TLS verified
+    against the system's trust store, following no redirect."""
+    check_sns_url(url, what=what, pem=what == "SigningCertURL")
     tls = urllib.request.HTTPSHandler(context=ssl.create_default_context())
     opener = urllib.request.build_opener(tls, _NoRedirect)
     try:
         with opener.open(url, timeout=timeout) as response:
             if response.status != 200:
                 raise SnsSignatureError(f"SNS message: {url} answered HTTP {response.status}")
-            return bytes(response.read(64 * 1024))
+            return bytes(response.read(limit))
     except OSError as exc:  # URLError, TLS failures, timeouts
         raise SnsSignatureError(f"SNS message: cannot fetch {url}: {exc}") from None
+
+
+def fetch_certificate_https(url: str, *, timeout: float = 10.0) -> bytes:
+    """Download a certificate (production only)."""
+    return _get_sns(url, what="SigningCertURL", timeout=timeout, limit=64 * 1024)
+
+
+def confirm_subscription(url: str, *, timeout: float = 10.0) -> None:
+    """Confirm a verified SubscriptionConfirmation by visiting its SubscribeURL (an SNS host only)."""
+    _get_sns(url, what="SubscribeURL", timeout=timeout, limit=64 * 1024)
 
 
 class CachedCertificates:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -36,6 +36,7 @@ from mailer.rendering.markdown_html import (
 from mailer.rendering.text_part import LinkRefs, inline_to_text, tokens_to_text, underline
 from mailer.settings import TEMPLATES_DIR, Settings
 from mailer.topics import TopicRegistry, normalise_heading
+from mailer.urls import Urls
 
 __all__ = [
     "CJK_FONT_STACK",
@@ -185,6 +186,8 @@ class _Renderer:
         self.lang = issue.lang or brand.default_lang
         self.lang_key = self.lang.replace("_", "-").split("-")[0].lower()
         self.topic_names = _topic_names(issue, registry, self.lang_key)
+        self.topic_labels = _topic_labels(issue, registry, self.lang_key)
+        self.topic_order = list(dict.fromkeys(s.topic for s in issue.sections if s.topic and not s.is_empty))
         self.subject = _subject(issue)
         self._parts: dict[int, _Part] = {}
         self._skeleton: tuple[str, frozenset[str], bool] | None = None  # html, unit ids, has a TOC
@@ -243,8 +246,9 @@ class _Renderer:
             "m": {name: placeholders.marker(name) for name in placeholders.NAMES},
         }
 
-    def _compiled(self, sections: tuple[Section, ...]) -> str:
-        """The HTML document of these sections, marker comments still in."""
+    def _compiled(self, sections: tuple[Section, ...], addable: Sequence[str]) -> str:
+        """The HTML document of these sections, marker comments still in; ``addable``: the topics its
+        footer offers to add (each its own unit, so a segment keeps those it lacks)."""
         context = self._context(sections)
         context["sections"] = [
             {
@@ -254,22 +258,47 @@ class _Renderer:
                 "anchor": s.anchor,
                 "topic_name": self.topic_names.get(s.index),
                 "html": self.part(s).html,
+                **self._topic_links(s),
             }
             for s in sections
         ]
+        context["add_topics"] = self._add_links(addable)
         source = _render_template(self.env, HTML_TEMPLATE, context)
         return compile_mjml(source, str(self.brand.email_templates_dir / HTML_TEMPLATE))
 
+    def _topic_links(self, section: Section) -> dict[str, str]:
+        """A topic section's "stop receiving" link: the reader's preferences link plus a suffix fixed per
+        topic (no per-recipient rendering: the placeholder is filled as every other one)."""
+        if not section.topic or not section.level:
+            return {"topic_label": "", "remove_suffix": ""}
+        return {
+            "topic_label": self.topic_labels.get(section.topic, section.heading),
+            "remove_suffix": Urls.topic_suffix(remove=section.topic),
+        }
+
+    def _add_links(self, keys: Sequence[str]) -> list[dict[str, str]]:
+        return [
+            {"key": key, "name": self.topic_labels.get(key, key), "add_suffix": Urls.topic_suffix(add=key)}
+            for key in keys
+        ]
+
+    def _addable(self, sections: tuple[Section, ...]) -> list[str]:
+        """The issue's topics these sections leave out, in issue order: the footer offers to add them."""
+        present = {s.topic for s in sections if s.topic}
+        return [key for key in self.topic_order if key not in present]
+
     def _html(self, sections: tuple[Section, ...]) -> str:
-        return _UNIT_MARK_RE.sub("", self._compiled(sections))
+        return _UNIT_MARK_RE.sub("", self._compiled(sections, self._addable(sections)))
 
     def _html_from_skeleton(self, sections: tuple[Section, ...]) -> str | None:
         if self._skeleton is None:
             every = tuple(s for s in self.issue.sections if s.level or not s.is_empty)
-            html = self._compiled(every)
+            html = self._compiled(every, self.topic_order)
             self._skeleton = (html, frozenset(_UNIT_RE.findall(html)), any(s.level for s in every))
         html, units, has_toc = self._skeleton
         wanted = {s.anchor for s in sections} | {f"toc-{s.index}" for s in sections if s.level}
+        addable = self._addable(sections)
+        wanted |= {f"add-{key}" for key in addable} | ({"add-open"} if addable else set())
         if not wanted <= units or has_toc != any(s.level for s in sections):
             return None
         kept = _UNIT_RE.sub(lambda m: m.group(0) if m.group(1) in wanted else "", html)
@@ -287,9 +316,11 @@ class _Renderer:
                     "heading": heading,
                     "text": tokens_to_text(self.part(s).tokens, refs),
                     "underline": underline(heading, "=" if s.level == 2 else "-"),
+                    **self._topic_links(s),
                 }
             )
         context["links"] = refs.lines()
+        context["add_topics"] = self._add_links(self._addable(sections))
         return _render_template(self.env, TEXT_TEMPLATE, context)
 
 
@@ -353,6 +384,16 @@ def _preheader(issue: Issue, renderer: _Renderer) -> str:
             text = _REF_RE.sub("", tokens_to_text(renderer.part(first).tokens, LinkRefs()))
     text = " ".join(text.split())
     return text if len(text) <= _PREHEADER_MAX else text[: _PREHEADER_MAX - 1] + "…"
+
+
+def _topic_labels(issue: Issue, registry: TopicRegistry | None, lang_key: str) -> dict[str, str]:
+    """The name of each of the issue's topics in its language (the heading when the registry lacks it)."""
+    labels = {s.topic: s.heading for s in issue.sections if s.topic}
+    if registry is not None:
+        for topic in registry.topics:
+            if topic.key in labels:
+                labels[topic.key] = topic.display_name(lang_key)
+    return labels
 
 
 def _topic_names(issue: Issue, registry: TopicRegistry | None, lang_key: str) -> dict[int, str]:

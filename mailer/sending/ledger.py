@@ -35,6 +35,7 @@ __all__ = [
     "Outcome",
     "ReapedCampaign",
     "claim",
+    "count_feedback",
     "enqueue_ids",
     "execute_count",
     "finish_if_done",
@@ -54,6 +55,21 @@ _UPDATE_OPTS = {"synchronize_session": False}
 def execute_count(session: Session, statement: Executable) -> int:
     """Run an UPDATE; how many rows it changed."""
     return int(cast("CursorResult[Any]", session.execute(statement)).rowcount)
+
+
+def count_feedback(session: Session, campaign_id: int, *, bounced: int = 0, complained: int = 0) -> Campaign:
+    """Add applied bounces and complaints to a campaign's counters; the campaign as it is now."""
+    execute_count(
+        session,
+        update(Campaign)
+        .where(Campaign.id == campaign_id)
+        .values(bounced=Campaign.bounced + bounced, complained=Campaign.complained + complained)
+        .execution_options(**_UPDATE_OPTS),
+    )
+    campaign = session.get(Campaign, campaign_id)
+    assert campaign is not None
+    session.refresh(campaign)
+    return campaign
 
 
 def set_status(

@@ -19,6 +19,8 @@ from mailer.sending.models import Campaign, Delivery, SegmentRendering
 from mailer.sending.states import CampaignStatus, DeliveryStatus
 
 __all__ = [
+    "ARCHIVED",
+    "archived_campaigns",
     "campaign_page",
     "count_by_status",
     "count_outcomes",
@@ -27,6 +29,7 @@ __all__ = [
     "get_campaign",
     "insert_campaign",
     "note_reason",
+    "reader_segment",
     "recent_sends",
     "segments_of",
     "sent_rows",
@@ -158,6 +161,31 @@ def sent_rows(session: Session, campaign_id: int, limit: int) -> list[Delivery]:
             .order_by(Delivery.id)
             .limit(limit)
         )
+    )
+
+
+# campaigns whose issue has gone out (wholly or partly): the public archive lists them
+ARCHIVED = (CampaignStatus.SENDING, CampaignStatus.PAUSED, CampaignStatus.DONE)
+
+
+def archived_campaigns(session: Session, *, limit: int) -> list[Campaign]:
+    """Campaigns that reached readers, newest first."""
+    return list(
+        session.scalars(
+            select(Campaign)
+            .where(Campaign.status.in_(ARCHIVED), Campaign.sent > 0)
+            .order_by(Campaign.started_at.desc(), Campaign.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def reader_segment(session: Session, campaign_id: int, subscriber_id: int) -> SegmentRendering | None:
+    """The segment rendering a subscriber's message of a campaign was built from; None if they got none."""
+    return session.scalar(
+        select(SegmentRendering)
+        .join(Delivery, Delivery.segment_id == SegmentRendering.id)
+        .where(Delivery.campaign_id == campaign_id, Delivery.subscriber_id == subscriber_id)
     )
 
 

@@ -633,6 +633,16 @@ class Progress:
     by_status: dict[str, int]  # ledger rows per status (exact progress only)
     rate: float  # messages per second over the last minute (exact progress only)
     eta_seconds: float | None
+    bounced: int = 0  # permanent bounces applied from SES feedback (campaign health)
+    complained: int = 0
+
+    @property
+    def bounce_rate(self) -> float:
+        return self.bounced / self.sent if self.sent else 0.0
+
+    @property
+    def complaint_rate(self) -> float:
+        return self.complained / self.sent if self.sent else 0.0
 
     @property
     def done(self) -> int:
@@ -661,7 +671,7 @@ def progress(session: Session, campaign_id: int, *, now: datetime, exact: bool =
     eta = remaining / rate if rate > 0 and c.status == CampaignStatus.SENDING else None
     return Progress(
         c.id, c.status, c.status_reason, c.total, c.sent, c.failed, c.skipped, c.unknown, c.queued_all,
-        by_status, rate, eta,
+        by_status, rate, eta, c.bounced, c.complained,
     )  # fmt: skip
 
 

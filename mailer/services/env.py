@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailer.rendering.render import Brand
 from mailer.sending import Enqueue
@@ -42,6 +42,9 @@ def utcnow() -> datetime:
 
 
 __all__ = ["AppEnv"]
+
+T = TypeVar("T")
+_SHARED_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,14 @@ class AppEnv:
             self._shared.setdefault("contexts", []).append(context)
         assert isinstance(context, SendContext)
         return context
+
+    def shared(self, name: str, make: Callable[[], T]) -> T:
+        """A process-wide object of this environment made once on first use (caches, verifiers)."""
+        with _SHARED_LOCK:
+            if name not in self._shared:
+                self._shared[name] = make()
+            value: T = self._shared[name]
+        return value
 
     def now(self) -> datetime:
         return self.clock()

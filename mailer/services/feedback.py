@@ -10,19 +10,24 @@ from typing import Any
 
 from mailer.feedback.apply import SKIP_VERIFICATION, FeedbackResult, Verification, receive_stepwise
 from mailer.feedback.sns import CachedCertificates, CertificateDirectory, SnsVerifier, fetch_certificate_https
+from mailer.sending.health import HealthLimits
 from mailer.services.env import AppEnv
 
 __all__ = ["receive", "verifier"]
 
 
 def verifier(env: AppEnv, *, cert_dir: Path | None = None) -> SnsVerifier:
-    """SNS verification by the settings: topic allow-list, message age; certificates fetched over HTTPS
-    (cached) or read from ``cert_dir``."""
-    fetch = CertificateDirectory(cert_dir) if cert_dir else fetch_certificate_https
+    """SNS verification by the settings: topic allow-list, message age, certificate dates; certificates
+    read from ``cert_dir`` (else NEWSLETTER_SNS_CERT_DIR), else fetched over HTTPS, cached either way."""
+    settings = env.settings
+    folder = cert_dir or settings.sns_cert_dir
+    fetch = CertificateDirectory(folder) if folder else fetch_certificate_https
+    max_age = settings.sns_max_age_seconds
     return SnsVerifier(
         CachedCertificates(fetch),
-        max_age=dt.timedelta(seconds=env.settings.sns_max_age_seconds),
-        topic_arns=frozenset(env.settings.sns_topic_arns),
+        max_age=dt.timedelta(seconds=max_age) if max_age > 0 else None,
+        check_validity=settings.sns_check_certificate_dates,
+        topic_arns=frozenset(settings.sns_topic_arns),
     )
 
 
@@ -45,4 +50,5 @@ def receive(
         now=as_of or env.now(),
         soft_bounce_limit=env.settings.soft_bounce_limit,
         message_type_header=message_type_header,
+        health=HealthLimits.from_settings(env.settings),
     )

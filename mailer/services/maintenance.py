@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import text
+
 from mailer.database import session_factory, sync_registry
+from mailer.services.env import AppEnv
 from mailer.settings import Settings
 from mailer.topics import load_registry
 from subscribers.db import current_revision, head_revision, open_database
 
-__all__ = ["Upgrade", "upgrade_database_stepwise"]
+__all__ = ["Upgrade", "ping", "upgrade_database_stepwise"]
 
 
 @dataclass(frozen=True)
@@ -34,3 +37,9 @@ def upgrade_database_stepwise(settings: Settings) -> Upgrade:
     with factory() as session:
         after = current_revision(session.get_bind().engine)  # type: ignore[union-attr]
     return Upgrade(before, after, head_revision(), synced)
+
+
+def ping(env: AppEnv) -> None:
+    """Raise unless the database answers a trivial query."""
+    with env.sessions() as session:
+        session.execute(text("SELECT 1"))

@@ -16,7 +16,12 @@ def _python_files(package: str) -> list[Path]:
 def test_every_package_on_disk_is_listed_for_the_wheel():
     config = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(config["packages"])
-    on_disk = {"mailer.templates", "mailer.templates.email"}
+    # the template folders (no __init__.py: data, installed as mailer.templates.*)
+    on_disk = {"mailer.templates"} | {
+        "mailer.templates." + ".".join(p.relative_to(PROJECT_ROOT / "templates").parts)
+        for p in (PROJECT_ROOT / "templates").rglob("*")
+        if p.is_dir() and p.name != "__pycache__"
+    }
     for top in ("mailer", "subscribers"):
         for init in (PROJECT_ROOT / top).rglob("__init__.py"):
             on_disk.add(".".join(init.parent.relative_to(PROJECT_ROOT).parts))

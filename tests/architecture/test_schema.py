@@ -154,10 +154,12 @@ def test_migration_0007_rewrites_unicode_domains_to_ascii(database_url):
             reason="manual",
             created_at=NOW,
         )
-    upgrade(engine)
-    with engine.connect() as connection:
+    upgrade(engine, "0007")
+    with engine.begin() as connection:
         emails = dict(connection.execute(text("SELECT id, email FROM subscribers")).all())
         suppressed = connection.execute(text("SELECT email_key FROM suppressions")).scalar()
+        # the tables are those of the newest revision still: say so, for the tests after this one
+        connection.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head_revision()})
     engine.dispose()
     assert emails == {1: "ann@xn--r8jz45g.jp", 2: "用户@例え.jp", 3: "bob@xn--r8jz45g.jp", 4: "Bob@例え.jp"}
     assert suppressed == "eve@xn--r8jz45g.jp"

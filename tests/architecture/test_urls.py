@@ -114,5 +114,5 @@ def test_the_contract_is_strict_about_paths():
     assert Urls(BASE).unsubscribe("a/b?c") == BASE + "/unsubscribe/a%2Fb%3Fc"  # a token never makes a path
     assert set(ROUTES) == {
         "unsubscribe", "preferences", "preferences_request", "view", "confirm", "subscribe", "archive",
-        "archive_issue", "feed",
+        "archive_issue", "feed", "static",
     }  # fmt: skip

@@ -120,8 +120,11 @@ def test_html_stands_alone_and_links_are_absolute_or_placeholders(reference: Iss
     markers = {placeholders.marker(name) for name in placeholders.NAMES}
     hrefs = tags.attr("a", "href")
     assert len(hrefs) > 20
+    preferences = placeholders.marker(placeholders.PREFERENCES_URL)
     for href in hrefs:
-        assert href in markers or re.match(r"https?://[^/\s]+", href), href
+        # a per-topic link: the reader's preferences link plus a fixed ?add= / ?remove= suffix
+        topic_link = re.fullmatch(re.escape(preferences) + r"\?(add|remove)=[a-z0-9_-]+", href)
+        assert href in markers or topic_link or re.match(r"https?://[^/\s]+", href), href
     assert not [t for t, _ in tags.tags if t in ("script", "link", "iframe", "object", "embed", "form")]
     lowered = html.lower()
     for remote in ("@import", "fonts.googleapis", "fonts.gstatic", "url(http", "<script"):

@@ -1,0 +1,44 @@
+"""``newsletter serve``: the web side (preference centre, unsubscribe, signup, archive, SES webhook) under
+uvicorn, with the settings of this environment."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mailer.cli.app import app, say, settings
+from mailer.errors import InputError
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="Web processes", min=1, max=64)] = 1,
+    reload: Annotated[
+        bool, typer.Option("--reload", help="Restart when the code changes (development)")
+    ] = False,
+    proxy_headers: Annotated[
+        bool, typer.Option("--proxy-headers/--no-proxy-headers", help="Trust X-Forwarded-* from 127.0.0.1")
+    ] = True,
+) -> None:
+    """Serve the web side until interrupted. Links in pages and emails use NEWSLETTER_BASE_URL."""
+    import uvicorn
+
+    from mailer.web.app import create_app
+
+    if reload and workers > 1:
+        raise InputError("--reload and --workers > 1 do not go together")
+    create_app(settings())  # refuse a bad configuration here, in one line, before uvicorn starts
+    say(f"serving on http://{host}:{port} (links point to {settings().base_url})")
+    uvicorn.run(
+        "mailer.web.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        reload=reload,
+        proxy_headers=proxy_headers,
+        log_level="info",
+    )

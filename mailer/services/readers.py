@@ -1,0 +1,285 @@
+"""What readers do through the links of their mail and the public forms: open their preference centre,
+change topics and language, leave (one click or a confirmed button), come back, sign up with double opt-in,
+confirm, and ask for a new preferences link.
+
+The web app's routers call these; they hold the rules, the routers only parse and render. Unit of work:
+each takes the request's ``Session`` and never commits (the request commits once, at its end), except
+that a transactional email is sent before returning, so a request whose email cannot leave fails (and
+rolls back) instead of recording an email nobody got.
+
+Every signed link is read by ``open_link``: a forged, malformed or foreign token is one InvalidToken,
+whatever the cause, so a prober learns nothing. Forms that take an address answer the same whether or
+not the address subscribes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.orm import Session
+
+from mailer.services import mail
+from mailer.services.env import AppEnv
+from mailer.topics import Topic, TopicGroup
+from mailer.urls import view_scope
+from subscribers import optin, preferences
+from subscribers.errors import InvalidInput, RateLimited
+from subscribers.links import read_link
+from subscribers.models import LOCALES, Subscriber
+from subscribers.normalise import normalise_locale
+from subscribers.states import SubscriberStatus
+from subscribers.tokens import make_token
+
+__all__ = [
+    "Changes",
+    "PreferencePage",
+    "TopicChoice",
+    "confirm",
+    "confirm_page",
+    "open_link",
+    "preference_page",
+    "rejoin",
+    "request_link",
+    "save_preferences",
+    "signup",
+    "unsubscribe",
+    "unsubscribe_page",
+]
+
+log = logging.getLogger(__name__)
+Purpose = Literal["unsubscribe", "preferences", "confirm", "view"]
+TopicAction = Literal["add", "remove"]
+
+
+def open_link(
+    session: Session, env: AppEnv, token: str, purpose: Purpose, *, campaign_id: int = 0
+) -> Subscriber:
+    """The subscriber a signed link names (any of the configured keys); InvalidToken otherwise."""
+    scope = view_scope(campaign_id) if purpose == "view" else ""
+    max_age = optin.CONFIRM_MAX_AGE if purpose == "confirm" else None
+    return read_link(
+        session, env.settings.secret_key, token, purpose, scope=scope, max_age=max_age, now=env.now()
+    )
+
+
+def link_token(env: AppEnv, subscriber: Subscriber, purpose: Purpose, *, campaign_id: int = 0) -> str:
+    """A fresh token of ``purpose`` for a subscriber (a page links to the reader's other pages)."""
+    scope = view_scope(campaign_id) if purpose == "view" else ""
+    return make_token(
+        env.settings.signing_key,
+        subscriber.id,
+        purpose,
+        salt=subscriber.token_salt,
+        scope=scope,
+        now=env.now(),
+    )
+
+
+# --- the preference centre ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TopicChoice:
+    key: str
+    name: str
+    followed: bool
+    proposed: TopicAction | None  # the per-topic link's pre-selection: shown checked or unchecked for it
+
+
+@dataclass(frozen=True)
+class PreferencePage:
+    lang: str  # the page's language
+    subscriber_id: int
+    email: str
+    locale: str
+    status: str
+    followed: frozenset[str]
+    groups: tuple[tuple[TopicGroup, tuple[TopicChoice, ...]], ...]
+    proposed: tuple[TopicAction, Topic] | None  # from ?add= / ?remove=: the page asks to confirm it
+    preferences_token: str
+    unsubscribe_token: str
+
+    @property
+    def subscribed(self) -> bool:
+        return self.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING)
+
+    @property
+    def can_rejoin(self) -> bool:
+        return self.status == SubscriberStatus.UNSUBSCRIBED
+
+
+def _proposal(env: AppEnv, add: str | None, remove: str | None) -> tuple[TopicAction, Topic] | None:
+    """The topic a per-topic link proposes; an unknown key is ignored (an old link, a renamed topic)."""
+    for action, key in (("remove", remove), ("add", add)):
+        if key and key in env.registry.keys:
+            return action, env.registry.get(key)  # type: ignore[return-value]
+    return None
+
+
+def preference_page(
+    session: Session,
+    env: AppEnv,
+    token: str,
+    *,
+    lang_for: Callable[[str], str],
+    add: str | None = None,
+    remove: str | None = None,
+) -> PreferencePage:
+    """What the preference centre shows for a link, in ``lang_for(subscriber's locale)``; changes
+    nothing (a GET)."""
+    subscriber = open_link(session, env, token, "preferences")
+    lang = lang_for(subscriber.locale)
+    current = preferences.get_preferences(session, subscriber.id)
+    proposed = _proposal(env, add, remove)
+    groups = tuple(
+        (
+            group,
+            tuple(
+                TopicChoice(
+                    topic.key,
+                    topic.display_name(lang),
+                    topic.key in current.topics,
+                    proposed[0] if proposed and proposed[1].key == topic.key else None,
+                )
+                for topic in topics
+            ),
+        )
+        for group, topics in env.registry.grouped()
+    )
+    return PreferencePage(
+        lang=lang,
+        subscriber_id=subscriber.id,
+        email=subscriber.email,
+        locale=subscriber.locale,
+        status=subscriber.status,
+        followed=current.topics,
+        groups=groups,
+        proposed=proposed,
+        preferences_token=token,
+        unsubscribe_token=link_token(env, subscriber, "unsubscribe"),
+    )
+
+
+@dataclass(frozen=True)
+class Changes:
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    locale: str | None = None  # the new language, when it changed
+    status: str | None = None  # the new status, when it changed (left, rejoined)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.added or self.removed or self.locale or self.status)
+
+
+def save_preferences(
+    session: Session, env: AppEnv, token: str, topics: Collection[str], locale: str | None
+) -> Changes:
+    """Make the link's subscriber follow exactly ``topics`` (registry keys) in ``locale``."""
+    subscriber = open_link(session, env, token, "preferences")
+    unknown = sorted(set(topics) - env.registry.keys)
+    if unknown:
+        raise InvalidInput(f"unknown topic {unknown[0]!r}")
+    if locale is not None and locale not in LOCALES:
+        raise InvalidInput(f"unknown language {locale!r} (one of {', '.join(LOCALES)})")
+    now = env.now()
+    before = preferences.get_preferences(session, subscriber.id).topics
+    preferences.set_topics(session, subscriber.id, topics, source="preferences", now=now)
+    new_locale = None
+    if locale is not None and preferences.set_locale(
+        session, subscriber.id, locale, source="preferences", now=now
+    ):
+        new_locale = locale
+    wanted = frozenset(topics)
+    return Changes(tuple(sorted(wanted - before)), tuple(sorted(before - wanted)), new_locale)
+
+
+def rejoin(session: Session, env: AppEnv, token: str) -> Changes:
+    """Undo an unsubscribe from the reader's own preferences link."""
+    subscriber = open_link(session, env, token, "preferences")
+    done = preferences.rejoin(session, subscriber.id, source="preferences", now=env.now())
+    return Changes(status=SubscriberStatus.ACTIVE if done else None)
+
+
+# --- leaving -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UnsubscribePage:
+    email: str
+    status: str
+    preferences_token: str
+
+
+def unsubscribe_page(session: Session, env: AppEnv, token: str) -> UnsubscribePage:
+    """What the unsubscribe page shows (a GET changes nothing: mail scanners follow links)."""
+    subscriber = open_link(session, env, token, "unsubscribe")
+    return UnsubscribePage(subscriber.email, subscriber.status, link_token(env, subscriber, "preferences"))
+
+
+def unsubscribe(session: Session, env: AppEnv, token: str, *, source: str) -> bool:
+    """Leave everything (the page's button, RFC 8058 one-click, the preference centre's "leave"); True
+    when it changed anything. Idempotent. ``token`` is an unsubscribe or a preferences token."""
+    try:
+        subscriber = open_link(session, env, token, "unsubscribe")
+    except InvalidInput:
+        subscriber = open_link(session, env, token, "preferences")
+    return preferences.unsubscribe_all(session, subscriber.id, source=source, now=env.now())
+
+
+# --- signing up --------------------------------------------------------------------------------------
+def signup(
+    session: Session, env: AppEnv, email: str, topics: Collection[str], locale: str | None
+) -> optin.SignupOutcome | Literal["rate_limited"]:
+    """Start double opt-in and send the confirmation email; an active reader gets their preferences link
+    instead. The caller answers the same whatever this returns (no address probing)."""
+    unknown = sorted(set(topics) - env.registry.keys)
+    if unknown:
+        raise InvalidInput(f"unknown topic {unknown[0]!r}")
+    try:
+        result = optin.signup(
+            session,
+            email,
+            secret=env.settings.signing_key,
+            topics=topics,
+            locale=normalise_locale(
+                locale, env.settings.default_lang if env.settings.default_lang in LOCALES else "en"
+            ),
+            rate_limit_seconds=env.settings.confirm_rate_limit_seconds,
+            source="web",
+            now=env.now(),
+        )
+    except RateLimited:
+        return "rate_limited"
+    if result.send_confirmation:
+        mail.send_confirmation(env, result)
+    elif result.outcome == "already_active":
+        request_link(session, env, email)
+    return result.outcome
+
+
+@dataclass(frozen=True)
+class ConfirmPage:
+    email: str
+    status: str
+
+
+def confirm_page(session: Session, env: AppEnv, token: str) -> ConfirmPage:
+    """What the confirmation page shows before its button is pressed (scanners prefetch links)."""
+    subscriber = open_link(session, env, token, "confirm")
+    return ConfirmPage(subscriber.email, subscriber.status)
+
+
+def confirm(session: Session, env: AppEnv, token: str) -> optin.ConfirmResult:
+    return optin.confirm(session, token, secret=env.settings.secret_key, source="web", now=env.now())
+
+
+def request_link(session: Session, env: AppEnv, email: str) -> bool:
+    """Email a subscriber a new preferences link (at most one per address per
+    ``link_rate_limit_seconds``); False when nothing was sent. Callers answer the same either way."""
+    subscriber_id = preferences.claim_link_email(
+        session, email, now=env.now(), rate_limit_seconds=env.settings.link_rate_limit_seconds
+    )
+    if subscriber_id is None:
+        return False
+    mail.send_preferences_link(session, env, subscriber_id)
+    return True

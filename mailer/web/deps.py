@@ -1,0 +1,69 @@
+"""The dependencies routes declare: the environment, the request's database session (committed once, when
+the route returns and before the answer leaves; rolled back on an error), the page renderer, the client's
+address and the form checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Form, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from mailer.services.env import AppEnv
+from mailer.web.pages import Pages
+from mailer.web.ratelimit import ClientLimiter
+from mailer.web.security import check_form_token, origin_of
+
+__all__ = ["DbSession", "Env", "FormToken", "PageRenderer", "client_ip", "same_site", "under_limit"]
+
+
+def _env(request: Request) -> AppEnv:
+    env: AppEnv = request.app.state.env
+    return env
+
+
+Env = Annotated[AppEnv, Depends(_env)]
+
+
+def _session(env: Env) -> Iterator[Session]:
+    with env.transaction() as session:
+        yield session
+
+
+DbSession = Annotated[Session, Depends(_session, scope="function")]
+
+
+def _pages(request: Request) -> Pages:
+    pages: Pages = request.app.state.pages
+    return pages
+
+
+PageRenderer = Annotated[Pages, Depends(_pages)]
+FormToken = Annotated[str, Form(max_length=64, description="the form's signed token (hidden field)")]
+
+
+def client_ip(request: Request) -> str:
+    """The client's address (behind a proxy, uvicorn's --proxy-headers puts the forwarded one here)."""
+    return request.client.host if request.client else "unknown"
+
+
+def same_site(request: Request, env: Env) -> None:
+    """Refuse a form posted from another site (403): browsers say where a form came from."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        raise HTTPException(403, "a form of another site cannot post here")
+    origin = request.headers.get("origin")
+    if origin is not None and origin.lower() != origin_of(env.settings.base_url):
+        raise HTTPException(403, "a form of another site cannot post here")
+
+
+def require_form_token(env: AppEnv, purpose: str, bound: str, given: str | None) -> None:
+    if not check_form_token(env.settings.secret_key, purpose, bound, given):
+        raise HTTPException(403, "this form has expired or is not ours; open the page again")
+
+
+def under_limit(request: Request, action: str) -> None:
+    """429 once this client made too many requests of ``action`` this hour."""
+    limiter: ClientLimiter = request.app.state.client_limiter
+    if not limiter.allow(client_ip(request), action):
+        raise HTTPException(429, "too many requests from your address; try again in an hour")

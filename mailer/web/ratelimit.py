@@ -1,0 +1,51 @@
+"""How many signups and link requests one client may make per hour: a fixed window per client IP, in Redis
+when one is configured (shared by every web process), else in this process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["ClientLimiter"]
+
+WINDOW_SECONDS = 3600
+
+
+class ClientLimiter:
+    def __init__(
+        self, limit: int, *, redis_url: str | None, prefix: str, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.limit = limit
+        self.prefix = prefix
+        self.clock = clock
+        self._redis = None
+        if redis_url:
+            import redis
+
+            self._redis = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self._counts: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, client: str, action: str) -> bool:
+        """Count one request of ``client``; False once it made ``limit`` in this window."""
+        if self.limit <= 0:
+            return True
+        window = int(self.clock()) // WINDOW_SECONDS
+        if self._redis is not None:
+            key = f"{self.prefix}:web:{action}:{client}:{window}"
+            pipe = self._redis.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, WINDOW_SECONDS)
+            count = int(pipe.execute()[0])
+            return count <= self.limit
+        with self._lock:
+            if len(self._counts) > 100_000:  # old windows go; a flood of addresses cannot grow this forever
+                self._counts = {k: v for k, v in self._counts.items() if k[1] == window}
+            key2 = (f"{action}:{client}", window)
+            self._counts[key2] = self._counts.get(key2, 0) + 1
+            return self._counts[key2] <= self.limit
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()

@@ -1,0 +1,98 @@
+"""``POST /webhooks/ses`` (NEWSLETTER_WEBHOOK_PATH): SES bounces and complaints delivered by SNS over HTTP.
+
+Every message is verified (signature v1/v2, certificate URL and subject, topic allow-list, age) before
+anything is stored or fetched; the ``x-amz-sns-message-type`` header must name the body's ``Type``. A
+notification is stored raw (its MessageId unique) and applied in one transaction before the 2xx leaves;
+SNS delivers at least once, and a second delivery changes nothing. A database that cannot be reached
+answers 503, so SNS retries and nothing is lost. A verified SubscriptionConfirmation is confirmed by
+visiting its SubscribeURL, on an SNS host only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+
+from mailer.errors import InputError, VerificationError
+from mailer.feedback.apply import UnusablePayload
+from mailer.feedback.sns import SUBSCRIPTION_CONFIRMATION, SnsVerifier, confirm_subscription
+from mailer.services import feedback
+from mailer.web.deps import Env
+
+__all__ = ["make_router"]
+
+log = logging.getLogger("mailer.web.webhooks")
+
+
+async def _raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+RawBody = Annotated[bytes, Depends(_raw_body)]
+MessageType = Annotated[
+    str | None,
+    Header(alias="x-amz-sns-message-type", description="SNS's name of the message type; must equal Type"),
+]
+
+
+def _answer(code: int, **body: Any) -> JSONResponse:
+    return JSONResponse(body, status_code=code)
+
+
+def make_router(path: str) -> APIRouter:
+    router = APIRouter(tags=["webhooks"])
+
+    @router.post(
+        path,
+        summary="SES notifications delivered by Amazon SNS",
+        responses={400: {"description": "malformed"}, 403: {"description": "not verified"}},
+    )
+    def ses_webhook(
+        request: Request, env: Env, body: RawBody, message_type: MessageType = None
+    ) -> JSONResponse:
+        client = request.client.host if request.client else "?"
+        if message_type is None:
+            log.warning("webhook: refused a message from %s: no x-amz-sns-message-type header", client)
+            return _answer(400, error="invalid_input", detail="missing header x-amz-sns-message-type")
+        verifier: SnsVerifier = request.app.state.sns_verifier
+        try:
+            result = feedback.receive(env, body, verify=verifier, message_type_header=message_type)
+        except VerificationError as exc:
+            log.warning("webhook: refused a message from %s: %s", client, exc)
+            return _answer(403, error="unverified", detail="the message could not be verified")
+        except UnusablePayload as exc:  # verified and stored, but no SES notification: nothing to apply
+            log.warning("webhook: a verified message from %s holds no SES notification: %s", client, exc)
+            return _answer(200, status="ignored", detail=str(exc))
+        except InputError as exc:
+            log.warning("webhook: refused a malformed message from %s: %s", client, exc)
+            return _answer(400, error="invalid_input", detail=str(exc))
+        if result.kind == SUBSCRIPTION_CONFIRMATION and result.subscribe_url:
+            if not env.settings.sns_confirm_subscriptions:
+                log.warning(
+                    "webhook: topic %s asks to be confirmed: open %s", result.topic_arn, result.subscribe_url
+                )
+                return _answer(200, status="confirmation_logged", message_id=result.key)
+            try:
+                confirm_subscription(result.subscribe_url)
+            except VerificationError as exc:
+                log.error("webhook: could not confirm the subscription of %s: %s", result.topic_arn, exc)
+                return _answer(
+                    502, error="confirmation_failed", detail="the subscription could not be confirmed"
+                )
+            log.info("webhook: confirmed the subscription to %s", result.topic_arn)
+            return _answer(200, status="subscription_confirmed", message_id=result.key)
+        if result.kind != "Notification":
+            log.info("webhook: %s for %s", result.kind, result.topic_arn)
+        for line in result.lines():
+            log.info("webhook: %s", line)
+        return _answer(
+            200,
+            status="duplicate" if result.duplicate else "applied",
+            message_id=result.key,
+            changes=sum(1 for c in result.changes if c.changed),
+        )
+
+    return router

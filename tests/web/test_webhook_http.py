@@ -1,0 +1,233 @@
+"""The SES webhook through HTTP, against the app under a real uvicorn process.
+
+Real AWS-signed messages (../shared/fixtures/sns; their certificates injected through
+NEWSLETTER_SNS_CERT_DIR, age and expiry checks off for them) are accepted; one changed byte in a signed
+field is a 403 that stores nothing; the AWS documentation's unsigned examples are refused. Messages signed
+here (mailer.testing.sns_signer) carry the URL attacks: every one is refused, and the connection trap every
+outbound request of the server goes to (https_proxy) sees no connection, while a genuine
+SubscriptionConfirmation does reach it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from support.paths import SHARED_FIXTURES
+
+from mailer.feedback.models import FeedbackMessage
+from mailer.feedback.samples import bounce_notification, complaint_notification
+from subscribers.models import Subscriber, Suppression
+from subscribers.preferences import add_subscriber
+
+SNS = SHARED_FIXTURES / "sns"
+SIGNED = sorted(SNS.glob("*.json"))
+UNSIGNED = sorted((SNS / "http-examples-unsigned").glob("*-json-format.http"))
+
+
+def _stored(web) -> int:
+    with web.env.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(FeedbackMessage)) or 0)
+
+
+def _suppressed(web, email: str) -> Suppression | None:
+    with web.env.sessions() as session:
+        return session.scalar(select(Suppression).where(Suppression.email_key == email.lower()))
+
+
+def _status(web, email: str) -> str | None:
+    with web.env.sessions() as session:
+        return session.scalar(select(Subscriber.status).where(Subscriber.email_key == email.lower()))
+
+
+def _split_http(path: Path) -> tuple[dict[str, str], str]:
+    head, _, body = path.read_text().replace("\r\n", "\n").partition("\n\n")
+    headers = {}
+    for line in head.splitlines()[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return headers, body
+
+
+def test_real_signed_messages_are_accepted_and_applied_once(live_web):
+    web = live_web
+    results = {}
+    for path in SIGNED:
+        body = path.read_text()
+        kind = json.loads(body)["Type"]
+        before = web.trap.connections
+        response = web.post_sns(body, kind)
+        results[path.name] = (response.status_code, response.json(), web.trap.connections - before)
+    bounce = results["notification-ses-bounce-no-subject-sigv1.json"]
+    complaint = results["notification-ses-event-complaint-sigv1.json"]
+    hello = results["notification-sigv2-sha256.json"]
+    confirmation = results["subscriptionconfirmation-sigv1.json"]
+    assert bounce[0] == 200 and bounce[1]["status"] == "applied", bounce
+    assert complaint[0] == 200 and complaint[1]["status"] == "applied", complaint
+    assert hello[0] == 200 and hello[1]["status"] == "ignored"  # authentic, but no SES notification
+    # verified, so the server visited its SubscribeURL: through the trap (no network here), which failed
+    assert confirmation[0] == 502 and confirmation[2] == 1, confirmation
+    # nobody subscribes at these addresses: the suppressions still hold, with their evidence
+    assert _suppressed(web, "bounce@simulator.amazonses.com").reason == "hard_bounce"
+    assert _suppressed(web, "complaint@simulator.amazonses.com").reason == "complaint"
+    stored = _stored(web)
+    for path in SIGNED[:3]:  # SNS delivers at least once: the same messages again change nothing
+        response = web.post_sns(path.read_text(), "Notification")
+        assert response.status_code == 200 and response.json()["status"] in ("duplicate", "ignored")
+    assert _stored(web) == stored
+
+
+@pytest.mark.parametrize("field", ["Message", "Subject", "Timestamp", "TopicArn"])
+def test_one_changed_byte_of_a_signed_field_is_refused_and_stores_nothing(live_web, field):
+    web = live_web
+    body = json.loads((SNS / "notification-ses-event-complaint-sigv1.json").read_text())
+    value = body[field]
+    index = next(i for i, ch in enumerate(value) if ch.isdigit() or ch.isalpha())
+    flipped = "1" if value[index] != "1" else "2"
+    body[field] = value[:index] + flipped + value[index + 1 :]
+    body["MessageId"] = f"tampered-{field}"  # not a duplicate of the genuine one: it must fail on its own
+    before, trapped = _stored(web), web.trap.connections
+    response = web.post_sns(json.dumps(body), "Notification")
+    assert response.status_code == 403, response.text
+    assert response.json() == {"error": "unverified", "detail": "the message could not be verified"}
+    assert _stored(web) == before and web.trap.connections == trapped
+    assert "refused a message" in web.log_text()
+
+
+@pytest.mark.parametrize("path", UNSIGNED, ids=lambda p: p.name)
+def test_the_documentation_examples_are_refused(live_web, path):
+    headers, body = _split_http(path)
+    before = _stored(live_web)
+    response = live_web.post_sns(body, headers["x-amz-sns-message-type"])
+    assert response.status_code == 403
+    assert _stored(live_web) == before
+
+
+def test_header_and_body_type_must_agree_and_the_header_is_required(live_web):
+    body = (SNS / "notification-ses-bounce-no-subject-sigv1.json").read_text()
+    assert live_web.post_sns(body, "SubscriptionConfirmation").status_code == 400
+    assert live_web.post_sns(body, None).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"not json", b"[1, 2]", b'{"Type": "Notification"}', b"\xff\xfe", b'{"Type": 5, "TopicArn": []}'],
+)
+def test_malformed_bodies_are_400_and_store_nothing(live_web, body):
+    before = _stored(live_web)
+    response = live_web.post_sns(body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_input"
+    assert _stored(live_web) == before
+
+
+def test_a_body_over_the_limit_is_413(live_web):
+    response = live_web.post_sns(b"x" * (live_web.settings.max_body_bytes + 1))
+    assert response.status_code == 413
+
+
+CERT_URL_ATTACKS = [
+    "http://sns.us-east-1.amazonaws.com/SimpleNotificationService-local.pem",  # not https
+    "https://sns.us-east-1.amazonaws.com.evil.example/SimpleNotificationService-local.pem",
+    "https://sns.s3.amazonaws.com/SimpleNotificationService-local.pem",  # an S3 bucket host
+    "https://sns.s3-us-west-2.amazonaws.com/SimpleNotificationService-local.pem",
+    "https://sns.us-moon-1.amazonaws.com/SimpleNotificationService-local.pem",  # a made-up region
+    "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-local.txt",  # not a .pem
+    "https://user:pw@sns.us-east-1.amazonaws.com/SimpleNotificationService-local.pem",  # userinfo
+    "https://sns.us-east-1.amazonaws.com:8443/SimpleNotificationService-local.pem",  # an odd port
+    "https://sns.us-east-1.amazonaws.com:abc/SimpleNotificationService-local.pem",
+    "https://[sns.us-east-1.amazonaws.com/SimpleNotificationService-local.pem",
+    "https://127.0.0.1/SimpleNotificationService-local.pem",
+]
+
+
+@pytest.mark.parametrize("url", CERT_URL_ATTACKS)
+def test_signing_cert_url_attacks_are_refused_without_a_connection(live_web, url):
+    web = live_web
+    body = web.signer.envelope(
+        bounce_notification("cert-attack@example.org", message_id="m", at=_now()), signing_cert_url=url
+    )
+    before, trapped = _stored(web), web.trap.connections
+    response = web.post_sns(body)
+    assert response.status_code == 403, response.text
+    assert _stored(web) == before and web.trap.connections == trapped
+    assert _suppressed(web, "cert-attack@example.org") is None
+
+
+SUBSCRIBE_URL_ATTACKS = [
+    "http://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription",
+    "https://sns.us-east-1.amazonaws.com.evil.example/?Action=ConfirmSubscription",
+    "https://sns.s3.amazonaws.com/?Action=ConfirmSubscription",
+    "https://user@sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription",
+    "https://sns.us-east-1.amazonaws.com:99999/?Action=ConfirmSubscription",
+    "https://evil.example/?Action=ConfirmSubscription",
+]
+
+
+@pytest.mark.parametrize("url", SUBSCRIBE_URL_ATTACKS)
+def test_subscribe_url_attacks_are_refused_without_a_connection(live_web, url):
+    web = live_web
+    body = web.signer.envelope("confirm me", kind="SubscriptionConfirmation", subscribe_url=url)
+    before, trapped = _stored(web), web.trap.connections
+    response = web.post_sns(body, "SubscriptionConfirmation")
+    assert response.status_code == 403, response.text
+    assert _stored(web) == before and web.trap.connections == trapped
+
+
+def test_a_genuine_confirmation_signed_here_is_visited_through_the_trap(live_web):
+    web = live_web
+    trapped = web.trap.connections
+    body = web.signer.envelope("confirm me", kind="SubscriptionConfirmation", version="2")
+    response = web.post_sns(body, "SubscriptionConfirmation")
+    assert response.status_code == 502  # the trap closes the connection: SNS will send it again
+    assert web.trap.connections == trapped + 1
+
+
+def test_a_certificate_not_issued_to_sns_is_refused(live_web, tmp_path):
+    from mailer.testing.sns_signer import SnsSigner
+
+    impostor = SnsSigner(
+        common_name="attacker.amazonaws.com", cert_name="SimpleNotificationService-impostor.pem"
+    )
+    impostor.write_certificate(live_web.settings.sns_cert_dir)
+    body = impostor.envelope(bounce_notification("impostor@example.org", message_id="m", at=_now()))
+    assert live_web.post_sns(body).status_code == 403
+    assert _suppressed(live_web, "impostor@example.org") is None
+
+
+def test_a_topic_not_in_the_allow_list_is_refused(live_web):
+    body = live_web.signer.envelope(
+        bounce_notification("other-topic@example.org", message_id="m", at=_now()),
+        topic_arn="arn:aws:sns:us-east-1:999999999999:someone-elses",
+    )
+    assert live_web.post_sns(body).status_code == 403
+    assert _suppressed(live_web, "other-topic@example.org") is None
+
+
+def test_signed_bounce_and_complaint_update_subscribers_once(live_web):
+    web = live_web
+    with web.env.transaction() as session:
+        add_subscriber(session, "hard@example.org", source="test")
+        add_subscriber(session, "angry@example.org", source="test")
+    bounce = web.signer.envelope(bounce_notification("hard@example.org", message_id="ses-1", at=_now()))
+    complaint = web.signer.envelope(
+        complaint_notification("angry@example.org", message_id="ses-2", at=_now())
+    )
+    for body in (bounce, complaint):
+        response = web.post_sns(body)
+        assert response.status_code == 200 and response.json()["status"] == "applied"
+        assert response.json()["changes"] >= 1
+    assert _status(web, "hard@example.org") == "bounced"
+    assert _status(web, "angry@example.org") == "complained"
+    assert _suppressed(web, "hard@example.org").evidence  # the SES feedback id: what said so
+    for body in (bounce, complaint):
+        response = web.post_sns(body)
+        assert response.json() == {**response.json(), "status": "duplicate", "changes": 0}
+
+
+def _now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
