@@ -138,6 +138,9 @@ def _names(value: object, where: str, fallback: str) -> dict[str, str]:
     names = value or {"en": fallback}
     if not isinstance(names, Mapping):
         raise InputError(f"{where}: 'names' must be a mapping of language to name")
+    empty = [str(k) for k, v in names.items() if not isinstance(v, str | int | float) or not str(v).strip()]
+    if empty:  # `{en: A, B}` in YAML flow style: the comma made a second key with no name
+        raise InputError(f"{where}: 'names' has no name for {empty[0]!r} (quote a name that holds a comma)")
     return {str(k): str(v) for k, v in names.items()}
 
 

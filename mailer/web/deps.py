@@ -49,11 +49,16 @@ def client_ip(request: Request) -> str:
 
 
 def same_site(request: Request, env: Env) -> None:
-    """Refuse a form posted from another site (403): browsers say where a form came from."""
-    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        raise HTTPException(403, "a form of another site cannot post here")
+    """Refuse a form posted from another site (403). Browsers say where a form came from: Sec-Fetch-Site
+    (every current browser), else Origin ("null" from privacy settings says nothing; the signed form
+    token still has to match)."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        if fetch_site not in ("same-origin", "none"):
+            raise HTTPException(403, "a form of another site cannot post here")
+        return
     origin = request.headers.get("origin")
-    if origin is not None and origin.lower() != origin_of(env.settings.base_url):
+    if origin not in (None, "null") and origin.lower() != origin_of(env.settings.base_url):
         raise HTTPException(403, "a form of another site cannot post here")
 
 

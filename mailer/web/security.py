@@ -44,8 +44,8 @@ class SecurityHeaders:
         headers = [
             (b"content-security-policy", PAGE_CSP.encode()),
             (b"x-content-type-options", b"nosniff"),
-            # links carry tokens in their paths: no page may hand its URL to another site
-            (b"referrer-policy", b"no-referrer"),
+            # links carry tokens in their paths: no page hands its URL to another site
+            (b"referrer-policy", b"same-origin"),
             (b"x-frame-options", b"DENY"),
             (b"cross-origin-opener-policy", b"same-origin"),
             (b"cache-control", b"no-store"),
@@ -130,7 +130,7 @@ def form_token(keys: Sequence[str], purpose: str, bound: str = "") -> str:
 
 
 def check_form_token(keys: Sequence[str], purpose: str, bound: str, given: str | None) -> bool:
-    if not given or len(given) > 64:
+    if not given or len(given) > 64 or not given.isascii():  # compare_digest takes ASCII strings only
         return False
     return any(hmac.compare_digest(_mac(key, purpose, bound), given) for key in keys)
 

@@ -48,8 +48,9 @@ def _campaign(session, status: str, sent: int) -> int:
     for i in range(sent):
         session.add(
             Delivery(
-                campaign_id=campaign.id, subscriber_id=i + 1, segment_id=segment.id, email=f"r{i}@example.org",
-                status="sent", message_id=f"c{campaign.id}-m{i}", queued_at=NOW, sent_at=NOW,
+                campaign_id=campaign.id, subscriber_id=i + 1, segment_id=segment.id,
+                email=f"r{i}@example.org", status="sent", message_id=f"c{campaign.id}-m{i}", queued_at=NOW,
+                sent_at=NOW,
             )
         )  # fmt: skip
     session.commit()

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
+from support.paths import TOPICS_FILE
 
 from mailer.errors import InputError
-from mailer.topics import TopicRegistry, registry_from_data
+from mailer.topics import TopicRegistry, load_registry, registry_from_data
 
 REQUIRED = [
     "nova",
@@ -83,3 +85,38 @@ def test_topic_lists_take_the_same_separators_everywhere(registry):
     csv = f'email,topics\nann@example.org,"{text}"\n'.encode()
     (row,) = list(read_rows(io.BytesIO(csv)))
     assert {registry.match(name) for name in row.topics} == expected
+
+
+def test_groups_gather_topics_in_registry_order_and_the_rest_go_last():
+    registry = registry_from_data(
+        {
+            "groups": [{"key": "core", "names": {"en": "Core", "zh": "核心"}}],
+            "topics": [
+                {"key": "nova", "group": "core"},
+                {"key": "heat"},
+                {"key": "neutron", "group": "Core"},
+            ],
+        }
+    )
+    grouped = [(g.display_name("zh"), [t.key for t in topics]) for g, topics in registry.grouped()]
+    assert grouped == [("核心", ["nova", "neutron"]), ("其他主题", ["heat"])]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"topics": [{"key": "nova", "group": "nope"}]}, "group 'nope' is not in 'groups'"),
+        ({"groups": [{"key": "a"}, {"key": "a"}], "topics": []}, "group key 'a' appears twice"),
+        ({"groups": [{"key": "a", "names": {"en": "A", "B": None}}], "topics": []}, "quote a name"),
+        ({"topics": [{"key": "nova", "names": {"en": ""}}]}, "no name for 'en'"),
+    ],
+)
+def test_bad_groups_and_names_are_one_line_errors(data, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        registry_from_data(data)
+
+
+def test_the_packaged_registry_groups_every_topic():
+    registry = load_registry(TOPICS_FILE)
+    assert all(topic.group for topic in registry.topics)
+    assert all(len(names) >= 2 for group in registry.groups for names in [group.names])
