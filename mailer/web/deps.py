@@ -18,7 +18,9 @@ from mailer.web.security import check_form_token, origin_of
 __all__ = ["DbSession", "Env", "FormToken", "PageRenderer", "client_ip", "same_site", "under_limit"]
 
 
-def _env(request: Request) -> AppEnv:
+# Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in the thread
+# pool, a hop that costs more than the work (routes stay ``def``: the database layer is synchronous).
+async def _env(request: Request) -> AppEnv:
     env: AppEnv = request.app.state.env
     return env
 
@@ -34,7 +36,7 @@ def _session(env: Env) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(_session, scope="function")]
 
 
-def _pages(request: Request) -> Pages:
+async def _pages(request: Request) -> Pages:
     pages: Pages = request.app.state.pages
     return pages
 
