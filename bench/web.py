@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import socket
 import subprocess
@@ -36,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
+from bench.send import service_cpu_seconds, tree_cpu_seconds  # noqa: E402
 from mailer.database import session_factory  # noqa: E402
 from mailer.feedback.samples import bounce_notification  # noqa: E402
 from mailer.settings import Settings  # noqa: E402
@@ -45,6 +45,7 @@ from subscribers.models import Subscriber, Suppression  # noqa: E402
 from subscribers.tokens import make_token  # noqa: E402
 
 SECRET = "bench-web-secret"
+WARM_UP = 400  # requests of each kind before measuring: every worker process compiles, connects, caches
 SALT = "0123456789abcdef"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -62,6 +63,7 @@ class Load:
     seconds: float
     latencies: list[float]
     statuses: dict[int, int]
+    cpu: dict[str, float] | None = None  # CPU microseconds per request: the app's processes, PostgreSQL
 
     @property
     def rate(self) -> float:
@@ -92,7 +94,10 @@ async def _client(host: str, port: int, work: Iterator[bytes], load: Load) -> No
         writer.close()
 
 
-def run_load(port: int, requests: Sequence[bytes], clients: int) -> Load:
+def run_load(port: int, requests: Sequence[bytes], clients: int, server: int | None = None) -> Load:
+    """Send ``requests`` over ``clients`` connections; with ``server`` (a pid), the CPU it and the
+    database spent per request."""
+    before = (tree_cpu_seconds(server), service_cpu_seconds()["postgresql"]) if server else None
     load = Load(len(requests), 0.0, [], {})
     work = iter(requests)  # shared: each client takes the next request when its last one is answered
 
@@ -102,6 +107,9 @@ def run_load(port: int, requests: Sequence[bytes], clients: int) -> Load:
         load.seconds = time.perf_counter() - started
 
     asyncio.run(main())
+    if before is not None and server is not None:
+        app, database = tree_cpu_seconds(server) - before[0], service_cpu_seconds()["postgresql"] - before[1]
+        load.cpu = {"app": app / len(requests) * 1e6, "postgresql": database / len(requests) * 1e6}
     return load
 
 
@@ -114,7 +122,9 @@ def http_request(method: str, path: str, body: bytes = b"", headers: dict[str, s
 
 
 # --- the servers -------------------------------------------------------------------------------------
-def start_uvicorn(target: list[str], port: int, workers: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_uvicorn(
+    target: list[str], port: int, workers: int, env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
     command = [
         sys.executable, "-m", "uvicorn", *target, "--host", "127.0.0.1", "--port", str(port),
         "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
@@ -184,29 +194,38 @@ def signed_bounces(signer: SnsSigner, count: int) -> list[bytes]:
     )
     chunks = [list(range(start, min(count, start + 500))) for start in range(0, count, 500)]
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        signed = pool.map(_sign_chunk, [(key_pem, signer.certificate_pem, c, signer.cert_name) for c in chunks])
+        signed = pool.map(
+            _sign_chunk, [(key_pem, signer.certificate_pem, c, signer.cert_name) for c in chunks]
+        )
         return [body for chunk in signed for body in chunk]
 
 
 def report(name: str, load: Load, noop_rate: float | None = None) -> None:
     ok = sum(n for status, n in load.statuses.items() if status < 400)
     ratio = f", ratio to the no-op route {load.rate / noop_rate:.2f}" if noop_rate else ""
+    cpu = (
+        f"; CPU/request: app {load.cpu['app']:,.0f} us, PostgreSQL {load.cpu['postgresql']:,.0f} us"
+        if load.cpu
+        else ""
+    )
     print(
         f"{name:<28} {load.rate:8,.0f} req/s  p50 {load.percentile(50):6.1f} ms  p99 {load.percentile(99):6.1f} ms  "
-        f"({load.requests:,} requests, {ok:,} 2xx/3xx, statuses {dict(sorted(load.statuses.items()))}){ratio}"
+        f"({load.requests:,} requests, {ok:,} 2xx/3xx, statuses {dict(sorted(load.statuses.items()))}){ratio}{cpu}"
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--subscribers", type=int, default=20_000)
-    parser.add_argument("--notifications", type=int, default=5_000)
+    parser.add_argument("--notifications", type=int, default=5_000, help="signed bounces (warm-up included)")
     parser.add_argument("--requests", type=int, default=6_000)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
     args = parser.parse_args()
-    needed = args.notifications + 2 * args.requests
+    needed = args.notifications + 2 * args.requests + 2 * WARM_UP
     if args.subscribers < needed:
         parser.error(f"--subscribers must be at least {needed} (each request acts on its own subscriber)")
 
@@ -235,42 +254,55 @@ def main() -> None:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}, **variables}
     servers: list[subprocess.Popen[bytes]] = []
     try:
-        print(f"{args.workers} uvicorn workers (httptools, uvloop), {args.clients} clients, {args.database}, "
-              f"{os.cpu_count()} CPUs (the load generator shares them)")
+        print(
+            f"{args.workers} uvicorn workers (httptools, uvloop), {args.clients} clients, {args.database}, "
+            f"{os.cpu_count()} CPUs (the load generator shares them)"
+        )
         started = time.perf_counter()
         populate(settings, args.subscribers)
+        if database:  # the list was imported long before these requests: not their cost (hint bits, stats)
+            with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE")
         bodies = signed_bounces(signer, args.notifications)
-        print(f"prepared {args.subscribers:,} subscribers and {len(bodies):,} signed notifications "
-              f"in {time.perf_counter() - started:.1f} s")
-        servers.append(start_uvicorn(["bench.noop_app:app"], noop_port, args.workers, env, workdir / "noop.log"))
-        servers.append(
-            start_uvicorn(["--factory", "mailer.web.app:create_app"], port, args.workers, env, workdir / "web.log")
+        print(
+            f"prepared {args.subscribers:,} subscribers and {len(bodies):,} signed notifications "
+            f"in {time.perf_counter() - started:.1f} s"
         )
+        noop_server = start_uvicorn(
+            ["bench.noop_app:app"], noop_port, args.workers, env, workdir / "noop.log"
+        )
+        servers.append(noop_server)
+        target = ["--factory", "mailer.web.app:create_app"]
+        web_server = start_uvicorn(target, port, args.workers, env, workdir / "web.log")
+        servers.append(web_server)
         noop = [http_request("GET", "/noop")] * args.requests
-        run_load(noop_port, noop[:500], args.clients)  # warm-up
-        noop_before = run_load(noop_port, noop, args.clients)
+        run_load(noop_port, noop[:WARM_UP], args.clients)
+        noop_before = run_load(noop_port, noop, args.clients, noop_server.pid)
 
         headers = {"x-amz-sns-message-type": "Notification", "Content-Type": "text/plain; charset=UTF-8"}
         webhook = [http_request("POST", settings.webhook_path, body, headers) for body in bodies]
-        run_load(port, [http_request("GET", "/healthz")] * 200, args.clients)  # warm-up: connections, imports
-        hooks = run_load(port, webhook, args.clients)
+        run_load(port, webhook[:WARM_UP], args.clients)
+        hooks = run_load(port, webhook[WARM_UP:], args.clients, web_server.pid)
 
         first = args.notifications
         prefs = [
             http_request("GET", "/preferences/" + make_token(SECRET, i + 1, "preferences", salt=SALT))
-            for i in range(first, first + args.requests)
+            for i in range(first, first + args.requests + WARM_UP)
         ]
         form = {"Content-Type": "application/x-www-form-urlencoded"}
+        first += args.requests + WARM_UP
         unsubscribe = [
             http_request(
                 "POST", "/unsubscribe/" + make_token(SECRET, i + 1, "unsubscribe", salt=SALT),
                 b"List-Unsubscribe=One-Click", form,
             )
-            for i in range(first + args.requests, first + 2 * args.requests)
+            for i in range(first, first + args.requests + WARM_UP)
         ]  # fmt: skip
-        page = run_load(port, prefs, args.clients)
-        oneclick = run_load(port, unsubscribe, args.clients)
-        noop_after = run_load(noop_port, noop, args.clients)
+        run_load(port, prefs[:WARM_UP], args.clients)
+        page = run_load(port, prefs[WARM_UP:], args.clients, web_server.pid)
+        run_load(port, unsubscribe[:WARM_UP], args.clients)
+        oneclick = run_load(port, unsubscribe[WARM_UP:], args.clients, web_server.pid)
+        noop_after = run_load(noop_port, noop, args.clients, noop_server.pid)
         noop_rate = (noop_before.rate + noop_after.rate) / 2
 
         with session_factory(settings)() as session:
@@ -282,8 +314,10 @@ def main() -> None:
         report("GET /preferences/{token}", page, noop_rate)
         report("POST /unsubscribe (1-click)", oneclick, noop_rate)
         report("no-op route (after)", noop_after)
-        print(f"\nchecked: {suppressed:,} suppressions from {len(bodies):,} notifications, "
-              f"{left:,} subscribers unsubscribed by {len(unsubscribe):,} one-click requests")
+        print(
+            f"\nchecked: {suppressed:,} suppressions from {len(bodies):,} notifications, "
+            f"{left:,} subscribers unsubscribed by {len(unsubscribe):,} one-click requests"
+        )
         assert suppressed == len(bodies) and left == len(unsubscribe), "not every request took effect"
     finally:
         for server in servers:

@@ -155,6 +155,11 @@ class Settings(BaseSettings):
 
     # --- the web side (mailer/web) -------------------------------------------------------------------
     webhook_path: str = Field("/webhooks/ses", description="Path of the SNS webhook for SES notifications")
+    web_threads: int = Field(
+        4,
+        description="Requests one web process works on at once (its thread pool: the routes are "
+        "synchronous); more only wait for the GIL and the database pool: add processes (--workers)",
+    )
     max_body_bytes: int = Field(
         300_000, description="Largest request body the web app reads (SNS messages are at most 256 KB)"
     )

@@ -20,12 +20,13 @@ from subscribers.models import STATUSES, Subscriber, Suppression, Topic, subscri
 from subscribers.normalise import normalise_address, normalise_locale, normalise_name
 from subscribers.states import SubscriberAction, SubscriberStatus, sources, target
 from subscribers.store import find_subscriber, get_subscriber, topic_ids
-from subscribers.suppression import STATUS_FOR_REASON
+from subscribers.suppression import STATUS_FOR_REASON, SUBSCRIBERS
 
 __all__ = [
     "Preferences",
     "add_subscriber",
     "claim_link_email",
+    "followed_topics",
     "get_preferences",
     "rejoin",
     "remove_subscriber",
@@ -54,6 +55,11 @@ def require_topics(session: Session, keys: Collection[str]) -> dict[str, int]:
     if missing:
         raise InvalidInput(f"unknown topic {missing[0]!r}")
     return found
+
+
+def followed_topics(session: Session, subscriber_id: int) -> frozenset[str]:
+    """The keys of the topics a subscriber follows (one query; no check that the subscriber exists)."""
+    return _followed(session, subscriber_id)
 
 
 def _followed(session: Session, subscriber_id: int) -> frozenset[str]:
@@ -152,12 +158,16 @@ def unsubscribe_all(
     """Unsubscribe from everything; True when the subscriber was pending or active until now."""
     now = now or utcnow()
     row = session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber_id, Subscriber.status.in_(sources(SubscriberAction.UNSUBSCRIBE)))
+        update(SUBSCRIBERS)  # the table, not the entity: one-click unsubscribes come in bursts
+        .where(
+            SUBSCRIBERS.c.id == subscriber_id, SUBSCRIBERS.c.status.in_(sources(SubscriberAction.UNSUBSCRIBE))
+        )
         .values(status=target(SubscriberAction.UNSUBSCRIBE), changed_at=now)
-        .returning(Subscriber.email_key)
-        .execution_options(synchronize_session="fetch")
+        .returning(SUBSCRIBERS.c.email_key)
     ).first()
+    loaded = session.identity_map.get(session.identity_key(Subscriber, subscriber_id))
+    if row is not None and loaded is not None:  # a row this session holds reads its new status afresh
+        session.expire(loaded, ["status", "changed_at"])
     if row is None:
         get_subscriber(session, subscriber_id)
         return False

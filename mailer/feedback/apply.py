@@ -16,9 +16,9 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,6 +54,10 @@ __all__ = [
     "apply_actions",
     "receive_stepwise",
 ]
+
+
+# statements on the table, not the entity: the ORM's bulk paths cost more than the writes themselves
+MESSAGES = cast(Table, FeedbackMessage.__table__)
 
 
 class _SkipVerification:
@@ -243,8 +247,8 @@ def _store_and_apply_stepwise(
         changes = apply_actions(session, actions_for(events), now=now, soft_bounce_limit=limit, health=health)
         outcome = [{"changed": c.changed, "note": c.note} for c in changes]
         session.execute(
-            update(FeedbackMessage)
-            .where(FeedbackMessage.message_id == key)
+            update(MESSAGES)
+            .where(MESSAGES.c.message_id == key)
             .values(outcome=json.dumps(outcome, ensure_ascii=False))
         )
         session.commit()
@@ -266,7 +270,7 @@ def _insert_raw(
     """Insert the raw message as the transaction's first write; False (rolled back) if already there."""
     try:
         session.execute(
-            insert(FeedbackMessage).values(
+            insert(MESSAGES).values(
                 message_id=key[:200],
                 feedback_id=feedback_id[:200] if feedback_id else None,
                 kind=kind[:40],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -131,10 +132,17 @@ def entries(session: Session, env: AppEnv, *, topic: str | None = None) -> list[
     return [e for e in found if topic is None or topic in e.topics]
 
 
+LATEST_SECONDS = 30  # the preference centre asks on every view; a new issue shows up within this
+
+
 def latest(session: Session, env: AppEnv) -> ArchiveEntry | None:
     """The newest issue that went out (the preference centre shows it with the reader's topics)."""
-    found = queries.archived_campaigns(session, limit=1)
-    return _entry(env, found[0]) if found else None
+
+    def newest() -> ArchiveEntry | None:
+        found = queries.archived_campaigns(session, limit=1)
+        return _entry(env, found[0]) if found else None
+
+    return _cache(env).get(("latest", int(time.monotonic() // LATEST_SECONDS)), newest)
 
 
 def _archived(session: Session, campaign_id: int) -> Campaign:

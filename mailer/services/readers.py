@@ -27,8 +27,8 @@ from mailer.topics import Topic, TopicGroup
 from mailer.urls import view_scope
 from subscribers import optin, preferences
 from subscribers.errors import InvalidInput, RateLimited
-from subscribers.links import read_link
-from subscribers.models import LOCALES, Subscriber
+from subscribers.links import LinkedSubscriber, read_link
+from subscribers.models import LOCALES
 from subscribers.normalise import normalise_locale
 from subscribers.states import SubscriberStatus
 from subscribers.tokens import make_token
@@ -56,7 +56,7 @@ TopicAction = Literal["add", "remove"]
 
 def open_link(
     session: Session, env: AppEnv, token: str, purpose: Purpose, *, campaign_id: int = 0
-) -> Subscriber:
+) -> LinkedSubscriber:
     """The subscriber a signed link names (any of the configured keys); InvalidToken otherwise."""
     scope = view_scope(campaign_id) if purpose == "view" else ""
     max_age = optin.CONFIRM_MAX_AGE if purpose == "confirm" else None
@@ -65,7 +65,7 @@ def open_link(
     )
 
 
-def link_token(env: AppEnv, subscriber: Subscriber, purpose: Purpose, *, campaign_id: int = 0) -> str:
+def link_token(env: AppEnv, subscriber: LinkedSubscriber, purpose: Purpose, *, campaign_id: int = 0) -> str:
     """A fresh token of ``purpose`` for a subscriber (a page links to the reader's other pages)."""
     scope = view_scope(campaign_id) if purpose == "view" else ""
     return make_token(
@@ -85,6 +85,11 @@ class TopicChoice:
     name: str
     followed: bool
     proposed: TopicAction | None  # the per-topic link's pre-selection: shown checked or unchecked for it
+
+    @property
+    def checked(self) -> bool:
+        """Ticked on the page: followed, unless a link proposes to remove it; or proposed to be added."""
+        return self.proposed == "add" or (self.followed and self.proposed != "remove")
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,7 @@ def preference_page(
     nothing (a GET)."""
     subscriber = open_link(session, env, token, "preferences")
     lang = lang_for(subscriber.locale)
-    current = preferences.get_preferences(session, subscriber.id)
+    followed = preferences.followed_topics(session, subscriber.id)
     proposed = _proposal(env, add, remove)
     groups = tuple(
         (
@@ -139,7 +144,7 @@ def preference_page(
                 TopicChoice(
                     topic.key,
                     topic.display_name(lang),
-                    topic.key in current.topics,
+                    topic.key in followed,
                     proposed[0] if proposed and proposed[1].key == topic.key else None,
                 )
                 for topic in topics
@@ -153,7 +158,7 @@ def preference_page(
         email=subscriber.email,
         locale=subscriber.locale,
         status=subscriber.status,
-        followed=current.topics,
+        followed=followed,
         groups=groups,
         proposed=proposed,
         preferences_token=token,

@@ -11,12 +11,14 @@ page routes, JSON for the webhook; bad input is always a 4xx, a database that ca
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -62,6 +64,11 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         env.sessions  # noqa: B018  (open and migrate the database before the first request)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.web_threads
+        # what startup built lives as long as the process: out of the collector's way, so its full
+        # collections (pauses of tens of milliseconds: the tail latency of every request) stay short
+        gc.collect()
+        gc.freeze()
         yield
         app.state.client_limiter.close()
         env.close()

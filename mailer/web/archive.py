@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from mailer.services import archive
-from mailer.web.deps import DbSession, Env, PageRenderer
+from mailer.web.deps import Env, PageRenderer, ReadSession
 from mailer.web.security import EMAIL_PAGE_CSP
 from subscribers.normalise import split_topics
 
@@ -22,7 +22,7 @@ EMAIL_PAGE = {"content-security-policy": EMAIL_PAGE_CSP}
 
 
 @router.get("/issues/", response_class=HTMLResponse, summary="The issues that went out, newest first")
-def issues(request: Request, session: DbSession, env: Env, pages: PageRenderer) -> HTMLResponse:
+def issues(request: Request, session: ReadSession, env: Env, pages: PageRenderer) -> HTMLResponse:
     found = archive.entries(session, env)
     lang = pages.lang_for(request)
     topics = [(t.key, t.display_name(lang)) for t in env.registry.topics]
@@ -32,7 +32,7 @@ def issues(request: Request, session: DbSession, env: Env, pages: PageRenderer) 
 @router.get("/issues/feed.xml", summary="Atom feed of the issues (per topic with ?topic=)")
 def feed(
     request: Request,
-    session: DbSession,
+    session: ReadSession,
     env: Env,
     pages: PageRenderer,
     topic: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9_-]+$")] = None,
@@ -49,7 +49,7 @@ def feed(
 @router.get("/issues/{slug}", response_class=HTMLResponse, summary="An issue's web version")
 def issue(
     slug: Annotated[str, Path(max_length=100)],
-    session: DbSession,
+    session: ReadSession,
     env: Env,
     topics: Annotated[str | None, Query(max_length=500, description="topic keys, comma-separated")] = None,
 ) -> HTMLResponse:
@@ -62,7 +62,7 @@ def issue(
 def view(
     campaign_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
     token: Annotated[str, Path(max_length=100)],
-    session: DbSession,
+    session: ReadSession,
     env: Env,
 ) -> HTMLResponse:
     return HTMLResponse(archive.reader_copy(session, env, campaign_id, token), headers=EMAIL_PAGE)

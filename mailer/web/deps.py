@@ -15,7 +15,16 @@ from mailer.web.pages import Pages
 from mailer.web.ratelimit import ClientLimiter
 from mailer.web.security import check_form_token, origin_of
 
-__all__ = ["DbSession", "Env", "FormToken", "PageRenderer", "client_ip", "same_site", "under_limit"]
+__all__ = [
+    "DbSession",
+    "ReadSession",
+    "Env",
+    "FormToken",
+    "PageRenderer",
+    "client_ip",
+    "same_site",
+    "under_limit",
+]
 
 
 # Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in the thread
@@ -34,6 +43,15 @@ def _session(env: Env) -> Iterator[Session]:
 
 
 DbSession = Annotated[Session, Depends(_session, scope="function")]
+
+
+def _read_session(env: Env) -> Iterator[Session]:
+    with env.sessions() as session:  # closed without a commit: whatever it did is rolled back
+        yield session
+
+
+# What GET routes take: a GET never changes anything (mail scanners follow links), and it costs no COMMIT
+ReadSession = Annotated[Session, Depends(_read_session, scope="function")]
 
 
 async def _pages(request: Request) -> Pages:

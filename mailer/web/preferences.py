@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
 
 from mailer.services import archive, readers
 from mailer.web.deps import (
@@ -17,6 +18,7 @@ from mailer.web.deps import (
     Env,
     FormToken,
     PageRenderer,
+    ReadSession,
     require_form_token,
     same_site,
     under_limit,
@@ -33,7 +35,7 @@ TopicKey = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9_-]+$")]
 
 def _render(
     request: Request,
-    session: DbSession,
+    session: Session,
     env: Env,
     pages: PageRenderer,
     token: str,
@@ -65,7 +67,7 @@ def _render(
 def preferences_page(
     token: Token,
     request: Request,
-    session: DbSession,
+    session: ReadSession,
     env: Env,
     pages: PageRenderer,
     add: TopicKey = None,

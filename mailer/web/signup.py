@@ -16,6 +16,7 @@ from mailer.web.deps import (
     Env,
     FormToken,
     PageRenderer,
+    ReadSession,
     require_form_token,
     same_site,
     under_limit,
@@ -92,7 +93,7 @@ def subscribe(
 
 @router.get("/confirm/{token}", response_class=HTMLResponse, summary="The confirmation page")
 def confirm_page(
-    token: Token, request: Request, session: DbSession, env: Env, pages: PageRenderer
+    token: Token, request: Request, session: ReadSession, env: Env, pages: PageRenderer
 ) -> HTMLResponse:
     page = readers.confirm_page(session, env, token)
     return pages.page(

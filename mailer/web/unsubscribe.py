@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from mailer.services import readers
-from mailer.web.deps import DbSession, Env, PageRenderer, require_form_token, same_site
+from mailer.web.deps import DbSession, Env, PageRenderer, ReadSession, require_form_token, same_site
 from mailer.web.security import form_token
 
 __all__ = ["router"]
@@ -23,7 +23,7 @@ ONE_CLICK = "One-Click"
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse, summary="The unsubscribe page")
 def unsubscribe_page(
-    token: Token, request: Request, session: DbSession, env: Env, pages: PageRenderer
+    token: Token, request: Request, session: ReadSession, env: Env, pages: PageRenderer
 ) -> HTMLResponse:
     page = readers.unsubscribe_page(session, env, token)
     lang = pages.lang_for(request)

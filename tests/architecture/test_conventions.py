@@ -127,3 +127,19 @@ def test_functions_that_commit_say_so_in_their_names():
             if (commits or factory) and not function.name.endswith("_stepwise"):
                 offenders.append(f"{path.relative_to(PROJECT_ROOT)}:{function.lineno} {function.name}")
     assert offenders == [], "a multi-step function takes a session factory and is named *_stepwise"
+
+
+def test_get_routes_take_a_read_only_session():
+    """A GET never changes anything (mail scanners follow every link): its session is never committed."""
+    for path in sorted(WEB.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            gets = [
+                d
+                for d in node.decorator_list
+                if isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr == "get"
+            ]
+            annotations = {_annotation(a) for a in node.args.args + node.args.kwonlyargs}
+            if gets:
+                assert "DbSession" not in annotations, f"{path.name}:{node.lineno} GET {node.name} takes DbSession"
