@@ -208,9 +208,11 @@ def report(name: str, load: Load, noop_rate: float | None = None) -> None:
         if load.cpu
         else ""
     )
+    statuses = dict(sorted(load.statuses.items()))
     print(
-        f"{name:<28} {load.rate:8,.0f} req/s  p50 {load.percentile(50):6.1f} ms  p99 {load.percentile(99):6.1f} ms  "
-        f"({load.requests:,} requests, {ok:,} 2xx/3xx, statuses {dict(sorted(load.statuses.items()))}){ratio}{cpu}"
+        f"{name:<28} {load.rate:8,.0f} req/s  p50 {load.percentile(50):6.1f} ms  "
+        f"p99 {load.percentile(99):6.1f} ms  ({load.requests:,} requests, {ok:,} 2xx/3xx, "
+        f"statuses {statuses}){ratio}{cpu}"
     )
 
 

@@ -142,4 +142,5 @@ def test_get_routes_take_a_read_only_session():
             ]
             annotations = {_annotation(a) for a in node.args.args + node.args.kwonlyargs}
             if gets:
-                assert "DbSession" not in annotations, f"{path.name}:{node.lineno} GET {node.name} takes DbSession"
+                where = f"{path.name}:{node.lineno} GET {node.name}"
+                assert "DbSession" not in annotations, f"{where} takes DbSession"
