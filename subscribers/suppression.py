@@ -3,6 +3,8 @@ and the admin; each is an idempotent conditional write that logs an event. The c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
@@ -22,7 +24,9 @@ __all__ = [
     "is_suppressed",
     "record_soft_bounce",
     "reset_soft_bounces",
+    "Suppressed",
     "suppress",
+    "suppress_many",
     "unsuppress",
 ]
 
@@ -37,6 +41,16 @@ def _insert(session: Session):  # type: ignore[no-untyped-def]
     return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
 
 
+@dataclass(frozen=True)
+class Suppressed:
+    """What suppressing one address did."""
+
+    email_key: str
+    new: bool  # it was not on the list yet
+    changed: bool  # a subscriber's status changed
+    status: str | None  # the subscriber's status now; None: nobody subscribes with this address
+
+
 def suppress(
     session: Session, email: str, reason: str, *, evidence: str | None = None, now: datetime | None = None
 ) -> bool:
@@ -45,43 +59,92 @@ def suppress(
     A matching subscriber's status follows (hard_bounce/soft_bounce_limit -> bounced, complaint ->
     complained, manual -> unsubscribed), and both changes are logged as events.
     """
-    if reason not in SUPPRESSION_REASONS:
-        raise InvalidInput(f"unknown suppression reason {reason!r}")
-    address = normalise_address(email)
+    return suppress_many(session, [(email, reason, evidence)], now=now)[0].new
+
+
+def suppress_many(
+    session: Session, items: Sequence[tuple[str, str, str | None]], *, now: datetime | None = None
+) -> list[Suppressed]:
+    """``suppress`` for many ``(email, reason, evidence)`` at once, in a few statements whatever their
+    number (the webhook applies notifications in batches); one answer per item, in order. An address
+    named twice is suppressed by its first item."""
     now = now or utcnow()
-    # statements on the tables, not the entities: the ORM's bulk paths cost more than the writes (the
-    # webhook applies thousands a minute); no loaded Subscriber is changed behind the session's back,
-    # since every caller reads statuses afresh
-    inserted = session.execute(
-        _insert(session)(SUPPRESSIONS)
-        .values(email_key=address.key, email=address.email, reason=reason, created_at=now, evidence=evidence)
-        .on_conflict_do_nothing(index_elements=["email_key"])
-        .returning(SUPPRESSIONS.c.id)
-    ).first()
-    action = SUPPRESSION_STATUS[SuppressionReason(reason)]
-    status = target(action)
-    changed = session.execute(
-        update(SUBSCRIBERS)
-        .where(SUBSCRIBERS.c.email_key == address.key, SUBSCRIBERS.c.status.in_(sources(action)))
-        .values(status=status, changed_at=now)
-        .returning(SUBSCRIBERS.c.id)
-    ).first()
-    subscriber_id = (
-        changed[0]
-        if changed
-        else session.scalar(select(Subscriber.id).where(Subscriber.email_key == address.key))
+    wanted: dict[str, tuple[str, str, str | None]] = {}  # key -> (email, reason, evidence), first wins
+    keys = []
+    for email, reason, evidence in items:
+        if reason not in SUPPRESSION_REASONS:
+            raise InvalidInput(f"unknown suppression reason {reason!r}")
+        address = normalise_address(email)
+        keys.append(address.key)
+        wanted.setdefault(address.key, (address.email, reason, evidence))
+    if not wanted:
+        return []
+    # statements on the tables, not the entities: the ORM's bulk paths cost more than the writes; no
+    # loaded Subscriber is changed behind the session's back, since every caller reads statuses afresh
+    ordered = sorted(wanted)  # one lock order for every batch
+    inserted = set(
+        session.scalars(
+            _insert(session)(SUPPRESSIONS)
+            .values(
+                [
+                    {
+                        "email_key": k,
+                        "email": wanted[k][0],
+                        "reason": wanted[k][1],
+                        "created_at": now,
+                        "evidence": wanted[k][2],
+                    }
+                    for k in ordered
+                ]
+            )  # fmt: skip
+            .on_conflict_do_nothing(index_elements=["email_key"])
+            .returning(SUPPRESSIONS.c.email_key)
+        )
     )
-    detail = {"reason": reason, "evidence": evidence}
-    # the event kinds are named after the statuses they lead to
-    kinds = (["suppressed"] if inserted else []) + ([str(status)] if changed else [])
-    record_events(
-        session,
-        [
-            event_row(subscriber_id, address.key, kind, source=reason, detail=detail, now=now)
-            for kind in kinds
-        ],
-    )
-    return inserted is not None
+    changed: dict[str, tuple[int, str]] = {}  # key -> (subscriber id, new status)
+    for reason in sorted({r for _, r, _ in wanted.values()}):
+        action = SUPPRESSION_STATUS[SuppressionReason(reason)]
+        group = [k for k in ordered if wanted[k][1] == reason]
+        rows = session.execute(
+            update(SUBSCRIBERS)
+            .where(SUBSCRIBERS.c.email_key.in_(group), SUBSCRIBERS.c.status.in_(sources(action)))
+            .values(status=target(action), changed_at=now)
+            .returning(SUBSCRIBERS.c.id, SUBSCRIBERS.c.email_key, SUBSCRIBERS.c.status)
+        )
+        changed.update({key: (subscriber_id, status) for subscriber_id, key, status in rows})
+    current: dict[str, tuple[int, str]] = dict(changed)
+    unchanged = [k for k in ordered if k not in changed]
+    if unchanged:
+        rows = session.execute(
+            select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.email_key, SUBSCRIBERS.c.status).where(
+                SUBSCRIBERS.c.email_key.in_(unchanged)
+            )
+        )
+        current.update({key: (subscriber_id, status) for subscriber_id, key, status in rows})
+    events = []
+    for key in ordered:
+        _, reason, evidence = wanted[key]
+        subscriber_id = current[key][0] if key in current else None
+        detail = {"reason": reason, "evidence": evidence}
+        # the event kinds are named after the statuses they lead to
+        kinds = (["suppressed"] if key in inserted else []) + ([changed[key][1]] if key in changed else [])
+        events += [
+            event_row(subscriber_id, key, kind, source=reason, detail=detail, now=now) for kind in kinds
+        ]
+    record_events(session, events)
+    answers = []
+    seen: set[str] = set()
+    for key in keys:
+        answers.append(
+            Suppressed(
+                key,
+                new=key in inserted and key not in seen,
+                changed=key in changed and key not in seen,
+                status=current[key][1] if key in current else None,
+            )
+        )
+        seen.add(key)
+    return answers
 
 
 def is_suppressed(session: Session, email: str) -> bool:

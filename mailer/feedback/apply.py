@@ -14,11 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -52,7 +53,9 @@ __all__ = [
     "FeedbackResult",
     "Verification",
     "apply_actions",
+    "receive_batch_stepwise",
     "receive_stepwise",
+    "verified_message",
 ]
 
 
@@ -155,6 +158,100 @@ def receive_stepwise(
             sessions, key, "SES", None, False, text, data, now, soft_bounce_limit, health
         )
     raise InputError("feedback: neither an SNS message (Type, TopicArn) nor an SES notification")
+
+
+def verified_message(
+    body: str | bytes | Mapping[str, Any],
+    verifier: SnsVerifier,
+    *,
+    now: dt.datetime,
+    message_type_header: str | None,
+) -> SnsMessage:
+    """An SNS message parsed and verified (SnsSignatureError, or InputError when malformed). No I/O but
+    the verifier's certificate source."""
+    message = _parse_sns(body, message_type_header=message_type_header)
+    verifier.verify(message, now=now)
+    return message
+
+
+def receive_batch_stepwise(
+    messages: Sequence[SnsMessage],
+    *,
+    sessions: sessionmaker[Session],
+    now: dt.datetime,
+    soft_bounce_limit: int,
+    health: HealthLimits | None = None,
+) -> list[FeedbackResult | UnusablePayload]:
+    """Store and apply verified Notifications together, in one transaction (group commit: a webhook under
+    load hands over whatever arrived meanwhile). One answer per message, in order: its result, or the
+    UnusablePayload error of a message that holds no SES notification (stored, so a redelivery is a
+    duplicate). A database error fails the whole group, with nothing stored: each is delivered again."""
+    classified: list[tuple[list[SesEvent], InputError | None]] = []
+    for message in messages:
+        try:
+            classified.append((list(classify(message.message)), None))
+        except InputError as exc:
+            classified.append(([], exc))
+    rows = []
+    for message, (events, error) in zip(messages, classified, strict=True):
+        ids = {e.feedback_id for e in events if isinstance(e, BounceEvent | ComplaintEvent)}
+        rows.append(
+            {
+                "message_id": message.message_id[:200],
+                "feedback_id": next(iter(ids))[:200] if len(ids) == 1 else None,
+                "kind": message.type[:40],
+                "topic_arn": message.topic_arn[:256],
+                "verified": True,
+                "received_at": now,
+                "body": message.raw,
+                "outcome": json.dumps({"error": str(error)}, ensure_ascii=False) if error else None,
+            }
+        )
+    answers: list[FeedbackResult | UnusablePayload] = []
+    with sessions() as session:
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        stored = set(
+            session.scalars(
+                dialect.insert(MESSAGES)
+                .values(rows)
+                .on_conflict_do_nothing(index_elements=["message_id"])
+                .returning(MESSAGES.c.message_id)
+            )
+        )
+        todo: list[tuple[int, list[Action]]] = []
+        for index, (message, (events, error)) in enumerate(zip(messages, classified, strict=True)):
+            key = message.message_id[:200]
+            duplicate = key not in stored
+            stored.discard(key)  # the same message twice in one group: its second copy is a duplicate
+            if error is not None and not duplicate:
+                answers.append(UnusablePayload(str(error)))
+                continue
+            answers.append(
+                FeedbackResult(key, message.type, True, duplicate, tuple(events), topic_arn=message.topic_arn)
+            )
+            if not duplicate:
+                todo.append((index, actions_for(events)))
+        flat = [action for _, actions in todo for action in actions]
+        changes = apply_actions(session, flat, now=now, soft_bounce_limit=soft_bounce_limit, health=health)
+        outcomes = []
+        position = 0
+        for index, actions in todo:
+            mine = tuple(changes[position : position + len(actions)])
+            position += len(actions)
+            result = answers[index]
+            assert isinstance(result, FeedbackResult)
+            answers[index] = replace(result, changes=mine)
+            note = [{"changed": c.changed, "note": c.note} for c in mine]
+            outcomes.append({"key": result.key, "new_outcome": json.dumps(note, ensure_ascii=False)})
+        if outcomes:
+            session.execute(
+                update(MESSAGES)
+                .where(MESSAGES.c.message_id == bindparam("key"))
+                .values(outcome=bindparam("new_outcome")),
+                outcomes,
+            )
+        session.commit()
+    return answers
 
 
 def _receive_sns_stepwise(
@@ -295,15 +392,43 @@ def apply_actions(
     soft_bounce_limit: int,
     health: HealthLimits | None = None,
 ) -> list[Change]:
-    """Apply policy actions through the subscribers services; the caller commits. With ``health``, a
-    bounce or complaint counts toward its campaign's rates, which may pause it."""
-    changes = []
-    for action in actions:
+    """Apply policy actions through the subscribers services; the caller commits. One Change per action,
+    in order. Suppressions are written together (a few statements for any number of them), after the
+    other actions and before the ledger marks: a complaint's unsubscribe moves an active subscriber
+    first, then the suppression wins. With ``health``, a bounce or complaint counts toward its campaign's
+    rates, which may pause it."""
+    changes: list[Change | None] = [None] * len(actions)
+
+    def one(index: int, action: Action) -> None:
         try:
-            changes.append(_apply(session, action, now, soft_bounce_limit, health))
+            changes[index] = _apply(session, action, now, soft_bounce_limit, health)
         except SubscribersError as exc:  # e.g. an address SES reported that is not valid for us
-            changes.append(Change(action, False, f"{action.email}: skipped, {exc}"))
-    return changes
+            changes[index] = Change(action, False, f"{action.email}: skipped, {exc}")
+
+    for index, action in enumerate(actions):
+        if not isinstance(action, Suppress | LedgerMark):
+            one(index, action)
+    suppressions = [(i, a) for i, a in enumerate(actions) if isinstance(a, Suppress)]
+    if suppressions:
+        try:
+            done = suppression.suppress_many(
+                session, [(a.email, a.reason, a.evidence) for _, a in suppressions], now=now
+            )
+        except SubscribersError:  # an address among them is not valid for us: each on its own
+            for index, action in suppressions:
+                one(index, action)
+        else:
+            for (index, action), result in zip(suppressions, done, strict=True):
+                what = f"suppressed ({action.reason})" if result.new else "already suppressed"
+                state = f", status {result.status}" if result.status else ", no subscriber with this address"
+                changes[index] = Change(action, result.new, f"{action.email}: {what}{state}")
+    marks = [(i, a) for i, a in enumerate(actions) if isinstance(a, LedgerMark)]
+    if marks:
+        for (index, _), change in zip(
+            marks, _mark_ledger(session, [a for _, a in marks], health), strict=True
+        ):
+            changes[index] = change
+    return [change for change in changes if change is not None]
 
 
 def _apply(
@@ -343,44 +468,55 @@ def _apply(
         suppression.reset_soft_bounces(session, subscriber)
         return Change(action, True, f"{email}: delivered, soft bounce count {before} -> 0")
     if isinstance(action, LedgerMark):
-        return _mark_ledger(session, action, health)
+        return _mark_ledger(session, [action], health)[0]
     raise TypeError(f"unknown action {action!r}")
 
 
-def _mark_ledger(session: Session, action: LedgerMark, health: HealthLimits | None) -> Change:
-    """Name the ledger row the feedback is about and count a bounce or complaint toward its campaign's
-    health: a campaign still sending whose rates pass the limits pauses, with the reason. The ledger's
-    statuses describe sending (queued..sent/failed); what happened after is the subscriber tables'."""
-    rows = session.execute(
-        select(Delivery.id, Delivery.campaign_id, Delivery.email, Delivery.status).where(
-            Delivery.message_id == action.message_id
+def _mark_ledger(session: Session, marks: Sequence[LedgerMark], health: HealthLimits | None) -> list[Change]:
+    """Name the ledger row each feedback is about (one query for all of them) and count the bounces and
+    complaints toward their campaigns' health: a campaign still sending whose rates pass the limits
+    pauses, with the reason. The ledger's statuses describe sending (queued..sent/failed); what happened
+    after is the subscriber tables'."""
+    found: dict[str, list[Any]] = {}
+    for delivery in session.execute(
+        select(Delivery.id, Delivery.campaign_id, Delivery.email, Delivery.status, Delivery.message_id).where(
+            Delivery.message_id.in_(sorted({m.message_id for m in marks}))
         )
-    ).all()
-    key = email_key(action.email)
-    row = next((r for r in rows if r.email.lower() == key), rows[0] if rows else None)
-    if row is None:
-        return Change(
-            action, False, f"{action.email}: {action.outcome}; message {action.message_id} not in the ledger"
-        )
-    where = f"delivery {row.id} of campaign {row.campaign_id} (ledger: {row.status})"
-    if action.outcome not in ("bounced", "complained"):
-        return Change(action, False, f"{action.email}: {action.outcome}; {where}")
-    campaign = ledger.count_feedback(
-        session,
-        row.campaign_id,
-        bounced=int(action.outcome == "bounced"),
-        complained=int(action.outcome == "complained"),
-    )
-    reason = None
-    if health is not None and campaign.status == CampaignStatus.SENDING:
-        reason = verdict(health, sent=campaign.sent, bounced=campaign.bounced, complained=campaign.complained)
-    if reason and ledger.set_status(
-        session, campaign.id, CampaignAction.PAUSE, CampaignStatus.PAUSED, status_reason=reason
     ):
-        return Change(
-            action, True, f"{action.email}: {action.outcome}; {where}; campaign {campaign.id} {reason}"
-        )
-    return Change(action, False, f"{action.email}: {action.outcome}; {where}")
+        found.setdefault(delivery.message_id, []).append(delivery)
+    located: list[tuple[LedgerMark, Any]] = []
+    counts: dict[int, list[int]] = {}  # campaign -> [bounced, complained]
+    for mark in marks:
+        rows = found.get(mark.message_id, [])
+        key = mark.email.strip().lower()  # as SES reports it (it may be no address we would accept)
+        row = next((r for r in rows if r.email.lower() == key), rows[0] if rows else None)
+        located.append((mark, row))
+        if row is not None and mark.outcome in ("bounced", "complained"):
+            tally = counts.setdefault(row.campaign_id, [0, 0])
+            tally[0 if mark.outcome == "bounced" else 1] += 1
+    paused: dict[int, str] = {}
+    for campaign_id, (bounced, complained) in sorted(counts.items()):
+        campaign = ledger.count_feedback(session, campaign_id, bounced=bounced, complained=complained)
+        reason = None
+        if health is not None and campaign.status == CampaignStatus.SENDING:
+            reason = verdict(
+                health, sent=campaign.sent, bounced=campaign.bounced, complained=campaign.complained
+            )
+        if reason and ledger.set_status(
+            session, campaign.id, CampaignAction.PAUSE, CampaignStatus.PAUSED, status_reason=reason
+        ):
+            paused[campaign.id] = reason
+    changes = []
+    for mark, row in located:
+        if row is None:
+            note = f"{mark.email}: {mark.outcome}; message {mark.message_id} not in the ledger"
+            changes.append(Change(mark, False, note))
+            continue
+        where = f"delivery {row.id} of campaign {row.campaign_id} (ledger: {row.status})"
+        reason = paused.pop(row.campaign_id, None)  # the pause is told once, by the mark that tipped it
+        suffix = f"; campaign {row.campaign_id} {reason}" if reason else ""
+        changes.append(Change(mark, bool(reason), f"{mark.email}: {mark.outcome}; {where}{suffix}"))
+    return changes
 
 
 def _subscriber(session: Session, email: str) -> int | None:

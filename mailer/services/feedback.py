@@ -1,19 +1,36 @@
 """SES feedback (bounces, complaints) arriving through SNS: verify with the settings' rules, store once,
-apply. The CLI's ``feedback apply``, the demo and the coming webhook call ``receive``."""
+apply. The CLI's ``feedback apply`` and the demo call ``receive``; the webhook verifies in its request
+thread and hands notifications to a ``FeedbackWriter`` (group commit)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import queue
+import threading
 from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mailer.feedback.apply import SKIP_VERIFICATION, FeedbackResult, Verification, receive_stepwise
-from mailer.feedback.sns import CachedCertificates, CertificateDirectory, SnsVerifier, fetch_certificate_https
+from mailer.feedback.apply import (
+    SKIP_VERIFICATION,
+    FeedbackResult,
+    Verification,
+    receive_batch_stepwise,
+    receive_stepwise,
+)
+from mailer.feedback.sns import (
+    CachedCertificates,
+    CertificateDirectory,
+    SnsMessage,
+    SnsVerifier,
+    fetch_certificate_https,
+)
 from mailer.sending.health import HealthLimits
 from mailer.services.env import AppEnv
 
-__all__ = ["receive", "verifier"]
+__all__ = ["FeedbackWriter", "receive", "verifier"]
 
 
 def verifier(env: AppEnv, *, cert_dir: Path | None = None) -> SnsVerifier:
@@ -52,3 +69,75 @@ def receive(
         message_type_header=message_type_header,
         health=HealthLimits.from_settings(env.settings),
     )
+
+
+@dataclass
+class _Pending:
+    message: SnsMessage
+    done: Future[FeedbackResult] = field(default_factory=Future)
+
+
+class FeedbackWriter:
+    """Group commit for the webhook: request threads hand over verified Notifications and wait; one writer
+    thread stores and applies whatever is waiting, up to ``max_batch`` at a time, in one transaction
+    (mailer.feedback.apply.receive_batch_stepwise), then answers each. Under load a few hundred
+    notifications share a commit instead of paying one each; alone, one waits for nothing.
+
+    ``submit`` returns once the message is committed (the webhook answers 200 only then), raises the
+    message's UnusablePayload, or the database error that failed its group (the webhook answers 503 and
+    SNS delivers it again).
+    """
+
+    def __init__(self, env: AppEnv, *, max_batch: int = 200, timeout: float = 30.0) -> None:
+        self.env = env
+        self.max_batch = max_batch
+        self.timeout = timeout
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="feedback-writer", daemon=True)
+        self._thread.start()
+        self.groups = 0  # how many transactions it took (tests, benchmarks)
+
+    def submit(self, message: SnsMessage) -> FeedbackResult:
+        pending = _Pending(message)
+        self._queue.put(pending)
+        return pending.done.result(timeout=self.timeout)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=self.timeout)
+
+    def _run(self) -> None:
+        settings = self.env.settings
+        health = HealthLimits.from_settings(settings)
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            while len(group) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)  # stop after this group
+                    break
+                group.append(nxt)
+            try:
+                answers = receive_batch_stepwise(
+                    [p.message for p in group],
+                    sessions=self.env.sessions,
+                    now=self.env.now(),
+                    soft_bounce_limit=settings.soft_bounce_limit,
+                    health=health,
+                )
+            except BaseException as exc:  # the database, or a bug: every message of the group fails
+                for pending in group:
+                    pending.done.set_exception(exc)
+                continue
+            self.groups += 1
+            for pending, answer in zip(group, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    pending.done.set_exception(answer)
+                else:
+                    pending.done.set_result(answer)

@@ -69,7 +69,9 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
         # collections (pauses of tens of milliseconds: the tail latency of every request) stay short
         gc.collect()
         gc.freeze()
+        app.state.feedback_writer = feedback.FeedbackWriter(env)
         yield
+        app.state.feedback_writer.close()
         app.state.client_limiter.close()
         env.close()
 

@@ -11,15 +11,17 @@ visiting its SubscribeURL, on an SNS host only.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
 from mailer.errors import InputError, VerificationError
-from mailer.feedback.apply import UnusablePayload
-from mailer.feedback.sns import SUBSCRIPTION_CONFIRMATION, SnsVerifier, confirm_subscription
+from mailer.feedback.apply import UnusablePayload, verified_message
+from mailer.feedback.sns import NOTIFICATION, SUBSCRIPTION_CONFIRMATION, SnsVerifier, confirm_subscription
 from mailer.services import feedback
+from mailer.services.feedback import FeedbackWriter
 from mailer.web.deps import Env
 
 __all__ = ["make_router"]
@@ -59,16 +61,27 @@ def make_router(path: str) -> APIRouter:
             return _answer(400, error="invalid_input", detail="missing header x-amz-sns-message-type")
         verifier: SnsVerifier = request.app.state.sns_verifier
         try:
-            result = feedback.receive(env, body, verify=verifier, message_type_header=message_type)
+            message = verified_message(body, verifier, now=env.now(), message_type_header=message_type)
         except VerificationError as exc:
             log.warning("webhook: refused a message from %s: %s", client, exc)
             return _answer(403, error="unverified", detail="the message could not be verified")
-        except UnusablePayload as exc:  # verified and stored, but no SES notification: nothing to apply
-            log.warning("webhook: a verified message from %s holds no SES notification: %s", client, exc)
-            return _answer(200, status="ignored", detail=str(exc))
         except InputError as exc:
             log.warning("webhook: refused a malformed message from %s: %s", client, exc)
             return _answer(400, error="invalid_input", detail=str(exc))
+        try:
+            if message.type == NOTIFICATION:  # stored and applied with whatever else is arriving
+                writer: FeedbackWriter = request.app.state.feedback_writer
+                result = writer.submit(message)
+            else:  # confirmations: rare, stored one by one (verified again on the way: cheap)
+                result = feedback.receive(env, body, verify=verifier, message_type_header=message_type)
+        except UnusablePayload as exc:  # verified and stored, but no SES notification: nothing to apply
+            log.warning("webhook: a verified message from %s holds no SES notification: %s", client, exc)
+            return _answer(200, status="ignored", detail=str(exc))
+        except FutureTimeout:
+            log.error(
+                "webhook: the database took too long; SNS will deliver message %s again", message.message_id
+            )
+            return _answer(503, error="unavailable", detail="try again")
         if result.kind == SUBSCRIPTION_CONFIRMATION and result.subscribe_url:
             if not env.settings.sns_confirm_subscriptions:
                 log.warning(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 from support.paths import SHARED_FIXTURES
@@ -231,3 +232,29 @@ def _now():
     import datetime as dt
 
     return dt.datetime.now(dt.UTC)
+
+
+def test_many_notifications_at_once_are_each_stored_and_applied_once(live_web):
+    """Concurrent deliveries share commits (the writer's groups); every one is applied, each once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    web = live_web
+    with web.env.transaction() as session:
+        for i in range(60):
+            add_subscriber(session, f"burst{i}@example.org", source="test")
+    bodies = [
+        web.signer.envelope(bounce_notification(f"burst{i}@example.org", message_id=f"b{i}", at=_now()))
+        for i in range(60)
+    ]
+    before = _stored(web)
+
+    def post(body: str) -> int:
+        with httpx.Client(base_url=web.url, timeout=30) as client:
+            headers = {"x-amz-sns-message-type": "Notification"}
+            return client.post(web.settings.webhook_path, content=body, headers=headers).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(post, bodies + bodies[:20]))  # the first 20 delivered twice
+    assert codes == [200] * 80
+    assert _stored(web) == before + 60
+    assert all(_status(web, f"burst{i}@example.org") == "bounced" for i in range(60))

@@ -1,0 +1,122 @@
+"""The webhook's group commit: notifications stored and applied together (receive_batch_stepwise) leave
+the lists exactly as the same notifications applied one by one (receive_stepwise) do, on both databases;
+duplicates inside a group and across groups change nothing; a message that holds no SES notification
+is stored and answered on its own, without failing its group."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from plugins.db import create_pg_database, drop_pg_database
+from sqlalchemy import select
+
+from mailer.feedback.apply import UnusablePayload, receive_batch_stepwise, receive_stepwise, verified_message
+from mailer.feedback.models import FeedbackMessage
+from mailer.feedback.samples import bounce_notification, complaint_notification
+from mailer.feedback.sns import CachedCertificates, SnsVerifier
+from mailer.testing.sns_signer import DEFAULT_TOPIC, SnsSigner
+from subscribers.db import make_session_factory, open_database
+from subscribers.models import Subscriber, SubscriberEvent, Suppression
+from subscribers.preferences import add_subscriber
+
+NOW = dt.datetime.now(dt.UTC)
+SIGNER = SnsSigner()
+VERIFIER = SnsVerifier(CachedCertificates(lambda _url: SIGNER.certificate_pem), topic_arns={DEFAULT_TOPIC})
+
+
+def _bodies() -> list[str]:
+    def sign(notification: object, message_id: str) -> str:
+        return SIGNER.envelope(notification, message_id=message_id, timestamp=NOW)  # type: ignore[arg-type]
+
+    hard = sign(bounce_notification("hard@example.org", message_id="s1", at=NOW), "m-hard")
+    return [
+        hard,
+        sign(complaint_notification("angry@example.org", message_id="s2", at=NOW), "m-angry"),
+        sign(
+            bounce_notification("soft@example.org", message_id="s3", at=NOW, bounce_type="Transient"),
+            "m-soft",
+        ),
+        sign(bounce_notification("nobody@example.org", message_id="s4", at=NOW), "m-nobody"),
+        sign("not an SES notification", "m-hello"),
+        hard,  # the same delivery twice in one group
+        sign(bounce_notification("INVALID", message_id="s5", at=NOW), "m-invalid"),
+        sign(bounce_notification("Angry@Example.org", message_id="s6", at=NOW), "m-angry-again"),
+    ]
+
+
+def _database(url: str):  # type: ignore[no-untyped-def]
+    factory = make_session_factory(open_database(url, migrate=True))
+    with factory() as session:
+        for address in ("hard@example.org", "angry@example.org", "soft@example.org"):
+            add_subscriber(session, address, topics=[], source="test")
+        session.commit()
+    return factory
+
+
+def _state(factory) -> tuple:  # type: ignore[no-untyped-def]
+    with factory() as session:
+        statuses = sorted(
+            session.execute(select(Subscriber.email_key, Subscriber.status, Subscriber.soft_bounces))
+        )
+        suppressed = sorted(session.execute(select(Suppression.email_key, Suppression.reason)))
+        events = sorted(session.execute(select(SubscriberEvent.email_key, SubscriberEvent.kind)))
+        stored = sorted(session.scalars(select(FeedbackMessage.message_id)))
+    return statuses, suppressed, events, stored
+
+
+@pytest.fixture
+def second_database(database_url: str, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Another empty database of the same kind, for the grouped run."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'other.db'}"
+        return
+    name = f"nlbatch_{uuid.uuid4().hex[:8]}"
+    url = create_pg_database(name)
+    yield url
+    drop_pg_database(name)
+
+
+def test_a_group_leaves_the_lists_as_one_by_one_does(database_url, second_database):
+    bodies = _bodies()
+    one_by_one = _database(database_url)
+    answers_single = []
+    for body in bodies:
+        try:
+            result = receive_stepwise(
+                body, sessions=one_by_one, verifier=VERIFIER, now=NOW, soft_bounce_limit=3
+            )
+            answers_single.append("duplicate" if result.duplicate else "applied")
+        except UnusablePayload:
+            answers_single.append("unusable")
+    expected = _state(one_by_one)
+
+    grouped = _database(second_database)
+    messages = [verified_message(b, VERIFIER, now=NOW, message_type_header="Notification") for b in bodies]
+    answers = receive_batch_stepwise(messages, sessions=grouped, now=NOW, soft_bounce_limit=3)
+    kinds = [
+        "unusable" if isinstance(a, UnusablePayload) else ("duplicate" if a.duplicate else "applied")
+        for a in answers
+    ]
+    assert kinds == answers_single
+    assert kinds == [
+        "applied",
+        "applied",
+        "applied",
+        "applied",
+        "unusable",
+        "duplicate",
+        "applied",
+        "applied",
+    ]
+    assert _state(grouped) == expected
+    statuses, suppressed, _, stored = expected
+    assert ("hard@example.org", "bounced", 0) in statuses and ("soft@example.org", "active", 1) in statuses
+    assert ("angry@example.org", "complained", 0) in statuses
+    assert ("nobody@example.org", "hard_bounce") in suppressed and len(stored) == 7
+
+    again = receive_batch_stepwise(messages, sessions=grouped, now=NOW, soft_bounce_limit=3)
+    assert all(not isinstance(a, UnusablePayload) and a.duplicate for a in again)
+    assert _state(grouped) == expected
