@@ -18,12 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailer.errors import InputError
+from mailer.errors import ConflictError, InputError
 from mailer.feedback.models import FeedbackMessage
 from mailer.feedback.policy import (
     Action,
@@ -207,50 +207,68 @@ def receive_batch_stepwise(
                 "outcome": json.dumps({"error": str(error)}, ensure_ascii=False) if error else None,
             }
         )
+    for _attempt in range(5):
+        with sessions() as session:
+            answers = _apply_group(session, messages, classified, rows, now, soft_bounce_limit, health)
+            if answers is not None:
+                session.commit()
+                return answers
+            session.rollback()  # another process stored one of them meanwhile: the group again, knowing it
+    raise ConflictError("feedback: the same messages keep arriving at another process; try again")
+
+
+def _apply_group(
+    session: Session,
+    messages: Sequence[SnsMessage],
+    classified: list[tuple[list[SesEvent], InputError | None]],
+    rows: list[dict[str, Any]],
+    now: dt.datetime,
+    soft_bounce_limit: int,
+    health: HealthLimits | None,
+) -> list[FeedbackResult | UnusablePayload] | None:
+    """One attempt of ``receive_batch_stepwise``: skip what is stored already, apply the rest, then store
+    the raw messages with what they did (no second write of each row). None (to be rolled back) when
+    another transaction stored one of them meanwhile."""
+    keys = [row["message_id"] for row in rows]
+    stored = set(session.scalars(select(MESSAGES.c.message_id).where(MESSAGES.c.message_id.in_(set(keys)))))
     answers: list[FeedbackResult | UnusablePayload] = []
-    with sessions() as session:
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        stored = set(
-            session.scalars(
-                dialect.insert(MESSAGES)
-                .values(rows)
-                .on_conflict_do_nothing(index_elements=["message_id"])
-                .returning(MESSAGES.c.message_id)
-            )
+    todo: list[tuple[int, list[Action]]] = []
+    fresh: list[int] = []
+    for index, (message, (events, error)) in enumerate(zip(messages, classified, strict=True)):
+        key = keys[index]
+        duplicate = key in stored
+        stored.add(key)  # the same message twice in one group: its second copy is a duplicate
+        if not duplicate:
+            fresh.append(index)
+        if error is not None and not duplicate:
+            answers.append(UnusablePayload(str(error)))
+            continue
+        answers.append(
+            FeedbackResult(key, message.type, True, duplicate, tuple(events), topic_arn=message.topic_arn)
         )
-        todo: list[tuple[int, list[Action]]] = []
-        for index, (message, (events, error)) in enumerate(zip(messages, classified, strict=True)):
-            key = message.message_id[:200]
-            duplicate = key not in stored
-            stored.discard(key)  # the same message twice in one group: its second copy is a duplicate
-            if error is not None and not duplicate:
-                answers.append(UnusablePayload(str(error)))
-                continue
-            answers.append(
-                FeedbackResult(key, message.type, True, duplicate, tuple(events), topic_arn=message.topic_arn)
-            )
-            if not duplicate:
-                todo.append((index, actions_for(events)))
-        flat = [action for _, actions in todo for action in actions]
-        changes = apply_actions(session, flat, now=now, soft_bounce_limit=soft_bounce_limit, health=health)
-        outcomes = []
-        position = 0
-        for index, actions in todo:
-            mine = tuple(changes[position : position + len(actions)])
-            position += len(actions)
-            result = answers[index]
-            assert isinstance(result, FeedbackResult)
-            answers[index] = replace(result, changes=mine)
-            note = [{"changed": c.changed, "note": c.note} for c in mine]
-            outcomes.append({"key": result.key, "new_outcome": json.dumps(note, ensure_ascii=False)})
-        if outcomes:
-            session.execute(
-                update(MESSAGES)
-                .where(MESSAGES.c.message_id == bindparam("key"))
-                .values(outcome=bindparam("new_outcome")),
-                outcomes,
-            )
-        session.commit()
+        if not duplicate:
+            todo.append((index, actions_for(events)))
+    flat = [action for _, actions in todo for action in actions]
+    changes = apply_actions(session, flat, now=now, soft_bounce_limit=soft_bounce_limit, health=health)
+    position = 0
+    for index, actions in todo:
+        mine = tuple(changes[position : position + len(actions)])
+        position += len(actions)
+        result = answers[index]
+        assert isinstance(result, FeedbackResult)
+        answers[index] = replace(result, changes=mine)
+        note = [{"changed": c.changed, "note": c.note} for c in mine]
+        rows[index] = {**rows[index], "outcome": json.dumps(note, ensure_ascii=False)}
+    if fresh:
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        inserted = session.scalars(
+            dialect.insert(MESSAGES)
+            .values([rows[i] for i in fresh])
+            .on_conflict_do_nothing(index_elements=["message_id"])
+            .returning(MESSAGES.c.message_id)
+        ).all()
+        if len(inserted) != len(fresh):
+            return None
     return answers
 
 

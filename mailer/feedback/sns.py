@@ -320,6 +320,10 @@ class CachedCertificates:
         self._lock = threading.Lock()
         self.fetches = 0
 
+    def holds(self, url: str) -> bool:
+        """Whether ``url``'s certificate is cached (reading it then does no I/O)."""
+        return url in self._cache
+
     def __call__(self, url: str) -> x509.Certificate:
         check_sns_url(url, what="SigningCertURL", pem=True)
         with self._lock:

@@ -100,6 +100,16 @@ class AppEnv:
                 session.rollback()
                 raise
 
+    @staticmethod
+    def end_transaction(session: Session, *, commit: bool) -> None:
+        """Commit (or not) and close a session begun elsewhere (a web request's): closing returns the
+        connection, rolling back whatever is not committed."""
+        try:
+            if commit:
+                session.commit()
+        finally:
+            session.close()
+
     # --- sending -----------------------------------------------------------------------------------
     @property
     def distributed(self) -> bool:

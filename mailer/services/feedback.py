@@ -83,8 +83,8 @@ class FeedbackWriter:
     (mailer.feedback.apply.receive_batch_stepwise), then answers each. Under load a few hundred
     notifications share a commit instead of paying one each; alone, one waits for nothing.
 
-    ``submit`` returns once the message is committed (the webhook answers 200 only then), raises the
-    message's UnusablePayload, or the database error that failed its group (the webhook answers 503 and
+    A message's future is done once it is committed (the webhook answers 200 only then), or fails with
+    its UnusablePayload, or with the database error that failed its group (the webhook answers 503 and
     SNS delivers it again).
     """
 
@@ -97,10 +97,15 @@ class FeedbackWriter:
         self._thread.start()
         self.groups = 0  # how many transactions it took (tests, benchmarks)
 
-    def submit(self, message: SnsMessage) -> FeedbackResult:
+    def enqueue(self, message: SnsMessage) -> Future[FeedbackResult]:
+        """Hand a verified Notification over; the future is done once it is committed (or failed)."""
         pending = _Pending(message)
         self._queue.put(pending)
-        return pending.done.result(timeout=self.timeout)
+        return pending.done
+
+    def submit(self, message: SnsMessage) -> FeedbackResult:
+        """``enqueue`` and wait (at most ``timeout`` seconds)."""
+        return self.enqueue(message).result(timeout=self.timeout)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -133,11 +138,18 @@ class FeedbackWriter:
                 )
             except BaseException as exc:  # the database, or a bug: every message of the group fails
                 for pending in group:
-                    pending.done.set_exception(exc)
+                    _settle(pending.done, exc)
                 continue
             self.groups += 1
             for pending, answer in zip(group, answers, strict=True):
-                if isinstance(answer, BaseException):
-                    pending.done.set_exception(answer)
-                else:
-                    pending.done.set_result(answer)
+                _settle(pending.done, answer)
+
+
+def _settle(done: Future[FeedbackResult], answer: FeedbackResult | BaseException) -> None:
+    """Give a waiting request its answer; one that gave up waiting (cancelled its future) gets none."""
+    if not done.set_running_or_notify_cancel():
+        return
+    if isinstance(answer, BaseException):
+        done.set_exception(answer)
+    else:
+        done.set_result(answer)

@@ -4,9 +4,12 @@ address and the form checks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Form, HTTPException, Request
 from sqlalchemy.orm import Session
 
@@ -37,17 +40,36 @@ async def _env(request: Request) -> AppEnv:
 Env = Annotated[AppEnv, Depends(_env)]
 
 
-def _session(env: Env) -> Iterator[Session]:
-    with env.transaction() as session:
+async def _session(env: Env) -> AsyncIterator[Session]:
+    # async: making a Session does no I/O (it connects on first use, in the route's thread), so only
+    # the end, which commits or rolls back, takes a hop to the thread pool
+    session = env.sessions()
+    try:
         yield session
+    except BaseException:
+        await _end(env, session, commit=False)
+        raise
+    await _end(env, session, commit=True)
+
+
+async def _end(env: AppEnv, session: Session, *, commit: bool) -> None:
+    """End a request's transaction in a thread of its own, outside the pool's limit (as FastAPI does for
+    a dependency's exit): waiting for a pool thread while holding a database connection deadlocks once
+    every pool thread waits for a connection held that way."""
+    await anyio.to_thread.run_sync(
+        functools.partial(env.end_transaction, session, commit=commit), limiter=anyio.CapacityLimiter(1)
+    )
 
 
 DbSession = Annotated[Session, Depends(_session, scope="function")]
 
 
-def _read_session(env: Env) -> Iterator[Session]:
-    with env.sessions() as session:  # closed without a commit: whatever it did is rolled back
+async def _read_session(env: Env) -> AsyncIterator[Session]:
+    session = env.sessions()
+    try:
         yield session
+    finally:  # closed without a commit: whatever it did is rolled back
+        await _end(env, session, commit=False)
 
 
 # What GET routes take: a GET never changes anything (mail scanners follow links), and it costs no COMMIT

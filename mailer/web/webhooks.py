@@ -10,17 +10,26 @@ visiting its SubscribeURL, on an SNS host only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from concurrent.futures import TimeoutError as FutureTimeout
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from mailer.errors import InputError, VerificationError
 from mailer.feedback.apply import UnusablePayload, verified_message
-from mailer.feedback.sns import NOTIFICATION, SUBSCRIPTION_CONFIRMATION, SnsVerifier, confirm_subscription
+from mailer.feedback.sns import (
+    NOTIFICATION,
+    SUBSCRIPTION_CONFIRMATION,
+    CachedCertificates,
+    SnsVerifier,
+    confirm_subscription,
+)
 from mailer.services import feedback
+from mailer.services.env import AppEnv
 from mailer.services.feedback import FeedbackWriter
 from mailer.web.deps import Env
 
@@ -52,55 +61,44 @@ def make_router(path: str) -> APIRouter:
         summary="SES notifications delivered by Amazon SNS",
         responses={400: {"description": "malformed"}, 403: {"description": "not verified"}},
     )
-    def ses_webhook(
+    async def ses_webhook(
         request: Request, env: Env, body: RawBody, message_type: MessageType = None
     ) -> JSONResponse:
+        # async, unlike the other routes: a notification waits for the writer's group commit without
+        # holding a thread (a thread per waiting request would cap a group at the pool's size); whatever
+        # may block (a certificate fetch, the database) runs in the thread pool or the writer thread
         client = request.client.host if request.client else "?"
         if message_type is None:
             log.warning("webhook: refused a message from %s: no x-amz-sns-message-type header", client)
             return _answer(400, error="invalid_input", detail="missing header x-amz-sns-message-type")
         verifier: SnsVerifier = request.app.state.sns_verifier
         try:
-            message = verified_message(body, verifier, now=env.now(), message_type_header=message_type)
+            if _certificate_cached(verifier, body):  # no I/O: verify here, without a thread hop
+                message = verified_message(body, verifier, now=env.now(), message_type_header=message_type)
+            else:  # the first message of a certificate fetches it (blocking): in the thread pool
+                message = await run_in_threadpool(
+                    verified_message, body, verifier, now=env.now(), message_type_header=message_type
+                )
         except VerificationError as exc:
             log.warning("webhook: refused a message from %s: %s", client, exc)
             return _answer(403, error="unverified", detail="the message could not be verified")
         except InputError as exc:
             log.warning("webhook: refused a malformed message from %s: %s", client, exc)
             return _answer(400, error="invalid_input", detail=str(exc))
-        try:
-            if message.type == NOTIFICATION:  # stored and applied with whatever else is arriving
-                writer: FeedbackWriter = request.app.state.feedback_writer
-                result = writer.submit(message)
-            else:  # confirmations: rare, stored one by one (verified again on the way: cheap)
-                result = feedback.receive(env, body, verify=verifier, message_type_header=message_type)
+        if message.type != NOTIFICATION:
+            return await run_in_threadpool(_confirmation, env, body, verifier, message_type)
+        writer: FeedbackWriter = request.app.state.feedback_writer
+        try:  # stored and applied with whatever else is arriving
+            result = await asyncio.wait_for(asyncio.wrap_future(writer.enqueue(message)), writer.timeout)
         except UnusablePayload as exc:  # verified and stored, but no SES notification: nothing to apply
             log.warning("webhook: a verified message from %s holds no SES notification: %s", client, exc)
             return _answer(200, status="ignored", detail=str(exc))
-        except FutureTimeout:
-            log.error(
-                "webhook: the database took too long; SNS will deliver message %s again", message.message_id
-            )
+        except TimeoutError:
+            log.error("webhook: the database took too long; SNS delivers %s again", message.message_id)
             return _answer(503, error="unavailable", detail="try again")
-        if result.kind == SUBSCRIPTION_CONFIRMATION and result.subscribe_url:
-            if not env.settings.sns_confirm_subscriptions:
-                log.warning(
-                    "webhook: topic %s asks to be confirmed: open %s", result.topic_arn, result.subscribe_url
-                )
-                return _answer(200, status="confirmation_logged", message_id=result.key)
-            try:
-                confirm_subscription(result.subscribe_url)
-            except VerificationError as exc:
-                log.error("webhook: could not confirm the subscription of %s: %s", result.topic_arn, exc)
-                return _answer(
-                    502, error="confirmation_failed", detail="the subscription could not be confirmed"
-                )
-            log.info("webhook: confirmed the subscription to %s", result.topic_arn)
-            return _answer(200, status="subscription_confirmed", message_id=result.key)
-        if result.kind != "Notification":
-            log.info("webhook: %s for %s", result.kind, result.topic_arn)
-        for line in result.lines():
-            log.info("webhook: %s", line)
+        if log.isEnabledFor(logging.INFO):
+            for line in result.lines():
+                log.info("webhook: %s", line)
         return _answer(
             200,
             status="duplicate" if result.duplicate else "applied",
@@ -109,3 +107,35 @@ def make_router(path: str) -> APIRouter:
         )
 
     return router
+
+
+_CERT_URL_RE = re.compile(rb'"Signing[Cc]ert(?:URL|Url)"\s*:\s*"([^"]{1,500})"')
+
+
+def _certificate_cached(verifier: SnsVerifier, body: bytes) -> bool:
+    """Whether the certificate the body names is in the verifier's cache (a quick look, not a parse: a
+    wrong answer only chooses where verification runs)."""
+    source = verifier.certificates
+    match = _CERT_URL_RE.search(body[:65536])
+    return (
+        isinstance(source, CachedCertificates) and match is not None and source.holds(match.group(1).decode())
+    )
+
+
+def _confirmation(env: AppEnv, body: bytes, verifier: SnsVerifier, message_type: str) -> JSONResponse:
+    """A SubscriptionConfirmation or UnsubscribeConfirmation: stored, and a subscription confirmed by
+    visiting its SubscribeURL (an SNS host only), unless the settings say to log it instead."""
+    result = feedback.receive(env, body, verify=verifier, message_type_header=message_type)
+    if result.kind != SUBSCRIPTION_CONFIRMATION or not result.subscribe_url:
+        log.info("webhook: %s for %s", result.kind, result.topic_arn)
+        return _answer(200, status="logged", message_id=result.key)
+    if not env.settings.sns_confirm_subscriptions:
+        log.warning("webhook: topic %s asks to be confirmed: open %s", result.topic_arn, result.subscribe_url)
+        return _answer(200, status="confirmation_logged", message_id=result.key)
+    try:
+        confirm_subscription(result.subscribe_url)
+    except VerificationError as exc:
+        log.error("webhook: could not confirm the subscription of %s: %s", result.topic_arn, exc)
+        return _answer(502, error="confirmation_failed", detail="the subscription could not be confirmed")
+    log.info("webhook: confirmed the subscription to %s", result.topic_arn)
+    return _answer(200, status="subscription_confirmed", message_id=result.key)

@@ -391,3 +391,24 @@ def test_signups_from_one_client_are_limited_per_hour(tmp_path):
     finally:
         web.stop()
         web.trap.close()
+
+
+def test_many_readers_at_once_never_exhaust_the_database_pool(live_web):
+    """More concurrent requests than the database pool has connections: each request ends its
+    transaction outside the thread pool's limit, so none waits for a thread while holding a connection
+    (which deadlocked until the pool's timeout)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    web = live_web
+    readers = [_subscriber(web, f"crowd{i}@example.org") for i in range(60)]
+    urls = [f"{web.url}/preferences/{_token(web, r, 'preferences')}" for r in readers]
+
+    def get(url: str) -> int:
+        with httpx.Client(timeout=20) as client:
+            return client.get(url).status_code
+
+    with ThreadPoolExecutor(60) as pool:
+        codes = list(pool.map(get, urls * 2))
+    assert codes == [200] * 120
