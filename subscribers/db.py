@@ -8,6 +8,7 @@ advisory lock on PostgreSQL), so two processes starting together never both crea
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 __all__ = [
@@ -94,8 +96,38 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(parsed, **kwargs)
+    engine = create_engine(parsed, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        event.listen(engine, "checkin", _stamp_idle)
+        event.listen(engine, "checkout", _ping_if_idle)
+    return engine
+
+
+# A connection that sat in the pool for a while may have been closed by the server (a restart, an idle
+# timeout): it is pinged before use. One that was in use a moment ago is not: under load (web requests,
+# the send loop) a ping per checkout would be a round trip per transaction for nothing. Should the server
+# go away within that moment, the next statement fails once, and the pool reconnects.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _stamp_idle(_dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    since = record.info.get("idle_since")
+    if since is not None and time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+        if not dbapi_connection.autocommit:
+            dbapi_connection.rollback()  # the ping's transaction: leave the connection as the pool had it
+    except Exception as exc:  # closed by the server: the pool drops it and connects anew
+        raise DisconnectionError(str(exc)) from exc
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from subscribers import models  # noqa: F401  (tables registered on Base.metadata)
 from subscribers.db import current_revision, head_revision, make_session_factory, open_database
@@ -117,3 +120,35 @@ def test_segment_counts_agree_with_the_stream(db_session):
                 streamed[member.segment] = streamed.get(member.segment, 0) + 1
         assert segment_counts(db_session, issue_topics) == streamed
         assert sum(streamed.values()) == len(sendable(db_session, range(1, 400)))
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_the_server_closed_is_replaced_before_use(pg_server_url):
+    """PostgreSQL: a connection that sat in the pool longer than PING_AFTER_IDLE_SECONDS is pinged on
+    checkout; one the server closed meanwhile (a restart, an idle timeout) is replaced without an error.
+    A connection back from use a moment ago is not pinged (no round trip per transaction)."""
+    import psycopg
+    from plugins.db import PG_ADMIN_URL
+
+    from subscribers.db import PING_AFTER_IDLE_SECONDS, create_database_engine
+
+    engine = create_database_engine(pg_server_url, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as connection:
+            first = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        time.sleep(PING_AFTER_IDLE_SECONDS + 0.2)
+        with psycopg.connect(PG_ADMIN_URL.replace("+psycopg", ""), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        with engine.connect() as connection:  # no error: the ping found it closed
+            second = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        assert second != first
+        # back from use a moment ago: used as is, without a ping; were the server to close it within that
+        # moment, the next statement fails once (the web answers 503) and the pool connects anew
+        with psycopg.connect(PG_ADMIN_URL.replace("+psycopg", ""), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (second,))
+        with pytest.raises(OperationalError), engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() not in (first, second)
+    finally:
+        engine.dispose()
