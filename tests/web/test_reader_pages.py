@@ -412,3 +412,20 @@ def test_many_readers_at_once_never_exhaust_the_database_pool(live_web):
     with ThreadPoolExecutor(60) as pool:
         codes = list(pool.map(get, urls * 2))
     assert codes == [200] * 120
+
+
+def test_every_link_a_sent_message_carries_leads_to_a_page(live_web, sent_issue):
+    """Every link on the site in every part and in the List-Unsubscribe header of the sent messages
+    answers 200 (a GET changes nothing, so following them all is safe)."""
+    web = live_web
+    _, messages = sent_issue
+    checked = 0
+    for message in messages.values():
+        text = message.get_body(("html",)).get_content() + message.get_body(("plain",)).get_content()
+        text += str(message["List-Unsubscribe"])
+        links = {unescape(link) for link in re.findall(rf"{re.escape(web.url)}[^\s\"<>]*", text)}
+        for link in sorted(links):
+            response = web.client.get(link)
+            assert response.status_code == 200, (link, response.status_code)
+            checked += 1
+    assert checked >= 20
