@@ -39,6 +39,8 @@ def serve_cmd(
         port=port,
         workers=workers,
         reload=reload,
+        # pages are read once per process: a change to a template restarts it too
+        reload_includes=["*.py", "*.html", "*.xml", "*.yaml", "*.css"] if reload else None,
         proxy_headers=proxy_headers,
         log_level="info",
     )

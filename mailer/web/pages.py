@@ -76,6 +76,7 @@ class Pages:
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            auto_reload=False,  # read once per process: no file checks on every page
         )
         self.jinja.filters["atom_time"] = _atom_time
         self.words = _strings(folder / "strings.yaml")
