@@ -16,10 +16,12 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import http.client
 import json
 import re
 import ssl
 import threading
+import time
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
@@ -64,6 +66,7 @@ MESSAGE_TYPES = (NOTIFICATION, SUBSCRIPTION_CONFIRMATION, UNSUBSCRIBE_CONFIRMATI
 _SNS_HOST_RE = re.compile(
     r"^sns\.(?P<region>[a-z]{2,4}(?:-[a-z]+)+-[0-9]{1,2})\.amazonaws\.com(?P<cn>\.cn)?$"
 )
+_PEM_PATH_RE = re.compile(r"/[A-Za-z0-9_-]{1,200}\.pem")  # SNS's: /SimpleNotificationService-<hex>.pem
 _NOTIFICATION_KEYS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 _CONFIRMATION_KEYS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
@@ -157,8 +160,10 @@ def check_sns_url(url: str, *, what: str, pem: bool = False) -> str:
     parts = urlsplit(url)
     if parts.username or parts.password:
         raise SnsSignatureError(f"SNS message: {what} {url!r} carries credentials")
-    if pem and not parts.path.endswith(".pem"):
+    if pem and _PEM_PATH_RE.fullmatch(parts.path) is None:
         raise SnsSignatureError(f"SNS message: {what} {url!r} does not name a .pem certificate")
+    if not url.isascii() or any(ch in url for ch in " \t\r\n\\"):
+        raise SnsSignatureError(f"SNS message: {what} {url!r} holds characters no URL of SNS has")
     return url
 
 
@@ -293,8 +298,8 @@ def _get_sns(url: str, *, what: str, timeout: float, limit: int) -> bytes:
             if response.status != 200:
                 raise SnsSignatureError(f"SNS message: {url} answered HTTP {response.status}")
             return bytes(response.read(limit))
-    except OSError as exc:  # URLError, TLS failures, timeouts
-        raise SnsSignatureError(f"SNS message: cannot fetch {url}: {exc}") from None
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, TLS, timeouts, odd URLs
+        raise SnsSignatureError(f"SNS message: cannot fetch {url!r}: {exc}") from None
 
 
 def fetch_certificate_https(url: str, *, timeout: float = 10.0) -> bytes:
@@ -310,19 +315,31 @@ def confirm_subscription(url: str, *, timeout: float = 10.0) -> None:
 class CachedCertificates:
     """A CertificateSource over a ``url -> PEM bytes`` fetcher, keeping the last few certificates.
 
-    AWS rotates its signing certificate rarely, so a handful of entries serve every message.
+    AWS rotates its signing certificate rarely, so a handful of entries serve every message. A URL whose
+    fetch failed is not tried again for ``retry_after`` seconds: a stream of forged messages naming new
+    URLs costs one fetch each, not one per message.
     """
 
-    def __init__(self, fetch: Callable[[str], bytes] = fetch_certificate_https, *, size: int = 8) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[str], bytes] = fetch_certificate_https,
+        *,
+        size: int = 8,
+        retry_after: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._fetch = fetch
         self._size = size
         self._cache: OrderedDict[str, x509.Certificate] = OrderedDict()
+        self._failed: OrderedDict[str, tuple[float, SnsSignatureError]] = OrderedDict()
+        self._retry_after = retry_after
+        self._clock = clock
         self._lock = threading.Lock()
         self.fetches = 0
 
     def holds(self, url: str) -> bool:
-        """Whether ``url``'s certificate is cached (reading it then does no I/O)."""
-        return url in self._cache
+        """Whether reading ``url``'s certificate now does no I/O (cached, or a recent failure)."""
+        return url in self._cache or url in self._failed
 
     def __call__(self, url: str) -> x509.Certificate:
         check_sns_url(url, what="SigningCertURL", pem=True)
@@ -331,10 +348,21 @@ class CachedCertificates:
             if cert is not None:
                 self._cache.move_to_end(url)
                 return cert
-        cert = load_pem_certificate(self._fetch(url), url)
+            failed = self._failed.get(url)
+            if failed is not None and self._clock() - failed[0] < self._retry_after:
+                raise failed[1]
+        try:
+            cert = load_pem_certificate(self._fetch(url), url)
+        except SnsSignatureError as exc:
+            with self._lock:
+                self._failed[url] = (self._clock(), exc)
+                while len(self._failed) > 64:
+                    self._failed.popitem(last=False)
+            raise
         with self._lock:
             self.fetches += 1
             self._cache[url] = cert
+            self._failed.pop(url, None)
             while len(self._cache) > self._size:
                 self._cache.popitem(last=False)
         return cert
@@ -351,7 +379,7 @@ class CertificateDirectory:
         path = self.directory / name
         try:
             return path.read_bytes()
-        except OSError:
+        except (OSError, ValueError):  # no such file, or a name no file system takes
             raise SnsSignatureError(f"SNS message: no certificate {name} in {self.directory}") from None
 
 
@@ -425,7 +453,10 @@ def parse_timestamp(value: str, *, what: str) -> dt.datetime:
         raise SnsMessageError(f"{what} {value!r} is not an ISO 8601 time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError:  # year 1 or 9999 with an offset: no such UTC time
+        raise SnsMessageError(f"{what} {value!r} is out of range") from None
 
 
 def _load_json(body: str | bytes | Mapping[str, Any]) -> tuple[str, Any]:
@@ -439,6 +470,22 @@ def _load_json(body: str | bytes | Mapping[str, Any]) -> tuple[str, Any]:
         except UnicodeDecodeError:
             raise SnsMessageError("SNS message: the body is not UTF-8") from None
     try:
-        return body, json.loads(body)
+        return body, json.loads(body, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:  # which of two values would count is not for a parser to guess
+        raise SnsMessageError(f"SNS message: the key {exc.args[0]!r} appears twice") from None
     except (ValueError, RecursionError):
         raise SnsMessageError("SNS message: the body is not JSON") from None
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen or _LAMBDA_NAMES.get(key, key) in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+        seen.setdefault(_LAMBDA_NAMES.get(key, key), value)
+    return {key: value for key, value in pairs}

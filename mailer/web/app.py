@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
     app.state.env = env
     app.state.pages = Pages(env)
     app.state.sns_verifier = feedback.verifier(env)
+    app.state.fetch_limiter = anyio.CapacityLimiter(2)  # certificate fetches: not the pages' threads
     app.state.client_limiter = ClientLimiter(
         settings.signup_ip_limit, redis_url=settings.resolved_redis_url, prefix=settings.redis_prefix
     )

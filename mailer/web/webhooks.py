@@ -11,10 +11,13 @@ visiting its SubscribeURL, on an SNS host only.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -75,10 +78,12 @@ def make_router(path: str) -> APIRouter:
         try:
             if _certificate_cached(verifier, body):  # no I/O: verify here, without a thread hop
                 message = verified_message(body, verifier, now=env.now(), message_type_header=message_type)
-            else:  # the first message of a certificate fetches it (blocking): in the thread pool
-                message = await run_in_threadpool(
+            else:  # the first message of a certificate fetches it (blocking): in threads of its own, so
+                # messages naming slow or new URLs never take the threads the pages need
+                verify = functools.partial(
                     verified_message, body, verifier, now=env.now(), message_type_header=message_type
                 )
+                message = await anyio.to_thread.run_sync(verify, limiter=request.app.state.fetch_limiter)
         except VerificationError as exc:
             log.warning("webhook: refused a message from %s: %s", client, exc)
             return _answer(403, error="unverified", detail="the message could not be verified")
@@ -109,17 +114,17 @@ def make_router(path: str) -> APIRouter:
     return router
 
 
-_CERT_URL_RE = re.compile(rb'"Signing[Cc]ert(?:URL|Url)"\s*:\s*"([^"]{1,500})"')
+_CERT_URL_RE = re.compile(rb'"Signing[Cc]ert(?:URL|Url)"\s*:\s*"([^"]{0,500})"')
 
 
 def _certificate_cached(verifier: SnsVerifier, body: bytes) -> bool:
-    """Whether the certificate the body names is in the verifier's cache (a quick look, not a parse: a
-    wrong answer only chooses where verification runs)."""
+    """Whether the certificate the body names is in the verifier's cache (a quick look, not a parse: it
+    only chooses where verification runs; a body naming a URL twice is refused by the parser anyway)."""
     source = verifier.certificates
-    match = _CERT_URL_RE.search(body[:65536])
-    return (
-        isinstance(source, CachedCertificates) and match is not None and source.holds(match.group(1).decode())
-    )
+    found = _CERT_URL_RE.findall(body)
+    if not isinstance(source, CachedCertificates) or len(found) != 1:
+        return False
+    return source.holds(found[0].decode("utf-8", "replace"))
 
 
 def _confirmation(env: AppEnv, body: bytes, verifier: SnsVerifier, message_type: str) -> JSONResponse:

@@ -415,3 +415,23 @@ def test_parsing_and_verifying_arbitrary_input_raises_only_sns_errors(
         lenient().verify(message, now=NOW)
     except SnsMessageError as exc:
         assert "\n" not in str(exc)
+
+
+def test_a_certificate_that_could_not_be_fetched_is_not_fetched_again_at_once() -> None:
+    calls = []
+    now = [0.0]
+
+    def failing(url: str) -> bytes:
+        calls.append(url)
+        raise SnsSignatureError(f"cannot fetch {url}")
+
+    certs = CachedCertificates(failing, retry_after=60, clock=lambda: now[0])
+    url = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0123.pem"
+    for _ in range(3):
+        with pytest.raises(SnsSignatureError):
+            certs(url)
+    assert calls == [url] and certs.holds(url)
+    now[0] = 61.0
+    with pytest.raises(SnsSignatureError):
+        certs(url)
+    assert len(calls) == 2

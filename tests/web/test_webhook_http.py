@@ -258,3 +258,33 @@ def test_many_notifications_at_once_are_each_stored_and_applied_once(live_web):
     assert codes == [200] * 80
     assert _stored(web) == before + 60
     assert all(_status(web, f"burst{i}@example.org") == "bounced" for i in range(60))
+
+
+@pytest.mark.parametrize("timestamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_timestamp_out_of_range_is_a_400_not_a_500(live_web, timestamp):
+    body = json.loads(live_web.signer.envelope("x"))
+    body["Timestamp"] = timestamp
+    assert live_web.post_sns(json.dumps(body)).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://sns.us-east-1.amazonaws.com/\u00e9.pem",
+        "https://sns.us-east-1.amazonaws.com/a b.pem",
+        "https://sns.us-east-1.amazonaws.com/\ud800.pem",
+        "https://sns.us-east-1.amazonaws.com/a\\b.pem",
+    ],
+)
+def test_certificate_urls_no_sns_has_are_refused_not_crashed_on(live_web, url):
+    body = live_web.signer.envelope("x", signing_cert_url=url)
+    response = live_web.post_sns(body.encode("utf-8", "surrogatepass"))
+    assert response.status_code in (400, 403), response.text
+
+
+def test_a_key_given_twice_is_refused(live_web):
+    """Which of two values counts must not differ between a quick look and the parser."""
+    body = live_web.signer.envelope(bounce_notification("twice@example.org", message_id="m", at=_now()))
+    doubled = body[:-1] + ', "SigningCertURL": "https://sns.us-east-1.amazonaws.com/Other.pem"}'
+    response = live_web.post_sns(doubled)
+    assert response.status_code == 400 and "appears twice" in response.json()["detail"]
