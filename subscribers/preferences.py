@@ -10,7 +10,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from subscribers.db import utcnow
@@ -89,8 +90,9 @@ def _replace_topics(session: Session, subscriber_id: int, wanted: dict[str, int]
         )
     )
     new = [{"subscriber_id": subscriber_id, "topic_id": i} for i in wanted.values() if i not in have]
-    if new:
-        session.execute(insert(subscriber_topics), new)
+    if new:  # a row another transaction added meanwhile is not an error
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        session.execute(dialect.insert(subscriber_topics).values(new).on_conflict_do_nothing())
 
 
 def set_topics(
@@ -103,7 +105,7 @@ def set_topics(
 ) -> bool:
     """Make the subscriber follow exactly ``topics`` (keys); True when that changed anything."""
     wanted = require_topics(session, topics)
-    subscriber = get_subscriber(session, subscriber_id)
+    subscriber = get_subscriber(session, subscriber_id, lock=True)
     before = _followed(session, subscriber_id)
     if before == frozenset(wanted):
         return False

@@ -20,6 +20,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
@@ -202,10 +203,18 @@ _SENDABLE_PG = select(Subscriber.id, Subscriber.token_salt).where(
 MAX_ID = 2**63 - 1  # ids are 64-bit signed integers in both databases
 
 
-def get_subscriber(session: Session, subscriber_id: int) -> Subscriber:
+def get_subscriber(session: Session, subscriber_id: int, *, lock: bool = False) -> Subscriber:
+    """The subscriber; ``lock``: held (SELECT ... FOR UPDATE on PostgreSQL) until the transaction ends, so
+    concurrent changes of one subscriber (two saves of a form at once) run one after the other."""
     if not 0 < subscriber_id <= MAX_ID:  # a database driver raises on larger numbers: none exists
         raise UnknownSubscriber(f"no subscriber with id {subscriber_id}")
-    subscriber = session.get(Subscriber, subscriber_id)
+    if lock and session.get_bind().dialect.name == "sqlite":
+        # SQLite has no row locks, and pysqlite begins a transaction only at the first write: a no-op
+        # write takes the database's write lock now, so what is read next stays current until the commit
+        session.execute(
+            update(Subscriber).where(Subscriber.id == subscriber_id).values(changed_at=Subscriber.changed_at)
+        )
+    subscriber = session.get(Subscriber, subscriber_id, with_for_update=lock or None, populate_existing=lock)
     if subscriber is None:
         raise UnknownSubscriber(f"no subscriber with id {subscriber_id}")
     return subscriber

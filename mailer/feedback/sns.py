@@ -187,6 +187,8 @@ def parse_sns_message(
             if key in _STRING_KEYS:
                 raise SnsMessageError(f"SNS message: field {key} is not a string")
             continue  # MessageAttributes (an object) and other fields no signature covers
+        if key in _STRING_KEYS and ("\x00" in value or not _encodable(value)):
+            raise SnsMessageError(f"SNS message: field {key} holds a NUL or an unpaired surrogate")
         fields[key] = value
 
     kind = fields.get("Type")
@@ -223,6 +225,14 @@ def parse_sns_message(
         fields=fields,
         raw=raw,
     )
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def canonical_string(message: SnsMessage) -> bytes:

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
+from mailer.errors import InputError, is_database_outage
 from mailer.feedback.apply import (
     SKIP_VERIFICATION,
     FeedbackResult,
@@ -112,8 +115,6 @@ class FeedbackWriter:
         self._thread.join(timeout=self.timeout)
 
     def _run(self) -> None:
-        settings = self.env.settings
-        health = HealthLimits.from_settings(settings)
         while True:
             first = self._queue.get()
             if first is None:
@@ -128,21 +129,37 @@ class FeedbackWriter:
                     self._queue.put(None)  # stop after this group
                     break
                 group.append(nxt)
-            try:
-                answers = receive_batch_stepwise(
+            for pending, answer in zip(group, self._apply(group), strict=True):
+                _settle(pending.done, answer)
+
+    def _apply(self, group: list[_Pending]) -> list[FeedbackResult | BaseException]:
+        """The group's answers; when the group fails for a reason other than the database being away,
+        each message is tried on its own, so one that cannot be stored fails alone."""
+        settings = self.env.settings
+        try:
+            answers: list[FeedbackResult | BaseException] = list(
+                receive_batch_stepwise(
                     [p.message for p in group],
                     sessions=self.env.sessions,
                     now=self.env.now(),
                     soft_bounce_limit=settings.soft_bounce_limit,
-                    health=health,
+                    health=HealthLimits.from_settings(settings),
                 )
-            except BaseException as exc:  # the database, or a bug: every message of the group fails
-                for pending in group:
-                    _settle(pending.done, exc)
-                continue
-            self.groups += 1
-            for pending, answer in zip(group, answers, strict=True):
-                _settle(pending.done, answer)
+            )
+        except Exception as exc:  # the database, or a message it refuses (a NUL in an id, ...)
+            if is_database_outage(exc) or len(group) == 1:
+                return [_refused(exc) for _ in group]
+            return [answer for pending in group for answer in self._apply([pending])]
+        self.groups += 1
+        return answers
+
+
+def _refused(exc: Exception) -> BaseException:
+    """A lone message the database refuses (not an outage) is bad input: a retry cannot fix it."""
+    if is_database_outage(exc) or not isinstance(exc, DBAPIError | UnicodeError):
+        return exc
+    cause = type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__
+    return InputError(f"feedback: the message cannot be stored ({cause})")
 
 
 def _settle(done: Future[FeedbackResult], answer: FeedbackResult | BaseException) -> None:

@@ -197,3 +197,40 @@ def test_two_racing_signups_send_one_confirmation(db_engine, session):
     assert first.send_confirmation
     assert isinstance(results["second"], RateLimited)
     assert session.scalar(select(func.count()).select_from(Subscriber)) == 1
+
+
+def test_concurrent_changes_of_one_subscriber_run_one_after_the_other(session, db_engine):
+    """Two saves of the same form at once (a double click): both succeed, the topics end as one of them
+    wanted, and the log has no change that did not happen."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from subscribers.db import make_session_factory
+
+    subscriber = add_subscriber(session, "twice@example.org", topics=["nova"], now=T0)
+    session.commit()
+    factory = make_session_factory(db_engine)
+    choices = [["neutron", "heat"], ["heat"], ["nova", "neutron"]] * 6
+
+    def save(topics: list[str]) -> None:
+        with factory() as mine:
+            set_topics(mine, subscriber.id, topics, source="test")
+            mine.commit()
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(save, choices))
+    session.expire_all()
+    final = get_preferences(session, subscriber.id).topics
+    assert final in {frozenset(c) for c in choices}
+    changes = [
+        json.loads(detail)
+        for detail in session.scalars(
+            select(SubscriberEvent.detail).where(
+                SubscriberEvent.subscriber_id == subscriber.id, SubscriberEvent.kind == "topics_changed"
+            )
+        )
+    ]
+    followed = {"nova"}
+    for change in changes:  # replaying the log gives the final state: each change saw the one before
+        assert set(change["removed"]) <= followed
+        followed = (followed - set(change["removed"])) | set(change["added"])
+    assert frozenset(followed) == final

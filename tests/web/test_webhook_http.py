@@ -288,3 +288,32 @@ def test_a_key_given_twice_is_refused(live_web):
     doubled = body[:-1] + ', "SigningCertURL": "https://sns.us-east-1.amazonaws.com/Other.pem"}'
     response = live_web.post_sns(doubled)
     assert response.status_code == 400 and "appears twice" in response.json()["detail"]
+
+
+def test_notifications_the_database_refuses_fail_alone_and_never_with_a_5xx(live_web):
+    """A verified notification whose contents the database cannot store (here a lone surrogate in the
+    address) arrives among good ones: the good ones are applied, the bad one gets 400, nothing 500."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    web = live_web
+    with web.env.transaction() as session:
+        for i in range(30):
+            add_subscriber(session, f"mix{i}@example.org", source="test")
+    good = [
+        web.signer.envelope(bounce_notification(f"mix{i}@example.org", message_id=f"g{i}", at=_now()))
+        for i in range(30)
+    ]
+    bad_note = bounce_notification("x@example.org", message_id="bad", at=_now())
+    bad_note["bounce"]["bouncedRecipients"][0]["emailAddress"] = "\ud800@example.org"
+    bad = [web.signer.envelope(json.dumps(bad_note)) for _ in range(5)]
+
+    def post(body: str) -> int:
+        with httpx.Client(base_url=web.url, timeout=30) as client:
+            headers = {"x-amz-sns-message-type": "Notification"}
+            content = body.encode("utf-8", "surrogatepass")
+            return client.post(web.settings.webhook_path, content=content, headers=headers).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(post, good + bad))
+    assert codes == [200] * 30 + [400] * 5
+    assert all(_status(web, f"mix{i}@example.org") == "bounced" for i in range(30))
