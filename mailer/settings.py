@@ -45,7 +45,7 @@ class Settings(BaseSettings):
         description="Postal line printed in every footer (CAN-SPAM and friends ask for one)",
     )
     base_url: str = Field(
-        "http://localhost:8000", description="Public URL of the web side; links in emails start with it"
+        "http://127.0.0.1:8000", description="Public URL of the web side; links in emails start with it"
     )
     default_lang: str = Field("zh", description="Language of an issue whose front matter names none")
     list_id: str | None = Field(None, description="List-Id header; default: a name on the sender domain")

@@ -4,10 +4,11 @@ uvicorn, with the settings of this environment."""
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
-from mailer.cli.app import app, say, settings
+from mailer.cli.app import app, say, settings, warn
 from mailer.errors import InputError
 
 
@@ -31,7 +32,12 @@ def serve_cmd(
     if reload and workers > 1:
         raise InputError("--reload and --workers > 1 do not go together")
     create_app(settings())  # refuse a bad configuration here, in one line, before uvicorn starts
-    say(f"serving on http://{host}:{port} (links point to {settings().base_url})")
+    base = settings().base_url
+    say(f"listening on {host}:{port}; open {base} (pages and emails link to NEWSLETTER_BASE_URL)")
+    if urlsplit(base).port not in (None, port) and urlsplit(base).hostname in ("127.0.0.1", "localhost"):
+        warn(
+            f"NEWSLETTER_BASE_URL {base} names another port than --port {port}: its links will not reach this"
+        )
     uvicorn.run(
         "mailer.web.app:create_app",
         factory=True,

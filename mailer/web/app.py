@@ -82,6 +82,9 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
         lifespan=lifespan,
         docs_url=None,  # the interactive docs load scripts from a CDN: the CSP allows none
         redoc_url=None,
+        # no automatic redirect between /path and /path/: Starlette builds its Location from the
+        # request's Host header, and every link we emit comes from NEWSLETTER_BASE_URL
+        redirect_slashes=False,
     )
     app.state.env = env
     app.state.pages = Pages(env)
@@ -102,7 +105,8 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
     app.mount("/static", StaticFiles(directory=static), name="static")
 
     @app.get("/", include_in_schema=False)
-    def home() -> RedirectResponse:
+    @app.get("/issues", include_in_schema=False)
+    async def home() -> RedirectResponse:
         return RedirectResponse(env.urls.archive(), status_code=303)
 
     @app.get("/healthz", tags=["operations"], summary="Alive and the database answers")

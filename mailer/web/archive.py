@@ -18,6 +18,7 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["archive"])
 PUBLIC_CACHE = {"cache-control": "public, max-age=300"}
+PAGE_CACHE = {**PUBLIC_CACHE, "vary": "Accept-Language"}  # the archive page speaks the browser's language
 EMAIL_PAGE = {"content-security-policy": EMAIL_PAGE_CSP}
 
 
@@ -26,7 +27,7 @@ def issues(request: Request, session: ReadSession, env: Env, pages: PageRenderer
     found = archive.entries(session, env)
     lang = pages.lang_for(request)
     topics = [(t.key, t.display_name(lang)) for t in env.registry.topics]
-    return pages.page("archive.html", lang, entries=found, topics=topics, headers=PUBLIC_CACHE)
+    return pages.page("archive.html", lang, entries=found, topics=topics, headers=PAGE_CACHE)
 
 
 @router.get("/issues/feed.xml", summary="Atom feed of the issues (per topic with ?topic=)")

@@ -113,4 +113,6 @@ def under_limit(request: Request, action: str) -> None:
     """429 once this client made too many requests of ``action`` this hour."""
     limiter: ClientLimiter = request.app.state.client_limiter
     if not limiter.allow(client_ip(request), action):
-        raise HTTPException(429, "too many requests from your address; try again in an hour")
+        raise HTTPException(
+            429, "too many requests from your address; try again in an hour", headers={"retry-after": "3600"}
+        )

@@ -3,13 +3,17 @@ when one is configured (shared by every web process), else in this process."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 
+from redis import exceptions as redis_errors
+
 __all__ = ["ClientLimiter"]
 
 WINDOW_SECONDS = 3600
+log = logging.getLogger(__name__)
 
 
 class ClientLimiter:
@@ -37,8 +41,10 @@ class ClientLimiter:
             pipe = self._redis.pipeline()
             pipe.incr(key)
             pipe.expire(key, WINDOW_SECONDS)
-            count = int(pipe.execute()[0])
-            return count <= self.limit
+            try:
+                return int(pipe.execute()[0]) <= self.limit
+            except redis_errors.RedisError as exc:  # Redis away: this process counts alone meanwhile
+                log.warning("rate limit: Redis did not answer (%s); counting in this process", exc)
         with self._lock:
             if len(self._counts) > 100_000:  # old windows go; a flood of addresses cannot grow this forever
                 self._counts = {k: v for k, v in self._counts.items() if k[1] == window}

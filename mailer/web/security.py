@@ -59,9 +59,17 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        static = scope["path"].startswith("/static/")
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", [])}
+                if static:  # the stylesheet: the same for everyone, cached for an hour
+                    present.add(b"cache-control")
+                    message["headers"] = [
+                        *message.get("headers", []),
+                        (b"cache-control", b"public, max-age=3600"),
+                    ]
                 extra = [(n, v) for n, v in self.headers if n not in present]
                 if b"content-security-policy" in present:  # a page with its own policy frames itself
                     extra = [(n, v) for n, v in extra if n != b"x-frame-options"]

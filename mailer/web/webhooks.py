@@ -85,10 +85,10 @@ def make_router(path: str) -> APIRouter:
                 )
                 message = await anyio.to_thread.run_sync(verify, limiter=request.app.state.fetch_limiter)
         except VerificationError as exc:
-            log.warning("webhook: refused a message from %s: %s", client, exc)
+            log.warning("webhook: refused a message from %s: %s", client, _printable(exc))
             return _answer(403, error="unverified", detail="the message could not be verified")
         except InputError as exc:
-            log.warning("webhook: refused a malformed message from %s: %s", client, exc)
+            log.warning("webhook: refused a malformed message from %s: %s", client, _printable(exc))
             return _answer(400, error="invalid_input", detail=str(exc))
         if message.type != NOTIFICATION:
             return await run_in_threadpool(_confirmation, env, body, verifier, message_type)
@@ -96,14 +96,18 @@ def make_router(path: str) -> APIRouter:
         try:  # stored and applied with whatever else is arriving
             result = await asyncio.wait_for(asyncio.wrap_future(writer.enqueue(message)), writer.timeout)
         except UnusablePayload as exc:  # verified and stored, but no SES notification: nothing to apply
-            log.warning("webhook: a verified message from %s holds no SES notification: %s", client, exc)
+            log.warning(
+                "webhook: a verified message from %s holds no SES notification: %s", client, _printable(exc)
+            )
             return _answer(200, status="ignored", detail=str(exc))
         except TimeoutError:
-            log.error("webhook: the database took too long; SNS delivers %s again", message.message_id)
+            log.error(
+                "webhook: the database took too long; SNS delivers %s again", _printable(message.message_id)
+            )
             return _answer(503, error="unavailable", detail="try again")
         if log.isEnabledFor(logging.INFO):
             for line in result.lines():
-                log.info("webhook: %s", line)
+                log.info("webhook: %s", _printable(line))
         return _answer(
             200,
             status="duplicate" if result.duplicate else "applied",
@@ -112,6 +116,14 @@ def make_router(path: str) -> APIRouter:
         )
 
     return router
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(value: object) -> str:
+    """A value for a log line: control characters escaped, so a field of a message cannot forge lines."""
+    return _CONTROL_RE.sub(lambda m: repr(m.group(0))[1:-1], str(value))
 
 
 _CERT_URL_RE = re.compile(rb'"Signing[Cc]ert(?:URL|Url)"\s*:\s*"([^"]{0,500})"')
@@ -132,15 +144,23 @@ def _confirmation(env: AppEnv, body: bytes, verifier: SnsVerifier, message_type:
     visiting its SubscribeURL (an SNS host only), unless the settings say to log it instead."""
     result = feedback.receive(env, body, verify=verifier, message_type_header=message_type)
     if result.kind != SUBSCRIPTION_CONFIRMATION or not result.subscribe_url:
-        log.info("webhook: %s for %s", result.kind, result.topic_arn)
+        log.info("webhook: %s for %s", result.kind, _printable(result.topic_arn))
         return _answer(200, status="logged", message_id=result.key)
     if not env.settings.sns_confirm_subscriptions:
-        log.warning("webhook: topic %s asks to be confirmed: open %s", result.topic_arn, result.subscribe_url)
+        log.warning(
+            "webhook: topic %s asks to be confirmed: open %s",
+            _printable(result.topic_arn),
+            _printable(result.subscribe_url),
+        )
         return _answer(200, status="confirmation_logged", message_id=result.key)
     try:
         confirm_subscription(result.subscribe_url)
     except VerificationError as exc:
-        log.error("webhook: could not confirm the subscription of %s: %s", result.topic_arn, exc)
+        log.error(
+            "webhook: could not confirm the subscription of %s: %s",
+            _printable(result.topic_arn),
+            _printable(exc),
+        )
         return _answer(502, error="confirmation_failed", detail="the subscription could not be confirmed")
-    log.info("webhook: confirmed the subscription to %s", result.topic_arn)
+    log.info("webhook: confirmed the subscription to %s", _printable(result.topic_arn))
     return _answer(200, status="subscription_confirmed", message_id=result.key)

@@ -388,6 +388,10 @@ def test_signups_from_one_client_are_limited_per_hour(tmp_path):
             for i in range(3)
         ]
         assert codes == [200, 200, 429]
+        again = web.client.post(
+            "/subscribe", data={"csrf": csrf, "email": "r9@example.org"}, headers=_same_site(web)
+        )
+        assert again.status_code == 429 and again.headers["retry-after"] == "3600"
     finally:
         web.stop()
         web.trap.close()
@@ -429,3 +433,16 @@ def test_every_link_a_sent_message_carries_leads_to_a_page(live_web, sent_issue)
             assert response.status_code == 200, (link, response.status_code)
             checked += 1
     assert checked >= 20
+
+
+def test_no_redirect_is_built_from_the_host_header(live_web):
+    web = live_web
+    evil = {"host": "evil.example"}
+    moved = web.client.get("/issues", headers=evil)
+    assert moved.status_code == 303 and moved.headers["location"] == web.url + "/issues/"
+    for path in ("/subscribe/", "/preferences/", "/webhooks/ses/"):
+        response = web.client.get(path, headers=evil)
+        assert response.status_code in (404, 405) and "location" not in response.headers, path
+    archive = web.client.get("/issues/")
+    assert archive.headers["vary"] == "Accept-Language"  # a shared cache keeps one copy per language
+    assert web.client.get("/static/site.css").headers["cache-control"] == "public, max-age=3600"
