@@ -37,8 +37,10 @@ __all__ = [
     "Changes",
     "PreferencePage",
     "TopicChoice",
+    "Outgoing",
     "confirm",
     "confirm_page",
+    "deliver",
     "open_link",
     "preference_page",
     "rejoin",
@@ -212,13 +214,16 @@ def rejoin(session: Session, env: AppEnv, token: str) -> Changes:
 class UnsubscribePage:
     email: str
     status: str
+    locale: str
     preferences_token: str
 
 
 def unsubscribe_page(session: Session, env: AppEnv, token: str) -> UnsubscribePage:
     """What the unsubscribe page shows (a GET changes nothing: mail scanners follow links)."""
     subscriber = open_link(session, env, token, "unsubscribe")
-    return UnsubscribePage(subscriber.email, subscriber.status, link_token(env, subscriber, "preferences"))
+    return UnsubscribePage(
+        subscriber.email, subscriber.status, subscriber.locale, link_token(env, subscriber, "preferences")
+    )
 
 
 def unsubscribe(session: Session, env: AppEnv, token: str, *, source: str) -> bool:
@@ -232,11 +237,36 @@ def unsubscribe(session: Session, env: AppEnv, token: str, *, source: str) -> bo
 
 
 # --- signing up --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outgoing:
+    """A transactional email a request decided to send, sent by ``deliver`` once the request has
+    answered: the answer then takes as long whether or not an email goes out (no address probing by
+    timing), and the email leaves only after what it confirms is committed."""
+
+    confirmation: optin.SignupResult | None = None
+    preferences_link_to: int | None = None  # a subscriber id
+
+
+def deliver(env: AppEnv, outgoing: Outgoing | None) -> None:
+    """Send what a request decided to send (after its answer); a failure is logged: the reader sees the
+    same page either way, and may ask again once the per-address limit allows."""
+    if outgoing is None:
+        return
+    try:
+        if outgoing.confirmation is not None:
+            mail.send_confirmation(env, outgoing.confirmation)
+        if outgoing.preferences_link_to is not None:
+            with env.transaction() as session:
+                mail.send_preferences_link(session, env, outgoing.preferences_link_to)
+    except Exception as exc:  # the transport or the database: nobody waits for this email's answer
+        log.error("could not send a transactional email: %s", " ".join(str(exc).split())[:300])
+
+
 def signup(
     session: Session, env: AppEnv, email: str, topics: Collection[str], locale: str | None
-) -> optin.SignupOutcome | Literal["rate_limited"]:
-    """Start double opt-in and send the confirmation email; an active reader gets their preferences link
-    instead. The caller answers the same whatever this returns (no address probing)."""
+) -> tuple[optin.SignupOutcome | Literal["rate_limited"], Outgoing | None]:
+    """Start double opt-in; what to send: the confirmation email, or an active reader's preferences link.
+    The caller answers the same whatever this returns (no address probing)."""
     unknown = sorted(set(topics) - env.registry.keys)
     if unknown:
         raise InvalidInput(f"unknown topic {unknown[0]!r}")
@@ -254,37 +284,35 @@ def signup(
             now=env.now(),
         )
     except RateLimited:
-        return "rate_limited"
+        return "rate_limited", None
     if result.send_confirmation:
-        mail.send_confirmation(env, result)
-    elif result.outcome == "already_active":
-        request_link(session, env, email)
-    return result.outcome
+        return result.outcome, Outgoing(confirmation=result)
+    if result.outcome == "already_active":
+        return result.outcome, request_link(session, env, email)
+    return result.outcome, None
 
 
 @dataclass(frozen=True)
 class ConfirmPage:
     email: str
     status: str
+    locale: str
 
 
 def confirm_page(session: Session, env: AppEnv, token: str) -> ConfirmPage:
     """What the confirmation page shows before its button is pressed (scanners prefetch links)."""
     subscriber = open_link(session, env, token, "confirm")
-    return ConfirmPage(subscriber.email, subscriber.status)
+    return ConfirmPage(subscriber.email, subscriber.status, subscriber.locale)
 
 
 def confirm(session: Session, env: AppEnv, token: str) -> optin.ConfirmResult:
     return optin.confirm(session, token, secret=env.settings.secret_key, source="web", now=env.now())
 
 
-def request_link(session: Session, env: AppEnv, email: str) -> bool:
-    """Email a subscriber a new preferences link (at most one per address per
-    ``link_rate_limit_seconds``); False when nothing was sent. Callers answer the same either way."""
+def request_link(session: Session, env: AppEnv, email: str) -> Outgoing | None:
+    """A new preferences link to email to a subscriber (at most one per address per
+    ``link_rate_limit_seconds``); None when nothing is to be sent. Callers answer the same either way."""
     subscriber_id = preferences.claim_link_email(
         session, email, now=env.now(), rate_limit_seconds=env.settings.link_rate_limit_seconds
     )
-    if subscriber_id is None:
-        return False
-    mail.send_preferences_link(session, env, subscriber_id)
-    return True
+    return None if subscriber_id is None else Outgoing(preferences_link_to=subscriber_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
@@ -115,6 +115,7 @@ def request_form(request: Request, env: Env, pages: PageRenderer) -> HTMLRespons
 @router.post("/preferences", response_class=HTMLResponse, summary="Email me a new preferences link")
 def request_link(
     request: Request,
+    background: BackgroundTasks,
     session: DbSession,
     env: Env,
     pages: PageRenderer,
@@ -129,7 +130,7 @@ def request_link(
         return pages.page("link_sent.html", lang)
     under_limit(request, "request_link")
     try:
-        readers.request_link(session, env, email)
+        outgoing = readers.request_link(session, env, email)
     except InvalidEmail:
         return pages.page(
             "request_link.html",
@@ -139,4 +140,5 @@ def request_link(
             error=pages.words[lang]["bad_email"],
             email=email[:320],
         )
+    background.add_task(readers.deliver, env, outgoing)  # after the answer, and after the commit
     return pages.page("link_sent.html", lang)

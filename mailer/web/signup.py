@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Path, Request
 from fastapi.responses import HTMLResponse
 
 from mailer.services import readers
@@ -60,6 +60,7 @@ def subscribe_form(request: Request, env: Env, pages: PageRenderer) -> HTMLRespo
 @router.post("/subscribe", response_class=HTMLResponse, summary="Sign up (double opt-in)")
 def subscribe(
     request: Request,
+    background: BackgroundTasks,
     session: DbSession,
     env: Env,
     pages: PageRenderer,
@@ -77,7 +78,7 @@ def subscribe(
     under_limit(request, "signup")
     chosen = frozenset(topics)
     try:
-        readers.signup(session, env, email, chosen, locale)
+        _, outgoing = readers.signup(session, env, email, chosen, locale)
     except InvalidEmail:
         return _form(
             pages,
@@ -88,6 +89,7 @@ def subscribe(
             email=email[:320],
             chosen=chosen,
         )
+    background.add_task(readers.deliver, env, outgoing)  # after the answer, and after the commit
     return pages.page("check_inbox.html", lang)
 
 
@@ -98,7 +100,7 @@ def confirm_page(
     page = readers.confirm_page(session, env, token)
     return pages.page(
         "confirm.html",
-        pages.lang_for(request),
+        pages.lang_for(request, page.locale),
         page=page,
         token=token,
         csrf=form_token(env.settings.secret_key, "confirm", token),

@@ -26,7 +26,7 @@ def unsubscribe_page(
     token: Token, request: Request, session: ReadSession, env: Env, pages: PageRenderer
 ) -> HTMLResponse:
     page = readers.unsubscribe_page(session, env, token)
-    lang = pages.lang_for(request)
+    lang = pages.lang_for(request, page.locale)
     return pages.page(
         "unsubscribe.html",
         lang,
@@ -55,4 +55,4 @@ def unsubscribe(
     require_form_token(env, "unsubscribe", token, csrf)
     readers.unsubscribe(session, env, token, source="unsubscribe-page")
     page = readers.unsubscribe_page(session, env, token)
-    return pages.page("unsubscribed.html", pages.lang_for(request), page=page)
+    return pages.page("unsubscribed.html", pages.lang_for(request, page.locale), page=page)

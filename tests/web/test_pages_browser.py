@@ -12,6 +12,7 @@ from html import unescape
 
 import pytest
 from sqlalchemy import select
+from support.waiting import wait_until
 
 from mailer import samples
 from mailer.services import campaigns
@@ -136,7 +137,7 @@ def test_signup_from_the_form_to_the_confirm_button(live_web, page, artifacts_di
     page.click("#subscribe")
     page.wait_for_selector("#check-inbox")
     assert _state(web, "browser-new@example.org") == ("pending", {"nova", "swift"})
-    mail = _messages_to(web, "browser-new@example.org")[-1]
+    mail = wait_until(lambda: _messages_to(web, "browser-new@example.org"), what="the confirmation email")[-1]
     link = re.search(
         rf"{re.escape(web.url)}/confirm/[^\s\"<]+", mail.get_body(("plain",)).get_content()
     ).group(0)
