@@ -90,6 +90,9 @@ class Subscriber(Base):
     confirm_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # When the last "send me my preferences link" email went out (at most one per address per hour).
     link_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # A signup's choices for an address that already has a row: applied when its link is confirmed.
+    requested_topics: Mapped[str | None] = mapped_column(Text)  # topic keys, comma-separated
+    requested_locale: Mapped[str | None] = mapped_column(String(8))
     # Random per row, covered by every link's signature (subscribers.tokens): links name one person.
     token_salt: Mapped[str] = mapped_column(String(32), default=new_salt)
 

@@ -140,30 +140,19 @@ def signup(
             f"{rate_limit_seconds / 60:.0f} minutes ago; try again later",
             retry_after=retry,
         )
-    # pending again, or unsubscribed and signing up anew: the form's choices replace the old ones
-    if subscriber.status in sources(SubscriberAction.RESUBSCRIBE):
-        subscriber.status = target(SubscriberAction.RESUBSCRIBE)
-        record_event(
-            session,
-            subscriber.id,
-            address.key,
-            "subscribed",
-            source=source,
-            detail={"status": "pending"},
-            now=now,
-        )
-    before = _followed(session, subscriber.id)
-    if before != frozenset(wanted):
-        _replace_topics(session, subscriber.id, wanted)
-        detail = {"added": sorted(set(wanted) - before), "removed": sorted(before - set(wanted))}
-        record_event(
-            session, subscriber.id, address.key, "topics_changed", source=source, detail=detail, now=now
-        )
-    set_locale(session, subscriber.id, lang, source=source, now=now)
-    if clean_name and clean_name != subscriber.name:
-        subscriber.name = clean_name
-    subscriber.changed_at = now
-    record_event(session, subscriber.id, address.key, "confirmation_sent", source=source, now=now)
+    # pending, or unsubscribed and signing up anew: anyone can type an address into the form, so the row
+    # stays as it is; the form's choices wait for the owner's click on the emailed link (``confirm``)
+    subscriber.requested_topics = ",".join(sorted(wanted))
+    subscriber.requested_locale = lang
+    record_event(
+        session,
+        subscriber.id,
+        address.key,
+        "confirmation_sent",
+        source=source,
+        detail={"requested_topics": sorted(wanted), "requested_locale": lang},
+        now=now,
+    )
     session.flush()
     token = make_token(secret, subscriber.id, "confirm", salt=subscriber.token_salt, now=now)
     return result("confirmation_sent", subscriber.id, token)
@@ -183,20 +172,42 @@ def confirm(
     now = now or utcnow()
     subscriber_id = read_link(session, secret, token, "confirm", max_age=max_age, now=now).id
     suppressed = Suppression.email_key == Subscriber.email_key
+    # pending, or unsubscribed and signed up again: the click on the emailed link proves the address
+    confirmable = (*sources(SubscriberAction.CONFIRM), *sources(SubscriberAction.REJOIN))
     row = session.execute(
         update(Subscriber)
         .where(
             Subscriber.id == subscriber_id,
-            Subscriber.status.in_(sources(SubscriberAction.CONFIRM)),
+            Subscriber.status.in_(confirmable),
             ~select(Suppression.id).where(suppressed).exists(),
         )
         .values(status=target(SubscriberAction.CONFIRM), confirmed_at=now, changed_at=now)
-        .returning(Subscriber.email_key)
+        .returning(Subscriber.email_key, Subscriber.requested_topics, Subscriber.requested_locale)
         .execution_options(synchronize_session="fetch")
     ).first()
-    subscriber = get_subscriber(session, subscriber_id)
     if row is not None:
-        record_event(session, subscriber_id, row[0], "confirmed", source=source, now=now)
+        email_key, requested_topics, requested_locale = row
+        record_event(session, subscriber_id, email_key, "confirmed", source=source, now=now)
+        if requested_topics is not None:  # the choices of the signup this link answers
+            keys = [k for k in requested_topics.split(",") if k]
+            wanted = require_topics(session, keys)
+            before = _followed(session, subscriber_id)
+            if before != frozenset(wanted):
+                _replace_topics(session, subscriber_id, wanted)
+                detail = {"added": sorted(set(wanted) - before), "removed": sorted(before - set(wanted))}
+                record_event(
+                    session, subscriber_id, email_key, "topics_changed", source=source, detail=detail, now=now
+                )
+        if requested_locale is not None:
+            set_locale(session, subscriber_id, requested_locale, source=source, now=now)
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.id == subscriber_id)
+            .values(requested_topics=None, requested_locale=None)
+            .execution_options(synchronize_session="fetch")
+        )
+    subscriber = get_subscriber(session, subscriber_id)
+    session.refresh(subscriber)
     return ConfirmResult(
         subscriber.id, subscriber.email, subscriber.locale, subscriber.status, row is not None
     )

@@ -40,7 +40,7 @@ __all__ = [
     "Outgoing",
     "confirm",
     "confirm_page",
-    "deliver",
+    "deliver_stepwise",
     "open_link",
     "preference_page",
     "rejoin",
@@ -239,7 +239,7 @@ def unsubscribe(session: Session, env: AppEnv, token: str, *, source: str) -> bo
 # --- signing up --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Outgoing:
-    """A transactional email a request decided to send, sent by ``deliver`` once the request has
+    """A transactional email a request decided to send, sent by ``deliver_stepwise`` once the request has
     answered: the answer then takes as long whether or not an email goes out (no address probing by
     timing), and the email leaves only after what it confirms is committed."""
 
@@ -247,7 +247,7 @@ class Outgoing:
     preferences_link_to: int | None = None  # a subscriber id
 
 
-def deliver(env: AppEnv, outgoing: Outgoing | None) -> None:
+def deliver_stepwise(env: AppEnv, outgoing: Outgoing | None) -> None:
     """Send what a request decided to send (after its answer); a failure is logged: the reader sees the
     same page either way, and may ask again once the per-address limit allows."""
     if outgoing is None:

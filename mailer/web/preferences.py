@@ -140,5 +140,5 @@ def request_link(
             error=pages.words[lang]["bad_email"],
             email=email[:320],
         )
-    background.add_task(readers.deliver, env, outgoing)  # after the answer, and after the commit
+    background.add_task(readers.deliver_stepwise, env, outgoing)  # after the answer, and after the commit
     return pages.page("link_sent.html", lang)

@@ -89,7 +89,7 @@ def subscribe(
             email=email[:320],
             chosen=chosen,
         )
-    background.add_task(readers.deliver, env, outgoing)  # after the answer, and after the commit
+    background.add_task(readers.deliver_stepwise, env, outgoing)  # after the answer, and after the commit
     return pages.page("check_inbox.html", lang)
 
 

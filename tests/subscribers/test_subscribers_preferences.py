@@ -87,6 +87,9 @@ def test_one_confirmation_per_address_per_hour(session):
         session, "flood@example.org", secret=SECRET, topics=["heat"], now=T0 + timedelta(minutes=61)
     )
     assert later.outcome == "confirmation_sent" and later.subscriber_id == first.subscriber_id
+    # the row waits for the owner's click: the second form's choices apply once its link is confirmed
+    assert get_preferences(session, first.subscriber_id).topics == frozenset({"nova"})
+    confirm(session, later.confirm_token, secret=SECRET, now=T0 + timedelta(minutes=62))
     assert get_preferences(session, first.subscriber_id).topics == frozenset({"heat"})
     # other addresses are not affected by someone else's limit
     assert signup(
@@ -142,12 +145,18 @@ def test_preferences_change_and_log_events(session):
 
 
 def test_unsubscribed_can_sign_up_again_through_double_opt_in(session):
-    s = add_subscriber(session, "back@example.org", now=T0)
+    s = add_subscriber(session, "back@example.org", topics=["nova"], locale="zh", now=T0)
     unsubscribe_all(session, s.id, source="web", now=T0)
-    again = signup(session, "back@example.org", secret=SECRET, topics=["heat"], now=T0 + timedelta(days=1))
+    again = signup(
+        session, "back@example.org", secret=SECRET, topics=["heat"], locale="en", now=T0 + timedelta(days=1)
+    )
     assert again.outcome == "confirmation_sent" and again.subscriber_id == s.id
-    assert get_preferences(session, s.id).status == "pending"
+    # anyone can type the address into the form: nothing changes until the owner confirms
+    before = get_preferences(session, s.id)
+    assert (before.status, before.topics, before.locale) == ("unsubscribed", frozenset({"nova"}), "zh")
     assert confirm(session, again.confirm_token, secret=SECRET, now=T0 + timedelta(days=1)).status == "active"
+    after = get_preferences(session, s.id)
+    assert (after.status, after.topics, after.locale) == ("active", frozenset({"heat"}), "en")
 
 
 def test_add_and_remove(session):

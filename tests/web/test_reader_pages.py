@@ -448,3 +448,24 @@ def test_no_redirect_is_built_from_the_host_header(live_web):
     archive = web.client.get("/issues/")
     assert archive.headers["vary"] == "Accept-Language"  # a shared cache keeps one copy per language
     assert web.client.get("/static/site.css").headers["cache-control"] == "public, max-age=3600"
+
+
+def test_a_signup_with_someone_elses_address_changes_nothing_until_they_confirm(live_web):
+    web = live_web
+    owner = _subscriber(web, "owner@example.org", topics=("nova",), locale="en")
+    with web.env.transaction() as session:
+        from subscribers.preferences import unsubscribe_all
+
+        unsubscribe_all(session, owner.id, source="test")
+    csrf = _csrf(web.client.get("/subscribe").text)
+    form = {"csrf": csrf, "email": "owner@example.org", "topics": ["heat"], "locale": "zh"}
+    assert web.client.post("/subscribe", data=form, headers=_same_site(web)).status_code == 200
+    assert _state(web, "owner@example.org") == ("unsubscribed", {"nova"}, "en")
+    mail = wait_until(lambda: _sent_messages(web, "owner@example.org"), what="the confirmation email")[-1]
+    link = re.search(
+        rf"{re.escape(web.url)}/confirm/[^\s\"<]+", mail.get_body(("plain",)).get_content()
+    ).group(0)
+    page = web.client.get(link)
+    assert 'id="confirm"' in page.text
+    web.client.post(link, data={"csrf": _csrf(page.text)}, headers=_same_site(web))
+    assert _state(web, "owner@example.org") == ("active", {"heat"}, "zh")
