@@ -33,7 +33,7 @@ from mailer.settings import Settings, get_settings
 from mailer.web import archive, preferences, signup, unsubscribe, webhooks
 from mailer.web.pages import Pages
 from mailer.web.ratelimit import ClientLimiter
-from mailer.web.security import BodyLimit, SecurityHeaders
+from mailer.web.security import BodyLimit, HeadAsGet, SecurityHeaders
 from subscribers.errors import InvalidToken, SubscribersError
 
 __all__ = ["create_app"]
@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
     )
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(HeadAsGet)
 
     app.include_router(webhooks.make_router(settings.webhook_path))
     app.include_router(unsubscribe.router)

@@ -448,6 +448,12 @@ def test_no_redirect_is_built_from_the_host_header(live_web):
     archive = web.client.get("/issues/")
     assert archive.headers["vary"] == "Accept-Language"  # a shared cache keeps one copy per language
     assert web.client.get("/static/site.css").headers["cache-control"] == "public, max-age=3600"
+    head = web.client.head("/issues/")  # link checkers send HEAD: answered as GET, without the body
+    assert (
+        head.status_code == 200
+        and head.content == b""
+        and head.headers["content-type"].startswith("text/html")
+    )
 
 
 def test_a_signup_with_someone_elses_address_changes_nothing_until_they_confirm(live_web):
