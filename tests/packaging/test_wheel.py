@@ -4,15 +4,22 @@ and the demo's sample data must all travel inside the wheel)."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
+import re
 import shutil
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import venv
 from pathlib import Path
 
 import pytest
 from support.paths import PROJECT_ROOT, REFERENCE_ISSUE
+from support.services import free_port
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +63,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 
 def test_the_installed_wheel_renders_migrates_and_runs_the_demo_outside_the_checkout(installed, tmp_path):
     bin_dir, env = installed
+    port = free_port()
+    env = {**env, "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}"}  # the demo's links, and serve's
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     newsletter = str(bin_dir / "newsletter")
@@ -77,4 +86,32 @@ def test_the_installed_wheel_renders_migrates_and_runs_the_demo_outside_the_chec
 
     demo = _run([newsletter, "demo"], elsewhere, env)
     assert "failed 0" in demo and "suppressed (hard_bounce)" in demo and "suppressed (complaint)" in demo
-    assert len(list((elsewhere / "var" / "outbox").glob("*.eml"))) >= 20
+    emails = sorted((elsewhere / "var" / "outbox").glob("*.eml"))
+    assert len(emails) >= 20
+
+    # the web side from the installed package answers every link of a sent email
+    server = subprocess.Popen(
+        [newsletter, "serve", "--port", str(port)], cwd=elsewhere, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(base + "/healthz") == 200, timeout=30, what="newsletter serve")
+        message = email.message_from_bytes(emails[2].read_bytes(), policy=email.policy.default)
+        text = message.get_body(("plain",)).get_content()
+        links = set(re.findall(rf"{re.escape(base)}[^\s<>\"]*", text))
+        assert len(links) >= 4 and {_answers(link) for link in links} == {200}, links
+        assert _answers(base + "/static/site.css") == 200
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _answers(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
