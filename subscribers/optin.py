@@ -19,7 +19,7 @@ from subscribers.events import record_event
 from subscribers.links import read_link
 from subscribers.models import Subscriber, Suppression, new_salt
 from subscribers.normalise import normalise_address, normalise_locale, normalise_name
-from subscribers.preferences import _followed, _replace_topics, require_topics, set_locale
+from subscribers.preferences import _replace_topics, followed_topics, require_topics, set_locale
 from subscribers.states import SubscriberAction, SubscriberStatus, sources, target
 from subscribers.store import get_subscriber
 from subscribers.tokens import make_token
@@ -191,7 +191,7 @@ def confirm(
         if requested_topics is not None:  # the choices of the signup this link answers
             keys = [k for k in requested_topics.split(",") if k]
             wanted = require_topics(session, keys)
-            before = _followed(session, subscriber_id)
+            before = followed_topics(session, subscriber_id)
             if before != frozenset(wanted):
                 _replace_topics(session, subscriber_id, wanted)
                 detail = {"added": sorted(set(wanted) - before), "removed": sorted(before - set(wanted))}

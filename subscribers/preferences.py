@@ -60,10 +60,6 @@ def require_topics(session: Session, keys: Collection[str]) -> dict[str, int]:
 
 def followed_topics(session: Session, subscriber_id: int) -> frozenset[str]:
     """The keys of the topics a subscriber follows (one query; no check that the subscriber exists)."""
-    return _followed(session, subscriber_id)
-
-
-def _followed(session: Session, subscriber_id: int) -> frozenset[str]:
     rows = session.scalars(
         select(Topic.key)
         .join(subscriber_topics, subscriber_topics.c.topic_id == Topic.id)
@@ -74,7 +70,7 @@ def _followed(session: Session, subscriber_id: int) -> frozenset[str]:
 
 def get_preferences(session: Session, subscriber_id: int) -> Preferences:
     s = get_subscriber(session, subscriber_id)
-    return Preferences(s.id, s.email, s.name, s.locale, s.status, _followed(session, s.id))
+    return Preferences(s.id, s.email, s.name, s.locale, s.status, followed_topics(session, s.id))
 
 
 def _replace_topics(session: Session, subscriber_id: int, wanted: dict[str, int]) -> None:
@@ -106,7 +102,7 @@ def set_topics(
     """Make the subscriber follow exactly ``topics`` (keys); True when that changed anything."""
     wanted = require_topics(session, topics)
     subscriber = get_subscriber(session, subscriber_id, lock=True)
-    before = _followed(session, subscriber_id)
+    before = followed_topics(session, subscriber_id)
     if before == frozenset(wanted):
         return False
     now = now or utcnow()
@@ -130,7 +126,7 @@ def unsubscribe_topic(
 ) -> bool:
     """Stop following one topic (the subscriber stays subscribed to the rest); True when it changed."""
     require_topics(session, [topic])
-    followed = _followed(session, subscriber_id)
+    followed = followed_topics(session, subscriber_id)
     if topic not in followed:
         get_subscriber(session, subscriber_id)  # an unknown id is an error, not a silent no-op
         return False

@@ -36,10 +36,9 @@ class SubscriberStatus(StrEnum):
 class SubscriberAction(StrEnum):
     CONFIRM = "confirm"  # the double opt-in link, or an import / admin activating a pending address
     UNSUBSCRIBE = "unsubscribe"
-    RESUBSCRIBE = "resubscribe"  # signing up again after leaving: pending until confirmed
-    REJOIN = (
-        "rejoin"  # undoing an unsubscribe through a signed link of one's own mail (it proves the address)
-    )
+    # undoing an unsubscribe through a signed link of one's own mail (the preference centre, or the
+    # confirmation of a new signup): the link proves the address
+    REJOIN = "rejoin"
     BOUNCE = "bounce"
     COMPLAIN = "complain"
     BLOCK = "block"  # a manual suppression
@@ -56,7 +55,6 @@ _S = SubscriberStatus
 _TABLE: dict[SubscriberAction, tuple[frozenset[SubscriberStatus], SubscriberStatus]] = {
     SubscriberAction.CONFIRM: (frozenset({_S.PENDING}), _S.ACTIVE),
     SubscriberAction.UNSUBSCRIBE: (frozenset({_S.PENDING, _S.ACTIVE}), _S.UNSUBSCRIBED),
-    SubscriberAction.RESUBSCRIBE: (frozenset({_S.UNSUBSCRIBED}), _S.PENDING),
     SubscriberAction.REJOIN: (frozenset({_S.UNSUBSCRIBED}), _S.ACTIVE),
     SubscriberAction.BOUNCE: (frozenset({_S.PENDING, _S.ACTIVE, _S.UNSUBSCRIBED}), _S.BOUNCED),
     SubscriberAction.COMPLAIN: (

@@ -98,17 +98,12 @@ class FeedbackWriter:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="feedback-writer", daemon=True)
         self._thread.start()
-        self.groups = 0  # how many transactions it took (tests, benchmarks)
 
     def enqueue(self, message: SnsMessage) -> Future[FeedbackResult]:
         """Hand a verified Notification over; the future is done once it is committed (or failed)."""
         pending = _Pending(message)
         self._queue.put(pending)
         return pending.done
-
-    def submit(self, message: SnsMessage) -> FeedbackResult:
-        """``enqueue`` and wait (at most ``timeout`` seconds)."""
-        return self.enqueue(message).result(timeout=self.timeout)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -150,7 +145,6 @@ class FeedbackWriter:
             if is_database_outage(exc) or len(group) == 1:
                 return [_refused(exc) for _ in group]
             return [answer for pending in group for answer in self._apply([pending])]
-        self.groups += 1
         return answers
 
 

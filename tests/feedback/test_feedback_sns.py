@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.paths import SHARED_FIXTURES
+from support.sns import split_http
 
 from mailer.feedback.sns import (
     CachedCertificates,
@@ -63,15 +64,6 @@ def lenient(certs: CachedCertificates | None = None) -> SnsVerifier:
     return SnsVerifier(
         certs or fixture_certs(), max_age=None, check_validity=False, topic_arns=FIXTURE_TOPICS
     )
-
-
-def split_http(path: Path) -> tuple[dict[str, str], str]:
-    head, _, body = path.read_text().replace("\r\n", "\n").partition("\n\n")
-    headers = {}
-    for line in head.splitlines()[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return headers, body
 
 
 def test_fixture_set_is_complete() -> None:

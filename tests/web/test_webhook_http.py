@@ -11,12 +11,12 @@ SubscriptionConfirmation does reach it.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 from support.paths import SHARED_FIXTURES
+from support.sns import split_http
 
 from mailer.feedback.models import FeedbackMessage
 from mailer.feedback.samples import bounce_notification, complaint_notification
@@ -41,15 +41,6 @@ def _suppressed(web, email: str) -> Suppression | None:
 def _status(web, email: str) -> str | None:
     with web.env.sessions() as session:
         return session.scalar(select(Subscriber.status).where(Subscriber.email_key == email.lower()))
-
-
-def _split_http(path: Path) -> tuple[dict[str, str], str]:
-    head, _, body = path.read_text().replace("\r\n", "\n").partition("\n\n")
-    headers = {}
-    for line in head.splitlines()[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return headers, body
 
 
 def test_real_signed_messages_are_accepted_and_applied_once(live_web):
@@ -99,7 +90,7 @@ def test_one_changed_byte_of_a_signed_field_is_refused_and_stores_nothing(live_w
 
 @pytest.mark.parametrize("path", UNSIGNED, ids=lambda p: p.name)
 def test_the_documentation_examples_are_refused(live_web, path):
-    headers, body = _split_http(path)
+    headers, body = split_http(path)
     before = _stored(live_web)
     response = live_web.post_sns(body, headers["x-amz-sns-message-type"])
     assert response.status_code == 403
