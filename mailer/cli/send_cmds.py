@@ -11,13 +11,23 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Group
+from rich.table import Table
 
 from mailer import samples
-from mailer.cli.app import app, environment, err_console, say, warn
+from mailer.cli.app import app, console, environment, err_console, say, warn
 from mailer.cli.output import ProgressBar, require_finished, segments_table, show_plan
 from mailer.errors import InputError
 from mailer.services import campaigns
-from mailer.services.demo import DemoStep, Imported, Sent, demo_settings, run_demo_stepwise
+from mailer.services.demo import (
+    DemoStep,
+    FedBack,
+    Imported,
+    Sent,
+    Summary,
+    demo_settings,
+    run_demo_stepwise,
+)
 from mailer.services.env import AppEnv
 
 
@@ -122,7 +132,8 @@ def demo_command(
         Path, typer.Option("--subscribers", help="CSV to import [sample subscribers]")
     ] = samples.SUBSCRIBERS,
 ) -> None:
-    """The whole path on embedded defaults: import, render per segment, send to the outbox, feedback."""
+    """The whole path on embedded defaults: import, render per segment, send to the outbox, signed SES
+    feedback through the webhook's path, and a summary of what is in the database and the outbox."""
     env = AppEnv.from_settings(demo_settings())
     bar = ProgressBar()
 
@@ -150,9 +161,59 @@ def _show_step(done: DemoStep) -> None:
         segments_table(segments, title=f"campaign {info.id}: {done.draft.issue.title}")
         say(f"   sent {state.sent}, failed {state.failed}, skipped {state.skipped} ({state.status})")
         say(f"   outbox: {done.outbox} ({done.outbox_files} .eml files of this campaign)")
-    else:
-        if not done.results:
+    elif isinstance(done, FedBack):
+        if not done.fed:
             say("   fewer than two messages sent; no feedback to show")
-        for received in done.results:
-            for line in received.lines():
+        else:
+            say(f"   topic {done.topic_arn}, certificate {done.cert_url}")
+        for fed in done.fed:
+            for line in fed.result.lines():
                 say(f"   {line}")
+    else:
+        _show_summary(done)
+
+
+def _show_summary(summary: Summary) -> None:
+    """The demo's last word: one table of what the database and the outbox hold, and where to look."""
+    table = Table(title="demo summary", show_header=False, show_lines=True)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    table.add_row(
+        "subscribers",
+        f"{summary.imported} imported, {summary.rejected} rejected, {summary.active} active now",
+    )
+    readers = sum(count for _, count in summary.segments)
+    each = ", ".join(f"{'+'.join(topics) or 'general only'} {count}" for topics, count in summary.segments)
+    table.add_row("segments", f"{len(summary.segments)} segments, {readers} readers\n{each}")
+    table.add_row(
+        "outbox",
+        f"{summary.outbox_messages} messages of campaign {summary.campaign_id} "
+        f"({summary.sent} sent in its ledger)",
+    )
+    for fed in summary.fed:
+        check = "signature verified" if fed.result.verified else "UNVERIFIED"
+        notes = [c.note.removeprefix(f"{fed.email}: ") for c in fed.result.changes if c.changed]
+        table.add_row(
+            f"{fed.kind}\n(signed SNS,\nwebhook path)",
+            f"{fed.email}\nSNS notification {fed.result.key}, {check}\n{'; '.join(notes) or 'no change'}",
+        )
+    if not summary.fed:
+        table.add_row("feedback", "fewer than two messages sent; none fed back")
+    listed = Table(box=None, pad_edge=False)
+    listed.add_column("address", overflow="fold")
+    listed.add_column("reason", no_wrap=True)
+    listed.add_column("evidence", overflow="fold")
+    for entry in summary.suppressed:
+        listed.add_row(entry.email, entry.reason, entry.evidence)
+    more = summary.suppressions - len(summary.suppressed)
+    if more > 0:
+        listed.add_row(f"... and {more} more", "", "")
+    table.add_row("suppression list", Group(f"{summary.suppressions} addresses", listed))
+    places = Table.grid(padding=(0, 1))
+    places.add_column(no_wrap=True)
+    places.add_column(overflow="fold")
+    places.add_row("outbox", str(summary.outbox))
+    places.add_row("preview", str(summary.preview))
+    places.add_row("dashboard", f"{summary.dashboard_command}, then open {summary.dashboard_url}")
+    table.add_row("where to look", places)
+    console.print(table)

@@ -1,8 +1,10 @@
 """SES bounce and complaint notifications built locally, shaped like the SES developer guide's examples.
 
-For the demo (and tests): it feeds these through the same apply path as real SNS traffic, explicitly
-unverified (see ``mailer.feedback.apply.SKIP_VERIFICATION``). Pure: the time is a parameter, the
-feedback id derives from the inputs so the same call gives the same notification.
+The demo wraps them in SNS envelopes signed with a certificate made for its run (mailer.services.demo)
+and feeds them through the webhook's path: verified, stored, applied. Tests do the same with
+mailer.testing.sns_signer, or apply them bare, explicitly unverified (``--no-verify``,
+``mailer.feedback.apply.SKIP_VERIFICATION``). Pure: the time is a parameter, the feedback id derives
+from the inputs so the same call gives the same notification.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from mailer.feedback.sns import (
     CachedCertificates,
     CertificateDirectory,
     SnsMessage,
+    SnsSignatureError,
     SnsVerifier,
     fetch_certificate_https,
 )
@@ -36,12 +37,18 @@ from mailer.services.env import AppEnv
 __all__ = ["FeedbackWriter", "receive", "verifier"]
 
 
-def verifier(env: AppEnv, *, cert_dir: Path | None = None) -> SnsVerifier:
+def verifier(
+    env: AppEnv, *, cert_dir: Path | None = None, pinned: Mapping[str, bytes] | None = None
+) -> SnsVerifier:
     """SNS verification by the settings: topic allow-list, message age, certificate dates; certificates
-    read from ``cert_dir`` (else NEWSLETTER_SNS_CERT_DIR), else fetched over HTTPS, cached either way."""
+    read from ``cert_dir`` (else NEWSLETTER_SNS_CERT_DIR), else fetched over HTTPS, cached either way.
+    ``pinned`` (URL -> PEM) replaces every source: only those certificates, nothing read or fetched (the
+    demo's certificate, made for one run; no setting can pin one)."""
     settings = env.settings
     folder = cert_dir or settings.sns_cert_dir
-    fetch = CertificateDirectory(folder) if folder else fetch_certificate_https
+    fetch: Callable[[str], bytes] = CertificateDirectory(folder) if folder else fetch_certificate_https
+    if pinned is not None:
+        fetch = _only(pinned)
     max_age = settings.sns_max_age_seconds
     return SnsVerifier(
         CachedCertificates(fetch),
@@ -49,6 +56,18 @@ def verifier(env: AppEnv, *, cert_dir: Path | None = None) -> SnsVerifier:
         check_validity=settings.sns_check_certificate_dates,
         topic_arns=frozenset(settings.sns_topic_arns),
     )
+
+
+def _only(pinned: Mapping[str, bytes]) -> Callable[[str], bytes]:
+    held = dict(pinned)
+
+    def fetch(url: str) -> bytes:
+        try:
+            return held[url]
+        except KeyError:
+            raise SnsSignatureError(f"SNS message: {url} is not a certificate this verifier trusts") from None
+
+    return fetch
 
 
 def receive(

@@ -41,6 +41,19 @@ def test_demo_runs_the_whole_path_on_embedded_defaults(tmp_path):
     assert "suppressed (hard_bounce), status bounced" in out
     assert "suppressed (complaint), status complained" in out
     assert (tmp_path / "var" / "newsletter.db").exists()
+    # it ends with the summary table (figures checked against the database in tests/services/test_demo.py)
+    summary = out[out.index("demo summary") :]
+    assert "(verified)" in out and "UNVERIFIED" not in out
+    for row in (
+        "30 imported, 2 rejected, 26 active now",
+        "21 segments, 28 readers",
+        "28 messages of campaign 1",
+    ):
+        assert row in summary
+    assert summary.count("signature verified") == 2 and "2 addresses" in summary
+    assert str((tmp_path / "var" / "outbox").resolve()) in summary
+    assert "newsletter serve, then open http://127.0.0.1:8000/admin/" in summary
+    assert out.rstrip().endswith("┘")
 
     listed = newsletter(tmp_path, "campaigns", "list")
     assert listed.returncode == 0 and "done" in listed.stdout
