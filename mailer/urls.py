@@ -35,6 +35,8 @@ ROUTES: Mapping[str, str] = MappingProxyType(
         "feed": "/issues/feed.xml",
         # the pages' stylesheet (and any other file of templates/web/static)
         "static": "/static/{name}",
+        # the admin dashboard (its login page when no session); never in a message, printed by the CLI
+        "admin": "/admin/",
     }
 )
 
@@ -150,6 +152,9 @@ class Urls:
 
     def static(self, name: str) -> str:
         return self._url("static", name=name)
+
+    def admin(self) -> str:
+        return self._url("admin")
 
     def route_of(self, url: str) -> str | None:
         """The route an absolute URL on this base leads to; None for anything else."""

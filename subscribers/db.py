@@ -30,6 +30,7 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    func,
     text,
 )
 from sqlalchemy.engine import make_url
@@ -41,6 +42,7 @@ __all__ = [
     "BigId",
     "UtcDateTime",
     "current_revision",
+    "epoch_seconds",
     "head_revision",
     "make_session_factory",
     "one_of",
@@ -208,3 +210,10 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def epoch_seconds(session: Session, column: Any) -> Any:
+    """SQL for the seconds since 1970 of a timestamp column, on either database (time buckets of charts)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", column)
+    return func.strftime("%s", column) + 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Generator, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -26,7 +27,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
-from subscribers.db import utcnow
+from subscribers.db import epoch_seconds, utcnow
 from subscribers.errors import InvalidInput, UnknownSubscriber
 from subscribers.models import (
     STATUSES,
@@ -40,6 +41,8 @@ from subscribers.normalise import TOPIC_KEY, email_key
 from subscribers.states import SubscriberStatus
 
 __all__ = [
+    "count_created_before",
+    "created_per_bucket",
     "AudienceMember",
     "add_topic",
     "engine_of",
@@ -52,7 +55,9 @@ __all__ = [
     "segment_counts",
     "sendable",
     "stats",
+    "status_counts",
     "stream_audience",
+    "suppression_count",
     "sync_topics",
     "topic_ids",
 ]
@@ -276,16 +281,20 @@ class Stats:
     total: int
 
 
-def stats(session: Session) -> Stats:
+def status_counts(session: Session) -> dict[str, int]:
+    """Subscribers per status, every status named (one GROUP BY: a scan of the subscribers)."""
     by_status = {str(status): 0 for status in STATUSES}
-    by_status.update(
-        {
-            status: count
-            for status, count in session.execute(
-                select(Subscriber.status, func.count()).group_by(Subscriber.status)
-            )
-        }
-    )
+    rows = session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status))
+    by_status.update({status: count for status, count in rows})
+    return by_status
+
+
+def suppression_count(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Suppression)) or 0
+
+
+def stats(session: Session) -> Stats:
+    by_status = status_counts(session)
     by_topic = {key: 0 for key in session.scalars(select(Topic.key).order_by(Topic.key))}
     rows = session.execute(
         select(Topic.key, func.count())
@@ -301,7 +310,7 @@ def stats(session: Session) -> Stats:
         .group_by(Topic.key)
     )
     by_topic.update({key: count for key, count in rows})
-    suppressed = session.scalar(select(func.count()).select_from(Suppression)) or 0
+    suppressed = suppression_count(session)
     return Stats(by_status, by_topic, suppressed, sum(by_status.values()))
 
 
@@ -358,3 +367,17 @@ def events_of(session: Session, subscriber_id: int, *, limit: int = 200) -> list
         .limit(limit)
     )
     return sorted(session.scalars(newest), key=lambda event: event.id)
+
+
+def created_per_bucket(session: Session, since: datetime, bucket_seconds: int) -> dict[int, int]:
+    """Subscribers created since ``since`` per time bucket (unix time // bucket_seconds), whatever their
+    status now; with the count before ``since``, the list's growth over time."""
+    bucket = func.floor(epoch_seconds(session, Subscriber.created_at) / bucket_seconds)
+    rows = session.execute(
+        select(bucket, func.count()).where(Subscriber.created_at >= since).group_by(bucket)
+    )
+    return {int(b): int(n) for b, n in rows}
+
+
+def count_created_before(session: Session, moment: datetime) -> int:
+    return int(session.scalar(select(func.count()).where(Subscriber.created_at < moment)) or 0)

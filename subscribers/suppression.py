@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, exists, select, update
+from sqlalchemy import Table, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from subscribers.db import utcnow
+from subscribers.db import epoch_seconds, utcnow
 from subscribers.errors import InvalidInput
 from subscribers.events import event_row, record_event, record_events
 from subscribers.models import SUPPRESSION_REASONS, Subscriber, Suppression
@@ -22,11 +22,13 @@ from subscribers.states import SUPPRESSION_STATUS, SuppressionReason, sources, t
 __all__ = [
     "STATUS_FOR_REASON",
     "is_suppressed",
+    "list_suppressions",
     "record_soft_bounce",
     "reset_soft_bounces",
     "Suppressed",
     "suppress",
     "suppress_many",
+    "suppressions_per_bucket",
     "unsuppress",
 ]
 
@@ -190,8 +192,16 @@ def reset_soft_bounces(session: Session, subscriber_id: int) -> None:
     )
 
 
-def unsuppress(session: Session, email: str, *, source: str = "admin", now: datetime | None = None) -> bool:
-    """Take an address off the list (an admin's decision, logged); its status is left as it is."""
+def unsuppress(
+    session: Session,
+    email: str,
+    *,
+    source: str = "admin",
+    now: datetime | None = None,
+    note: str | None = None,
+) -> bool:
+    """Take an address off the list (an admin's decision, logged with ``note``, the admin's reason); its
+    status is left as it is."""
     address = normalise_address(email)
     row = session.scalar(select(Suppression).where(Suppression.email_key == address.key))
     if row is None:
@@ -204,7 +214,30 @@ def unsuppress(session: Session, email: str, *, source: str = "admin", now: date
         address.key,
         "unsuppressed",
         source=source,
-        detail={"was": row.reason},
+        detail={"was": row.reason, **({"note": note} if note else {})},
         now=now,
     )
     return True
+
+
+def list_suppressions(
+    session: Session, *, before_id: int | None = None, limit: int = 50
+) -> list[Suppression]:
+    """Newest first; pass the last id of a page as ``before_id`` for the next one."""
+    query = select(Suppression).order_by(Suppression.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(Suppression.id < before_id)
+    return list(session.scalars(query))
+
+
+def suppressions_per_bucket(
+    session: Session, since: datetime, bucket_seconds: int
+) -> dict[tuple[str, int], int]:
+    """Suppressions made since ``since`` per (reason, time bucket: unix time // bucket_seconds)."""
+    bucket = func.floor(epoch_seconds(session, Suppression.created_at) / bucket_seconds)
+    rows = session.execute(
+        select(Suppression.reason, bucket, func.count())
+        .where(Suppression.created_at >= since)
+        .group_by(Suppression.reason, bucket)
+    )
+    return {(str(reason), int(b)): int(n) for reason, b, n in rows}

@@ -1,4 +1,4 @@
-"""Command line: ``newsletter render|preview|subscribers|topics|db|send|campaigns|feedback|demo|serve``.
+"""Command line: ``newsletter render|preview|subscribers|topics|db|send|campaigns|feedback|demo|serve|admin``.
 
 Each command module registers its commands on the shared ``app``. ``main`` imports only the module of the
 command asked for (all of them for help or an unknown word): importing every command's stack (SQLAlchemy,
@@ -34,6 +34,7 @@ COMMAND_MODULES = {
     "campaigns": "campaign_cmds",
     "feedback": "feedback_cmds",
     "serve": "web_cmds",
+    "admin": "admin_cmds",
 }
 
 

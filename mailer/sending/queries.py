@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
@@ -17,11 +18,16 @@ from mailer.errors import NotFoundError
 from mailer.sending.ledger import execute_count
 from mailer.sending.models import Campaign, Delivery, SegmentRendering
 from mailer.sending.states import CampaignStatus, DeliveryStatus
+from subscribers.db import epoch_seconds
 
 __all__ = [
     "ARCHIVED",
     "archived_campaigns",
+    "CampaignCounters",
+    "campaign_counters",
     "campaign_page",
+    "SegmentHeader",
+    "count_by_segment_status",
     "count_by_status",
     "count_outcomes",
     "due_campaign_ids",
@@ -31,7 +37,9 @@ __all__ = [
     "note_reason",
     "reader_segment",
     "recent_sends",
+    "segment_headers",
     "segments_of",
+    "sends_per_bucket",
     "sent_rows",
     "stalled_fill_ids",
     "take_over_fill",
@@ -153,6 +161,51 @@ def segments_of(session: Session, campaign_id: int) -> list[SegmentRendering]:
     )
 
 
+@dataclass(frozen=True)
+class SegmentHeader:
+    id: int
+    segment: frozenset[str]
+    recipients: int
+
+
+def segment_headers(session: Session, campaign_id: int) -> list[SegmentHeader]:
+    """The campaign's segments without their (large) renderings."""
+    rows = session.execute(
+        select(SegmentRendering.id, SegmentRendering.segment_key, SegmentRendering.recipients)
+        .where(SegmentRendering.campaign_id == campaign_id)
+        .order_by(SegmentRendering.id)
+    )
+    return [SegmentHeader(i, frozenset(k for k in key.split(",") if k), n) for i, key, n in rows]
+
+
+def count_by_segment_status(session: Session, campaign_id: int) -> dict[int, dict[str, int]]:
+    """Ledger rows per segment (rendering id) and status."""
+    counts: dict[int, dict[str, int]] = {}
+    rows = session.execute(
+        select(Delivery.segment_id, Delivery.status, func.count())
+        .where(Delivery.campaign_id == campaign_id)
+        .group_by(Delivery.segment_id, Delivery.status)
+    )
+    for segment_id, status, count in rows:
+        counts.setdefault(int(segment_id), {})[str(status)] = int(count)
+    return counts
+
+
+def sends_per_bucket(
+    session: Session, since: datetime, bucket_seconds: int, campaign_id: int | None = None
+) -> dict[int, int]:
+    """Messages sent since ``since`` per time bucket (bucket number = unix time // bucket_seconds)."""
+    bucket = epoch_seconds(session, Delivery.sent_at) / bucket_seconds
+    query = (
+        select(func.floor(bucket), func.count())
+        .where(Delivery.status == DeliveryStatus.SENT, Delivery.sent_at >= since)
+        .group_by(func.floor(bucket))
+    )
+    if campaign_id is not None:
+        query = query.where(Delivery.campaign_id == campaign_id)
+    return {int(b): int(n) for b, n in session.execute(query)}
+
+
 def sent_rows(session: Session, campaign_id: int, limit: int) -> list[Delivery]:
     return list(
         session.scalars(
@@ -236,3 +289,48 @@ def note_reason(session: Session, campaign_id: int, reason: str, *, while_in: Ca
             .execution_options(synchronize_session=False),
         )
     )
+
+
+@dataclass(frozen=True)
+class CampaignCounters:
+    id: int
+    status: str
+    transport: str
+    total: int
+    sent: int
+    failed: int
+    skipped: int
+    unknown: int
+    bounced: int
+    complained: int
+
+
+def campaign_counters(session: Session, *, recent: int) -> list[CampaignCounters]:
+    """The counters kept on the campaign rows (no ledger scan) of every campaign sending or paused and of
+    the ``recent`` newest that started, by id (what the metrics show)."""
+    newest = (
+        select(Campaign.id)
+        .where(Campaign.started_at.is_not(None))
+        .order_by(Campaign.id.desc())
+        .limit(recent)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(
+            Campaign.id,
+            Campaign.status,
+            Campaign.transport,
+            Campaign.total,
+            Campaign.sent,
+            Campaign.failed,
+            Campaign.skipped,
+            Campaign.unknown,
+            Campaign.bounced,
+            Campaign.complained,
+        )
+        .where(
+            or_(Campaign.status.in_((CampaignStatus.SENDING, CampaignStatus.PAUSED)), Campaign.id.in_(newest))
+        )
+        .order_by(Campaign.id)
+    )
+    return [CampaignCounters(*row) for row in rows]

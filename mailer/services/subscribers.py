@@ -16,9 +16,9 @@ from typing import BinaryIO, TextIO
 
 from sqlalchemy.orm import Session
 
-from mailer.errors import InputError
+from mailer.errors import InputError, NotFoundError
 from mailer.services.env import AppEnv
-from subscribers import preferences, store
+from subscribers import preferences, store, suppression
 from subscribers.csvreader import Reject
 from subscribers.exporter import export_csv
 from subscribers.importer import ImportReport, import_csv_stepwise
@@ -31,9 +31,11 @@ __all__ = [
     "Page",
     "SubscriberDetail",
     "SubscriberRow",
+    "SuppressionRow",
     "TopicRow",
     "add",
     "add_topic",
+    "edit",
     "events_of",
     "export",
     "import_stepwise",
@@ -42,8 +44,10 @@ __all__ = [
     "search",
     "show",
     "statistics",
+    "suppressions",
     "topic_keys",
     "topics",
+    "unsuppress",
 ]
 
 MAX_PAGE = 1000
@@ -258,3 +262,59 @@ def add_topic(
             f"topic {clean!r} comes from the topic registry ({env.settings.registry_file}); rename it there"
         )
     return store.add_topic(session, key, name, name_zh)
+
+
+# --- an admin's edits and the suppression list (the admin API and dashboard) -----------------------------
+@dataclass(frozen=True)
+class SuppressionRow:
+    id: int
+    email: str
+    reason: str
+    created_at: datetime
+    evidence: str | None
+
+
+def edit(
+    session: Session,
+    env: AppEnv,
+    subscriber_id: int,
+    *,
+    topics: Sequence[str] | None = None,
+    locale: str | None = None,
+    unsubscribe: bool = False,
+    source: str = "admin",
+) -> SubscriberRow:
+    """An admin's change of one subscriber: its topics, its language, or an unsubscribe (an admin never
+    subscribes anyone back: only the reader's own confirmed link does). Each change is in its event log."""
+    subscriber = store.get_subscriber(session, subscriber_id, lock=True)
+    now = env.now()
+    if topics is not None:
+        preferences.set_topics(session, subscriber.id, topic_keys(env, list(topics)), source=source, now=now)
+    if locale is not None:
+        preferences.set_locale(session, subscriber.id, locale, source=source, now=now)
+    if unsubscribe:
+        preferences.unsubscribe_all(session, subscriber.id, source=source, now=now)
+    session.refresh(subscriber)
+    return SubscriberRow.of(subscriber)
+
+
+def suppressions(session: Session, *, before_id: int | None = None, limit: int = 50) -> list[SuppressionRow]:
+    """The suppression list, newest first (keyset pages: pass the last id as ``before_id``)."""
+    _check_limit(limit)
+    if before_id is not None and not 0 < before_id <= store.MAX_ID:
+        raise InputError(f"before must be a suppression id, not {before_id}")
+    return [
+        SuppressionRow(s.id, s.email, s.reason, s.created_at, s.evidence)
+        for s in suppression.list_suppressions(session, before_id=before_id, limit=limit)
+    ]
+
+
+def unsuppress(session: Session, env: AppEnv, email: str, *, reason: str, admin: str) -> None:
+    """Take an address off the suppression list: an admin's decision, with the reason in its event log."""
+    reason = " ".join(reason.split())
+    if len(reason) < 3:
+        raise InputError("say why the address may receive mail again (a reason of at least 3 characters)")
+    if not suppression.unsuppress(
+        session, email, source="admin", now=env.now(), note=f"{admin}: {reason[:500]}"
+    ):
+        raise NotFoundError(f"{email} is not on the suppression list")

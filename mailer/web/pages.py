@@ -79,7 +79,8 @@ class Pages:
             auto_reload=False,  # read once per process: no file checks on every page
         )
         self.jinja.filters["atom_time"] = _atom_time
-        self.words = _strings(folder / "strings.yaml")
+        public, admin = _strings(folder / "strings.yaml"), _strings(folder / "admin" / "strings.yaml")
+        self.words = {lang: {**admin.get(lang, admin["en"]), **words} for lang, words in public.items()}
         default = env.settings.default_lang.split("-", 1)[0]
         self.default_lang = default if default in LANGS else "en"
 

@@ -1,5 +1,6 @@
-"""How many signups and link requests one client may make per hour: a fixed window per client IP, in Redis
-when one is configured (shared by every web process), else in this process."""
+"""How many signups, link requests or logins one client may make per window (an hour unless told): a
+fixed window per client (an IP, an admin name), in Redis when one is configured (shared by every web
+process), else in this process."""
 
 from __future__ import annotations
 
@@ -18,9 +19,16 @@ log = logging.getLogger(__name__)
 
 class ClientLimiter:
     def __init__(
-        self, limit: int, *, redis_url: str | None, prefix: str, clock: Callable[[], float] = time.time
+        self,
+        limit: int,
+        *,
+        redis_url: str | None,
+        prefix: str,
+        clock: Callable[[], float] = time.time,
+        window: int = WINDOW_SECONDS,
     ) -> None:
         self.limit = limit
+        self.window = window
         self.prefix = prefix
         self.clock = clock
         self._redis = None
@@ -35,12 +43,12 @@ class ClientLimiter:
         """Count one request of ``client``; False once it made ``limit`` in this window."""
         if self.limit <= 0:
             return True
-        window = int(self.clock()) // WINDOW_SECONDS
+        window = int(self.clock()) // self.window
         if self._redis is not None:
             key = f"{self.prefix}:web:{action}:{client}:{window}"
             pipe = self._redis.pipeline()
             pipe.incr(key)
-            pipe.expire(key, WINDOW_SECONDS)
+            pipe.expire(key, self.window)
             try:
                 return int(pipe.execute()[0]) <= self.limit
             except redis_errors.RedisError as exc:  # Redis away: this process counts alone meanwhile

@@ -13,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import IntegrityError
 
+from mailer.accounts import models as account_models  # noqa: F401  (registers its tables)
 from mailer.feedback import models as feedback_models  # noqa: F401  (registers its table)
 from mailer.sending import models as sending_models  # noqa: F401
 from mailer.sending.states import Audience, CampaignStatus, DeliveryStatus

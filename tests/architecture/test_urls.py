@@ -99,6 +99,7 @@ def test_every_link_of_the_preview_is_a_route(registry):
         (Urls(BASE).archive(), "archive"),
         (Urls(BASE).archive_issue("2026-11-26-weekly"), "archive_issue"),
         (Urls(BASE).feed(topic="nova"), "feed"),
+        (Urls(BASE).admin(), "admin"),
     ],
 )
 def test_each_builder_leads_to_its_own_route(built, route):
@@ -114,5 +115,5 @@ def test_the_contract_is_strict_about_paths():
     assert Urls(BASE).unsubscribe("a/b?c") == BASE + "/unsubscribe/a%2Fb%3Fc"  # a token never makes a path
     assert set(ROUTES) == {
         "unsubscribe", "preferences", "preferences_request", "view", "confirm", "subscribe", "archive",
-        "archive_issue", "feed", "static",
+        "archive_issue", "feed", "static", "admin",
     }  # fmt: skip
