@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,9 @@ class DemoSns:
         signer = SnsSigner(
             cert_name=DEMO_CERT_NAME, valid_from=env.now() - dt.timedelta(days=1), valid_days=2
         )
-        return cls(signer, feedback.verifier(env, pinned={signer.cert_url: signer.certificate_pem}))
+        verifier = feedback.verifier(env, pinned={signer.cert_url: signer.certificate_pem})
+        verifier.certificates(signer.cert_url)  # into the verifier's cache (and its URL checked) now
+        return cls(signer, verifier)
 
     def notification(self, payload: Mapping[str, Any], *, at: dt.datetime) -> str:
         """An SNS HTTP body carrying ``payload`` from the demo's topic, signed (SignatureVersion 2)."""
@@ -197,6 +200,12 @@ def run_demo_stepwise(
         raise InputError(f"{subscribers_csv}: subscriber CSV not found; pass --subscribers FILE.csv")
     draft = campaigns.read_draft(env, issue, transport="file")  # a bad issue fails before any change
 
+    # the key, the certificate and the SNS region list verification reads take a few tenths of a second:
+    # made meanwhile, while the subscribers are imported and the issue is sent
+    pool = ThreadPoolExecutor(1, thread_name_prefix="demo-sns")
+    preparing = pool.submit(DemoSns.create, env)
+    pool.shutdown(wait=False)  # the thread ends with its one task
+
     on_step(f"1. importing {subscribers_csv}")
     rejects: list[str] = []
     with subscribers_csv.open("rb") as stream:
@@ -222,7 +231,7 @@ def run_demo_stepwise(
         "3. SES feedback for two sent messages (a hard bounce, a complaint): SNS notifications signed with "
         "a demo certificate made for this run, verified, stored and applied as the webhook does"
     )
-    sns = DemoSns.create(env)
+    sns = preparing.result()
     now, sender, tag = env.now(), env.settings.sender_address, str(campaign.id)
     wanted: list[tuple[str, str, dict[str, Any]]] = []
     if len(sample) >= 2:
