@@ -172,7 +172,35 @@ class Settings(BaseSettings):
         3600, description="At most one 'send me my preferences link' email per address in this many seconds"
     )
 
-    @field_validator("secret_key", "sns_topic_arns", mode="before")
+    # --- observability: metrics and logs (README "Metrics and logs") ------------------------------------
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text: every process logs as it always did; json: one JSON object a line on stderr (CLI, "
+        "web, workers), with campaign_id, delivery_id, message_id ... as fields where they are known",
+    )
+    metrics_token: str | None = Field(
+        None,
+        description="Bearer token GET /metrics requires (Prometheus: authorization credentials); when set, "
+        "from every client. Unset: only clients in metrics_networks reaching the app directly may read it",
+    )
+    metrics_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="Client networks that may read GET /metrics without a token while metrics_token is "
+        "unset, comma-separated; requests carrying proxy headers (Forwarded, X-Forwarded-For, X-Real-IP) "
+        "never count as theirs. Empty: nobody",
+    )
+    worker_metrics_port: int = Field(
+        0,
+        description="First port of the workers' metrics (Prometheus text at /metrics): each worker process "
+        "takes the first free one from here up (several on one machine: port, port+1, ...); 0: none",
+    )
+    worker_metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address the workers' metrics ports listen on; 0.0.0.0 for a Prometheus on another "
+        "machine or container (they show counts only)",
+    )
+
+    @field_validator("secret_key", "sns_topic_arns", "metrics_networks", mode="before")
     @classmethod
     def _a_list(cls, value: object) -> object:
         """The form an operator types (``a,b``) or a JSON list (``["a", "b"]``)."""
@@ -189,6 +217,13 @@ class Settings(BaseSettings):
         if not keys or any(not key.strip() for key in keys):
             raise ValueError("give at least one key, and no empty one")
         return keys
+
+    @field_validator("metrics_networks")
+    @classmethod
+    def _networks(cls, networks: list[str]) -> list[str]:
+        import ipaddress
+
+        return [str(ipaddress.ip_network(net, strict=False)) for net in networks]
 
     @property
     def signing_key(self) -> str:

@@ -2,7 +2,8 @@
 
 ``worker.py`` re-exports ``app`` for ``celery -A worker worker``. Redis broker, ``acks_late`` with
 ``reject_on_worker_lost`` (a killed worker's task is redelivered), ``ignore_result`` (no result backend
-traffic per message), prefetch 1, every Redis key under ``settings.redis_prefix``. Tasks are safe to run
+traffic per message), prefetch 1, every Redis key under ``settings.redis_prefix``, task events on (Flower and
+``celery -A worker events`` watch the same Redis). Tasks are safe to run
 twice: claiming rows and starting campaigns are conditional updates. Without a broker nothing goes through
 Celery: the services send inline (the embedded mode, see AppEnv.enqueue).
 """
@@ -13,6 +14,7 @@ import logging
 
 from celery import Celery
 
+from mailer.observability.exporter import install_worker_hooks
 from mailer.settings import Settings, get_settings
 
 __all__ = ["app", "make_app", "reap", "send_batch", "start_campaign", "start_due"]
@@ -34,7 +36,9 @@ def make_app(settings: Settings) -> Celery:
             "visibility_timeout": 3600,
         },
         worker_hijack_root_logger=False,
-        worker_send_task_events=False,
+        # events for Flower / `celery -A worker events`: one small message per batch task, not per email
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         beat_schedule={
             "reap-lost-sends": {
                 "task": "mailer.tasks.reap",
@@ -47,6 +51,7 @@ def make_app(settings: Settings) -> Celery:
 
 
 app = make_app(get_settings())
+install_worker_hooks(get_settings)  # JSON logs and each worker process's metrics port (NEWSLETTER_WORKER_*)
 _envs: dict[str, object] = {}
 
 
@@ -65,7 +70,8 @@ def send_batch(campaign_id: int, delivery_ids: list[int]) -> None:
     from mailer.sending.sender import send_batch_stepwise
 
     report = send_batch_stepwise(_env().send_context(), campaign_id, delivery_ids)
-    log.info("campaign %s batch: %s", campaign_id, report)
+    counts = {"sent": report.sent, "failed": report.failed, "skipped": report.skipped}
+    log.info("campaign %s batch: %s", campaign_id, report, extra={"campaign_id": campaign_id, **counts})
 
 
 @app.task(name="mailer.tasks.start_campaign", acks_late=True, ignore_result=True)
@@ -77,9 +83,9 @@ def start_campaign(campaign_id: int) -> None:
     try:
         queued = campaigns.start_stepwise(_env(), campaign_id)
     except ConflictError as exc:  # started already (a redelivered task), or cancelled meanwhile
-        log.warning("campaign %s not started: %s", campaign_id, exc)
+        log.warning("campaign %s not started: %s", campaign_id, exc, extra={"campaign_id": campaign_id})
         return
-    log.info("campaign %s started: %s rows queued", campaign_id, queued)
+    log.info("campaign %s started: %s rows queued", campaign_id, queued, extra={"campaign_id": campaign_id})
 
 
 @app.task(name="mailer.tasks.reap", ignore_result=True)

@@ -29,6 +29,9 @@ err_console = Console(stderr=True)
 def _newsletter() -> None:
     """Render a Markdown newsletter per topic segment and deliver it to subscribers."""
     # a callback keeps `newsletter COMMAND` a group even when only one command module is loaded
+    from mailer.observability.logs import configure_logging
+
+    configure_logging(settings(), "cli")  # JSON log lines on stderr when NEWSLETTER_LOG_FORMAT=json
 
 
 def settings() -> Settings:

@@ -333,4 +333,4 @@ def campaign_counters(session: Session, *, recent: int) -> list[CampaignCounters
         )
         .order_by(Campaign.id)
     )
-    return [CampaignCounters(*row) for row in rows]
+    return [CampaignCounters(*tuple(row)) for row in rows]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer import urls
+from mailer.observability.metrics import SendCounters, send_counters
 from mailer.sending import ledger, queries
 from mailer.sending.journal import ClaimWriter, Journal, make_journal
 from mailer.sending.message import (
@@ -161,20 +162,26 @@ def _send_claimed_stepwise(
             if report.skipped:  # the campaign's last rows may all have been skipped
                 ledger.record(session, campaign_id, claim_id, [], max_consecutive_failures=1 << 30)
                 session.commit()
+                transport_name = queries.get_campaign(session, campaign_id).transport
+                send_counters(transport_name).skipped.inc(report.skipped)
             writer.close()
             return
         held = [row.id for row in rows]
         campaign = queries.get_campaign(session, campaign_id)
         compiled = {row.segment_id: ctx.segment(session, campaign, row.segment_id) for row in rows}
         transport = ctx.transport(campaign.transport)
-        tokens = _Tokens(ctx.rate_limiter(campaign.transport), settings.rate_burst)
+        counters = send_counters(campaign.transport)
+        if report.skipped:
+            counters.skipped.inc(report.skipped)
+        tokens = _Tokens(ctx.rate_limiter(campaign.transport), settings.rate_burst, counters)
         outcomes: list[ledger.Outcome] = []
         last_flush = last_renewal = time.monotonic()
 
         def flush(final: bool = False) -> None:
             nonlocal last_flush, last_renewal
-            report.sent += sum(1 for o in outcomes if o.sent)
-            report.failed += sum(1 for o in outcomes if not o.sent)
+            sent = sum(1 for o in outcomes if o.sent)
+            report.sent += sent
+            report.failed += len(outcomes) - sent
             # rewriting claimed_at of every held row at each record doubled the ledger's writes; a lease
             # only needs renewing a few times per lease time
             renew = not final and time.monotonic() - last_renewal >= settings.lease_seconds / 4
@@ -189,6 +196,7 @@ def _send_claimed_stepwise(
                 renew=renew,
             )
             session.commit()
+            counters.record(sent, len(outcomes) - sent)
             outcomes.clear()
             if not final:
                 writer.check()  # what the journal holds for the rows not recorded yet really arrived
@@ -216,7 +224,8 @@ def _send_claimed_stepwise(
                         subscriber_id=row.subscriber_id, email=row.email, name=row.name, values=values
                     )
                 except Exception as exc:  # this recipient's message cannot be made: its row fails, alone
-                    log.warning("campaign %s row %s: %s", campaign_id, row.id, exc)
+                    ids = {"campaign_id": campaign_id, "delivery_id": row.id}
+                    log.warning("campaign %s row %s: %s", campaign_id, row.id, exc, extra=ids)
                     error = f"the message cannot be built: {type(exc).__name__}: {exc}"
                     outcome = ledger.Outcome(row.id, False, error=error, error_code="build")
                 else:
@@ -243,8 +252,9 @@ def _send_claimed_stepwise(
                     flush()
             flush(final=True)
         except AccountPausedError as exc:
-            report.sent += sum(1 for o in outcomes if o.sent)
-            report.failed += sum(1 for o in outcomes if not o.sent)
+            sent = sum(1 for o in outcomes if o.sent)
+            report.sent += sent
+            report.failed += len(outcomes) - sent
             ledger.record(
                 session, campaign_id, claim_id, outcomes, max_consecutive_failures=1 << 30, held=held
             )
@@ -254,7 +264,8 @@ def _send_claimed_stepwise(
                 session, campaign_id, CampaignAction.PAUSE, CampaignStatus.PAUSED, status_reason=reason
             )
             session.commit()
-            log.warning("campaign %s %s", campaign_id, reason)
+            counters.record(sent, len(outcomes) - sent)
+            log.warning("campaign %s %s", campaign_id, reason, extra={"campaign_id": campaign_id})
             report.status = CampaignStatus.PAUSED
         except _Stop:
             pass
@@ -268,9 +279,14 @@ def _send_claimed_stepwise(
                 )
                 ledger.release(session, campaign_id, claim_id, held=held)
                 session.commit()
+                sent = sum(1 for o in outcomes if o.sent)
+                counters.record(sent, len(outcomes) - sent)
             except Exception:
                 log.exception(
-                    "campaign %s: claim %s is left to the reaper and its journal", campaign_id, claim_id
+                    "campaign %s: claim %s is left to the reaper and its journal",
+                    campaign_id,
+                    claim_id,
+                    extra={"campaign_id": campaign_id, "claim_id": claim_id},
                 )
             else:
                 writer.close()
@@ -285,8 +301,9 @@ class _Tokens:
     """Takes rate-limiter tokens a few at a time at high rates (one Redis round trip per ~20 ms of sending),
     one at a time at low rates, so the bucket's accuracy is unchanged where it matters."""
 
-    def __init__(self, limiter: RateLimiter, burst: int) -> None:
+    def __init__(self, limiter: RateLimiter, burst: int, counters: SendCounters) -> None:
         self.limiter = limiter
+        self.counters = counters  # the transport's: waits here, the provider's throttling in _send_one
         rate = limiter.rate
         self.chunk = 0 if rate is None else max(1, min(burst, int(rate * 0.02)))
         self.credit = 0
@@ -295,7 +312,9 @@ class _Tokens:
         if not self.chunk:
             return
         if self.credit == 0:
-            self.limiter.acquire(self.chunk)
+            waited = self.limiter.acquire(self.chunk)
+            if waited > 0:
+                self.counters.waited(waited)
             self.credit = self.chunk
         self.credit -= 1
 
@@ -316,8 +335,10 @@ def _send_one(
             return ledger.Outcome(delivery_id, True, message_id=result.message_id)
         except ThrottledError as exc:
             throttled += 1
+            tokens.counters.throttles.inc()
             delay = min(_THROTTLE_CAP, 0.1 * 2 ** min(throttled - 1, 6)) * random.uniform(0.8, 1.2)
-            log.info("throttled (%s); retrying in %.2fs", exc, delay)
+            ids = {"campaign_id": message.campaign_id, "delivery_id": delivery_id}
+            log.info("throttled (%s); retrying in %.2fs", exc, delay, extra=ids)
             heartbeat()  # record what we have, renew the lease, notice a pause
             ctx.sleep(delay)
         except RejectedError as exc:
@@ -330,7 +351,8 @@ def _send_one(
         except AccountPausedError:
             raise  # the whole campaign pauses (send_batch_stepwise)
         except Exception as exc:  # anything else the transport raised about this message: its row fails
-            log.warning("delivery %s: %s", delivery_id, exc)
+            ids = {"campaign_id": message.campaign_id, "delivery_id": delivery_id}
+            log.warning("delivery %s: %s", delivery_id, exc, extra=ids)
             error = f"the transport refused the message: {type(exc).__name__}: {exc}"
             return ledger.Outcome(delivery_id, False, error=error, error_code="unexpected")
 
@@ -346,7 +368,7 @@ def send_test(
     no ledger. The links carry a token that is not valid (``urls.SAMPLE_TOKEN``). Returns what was sent
     as (segment, address)."""
     transport = ctx.transport(transport_name)
-    tokens = _Tokens(ctx.rate_limiter(transport_name), ctx.settings.rate_burst)
+    tokens = _Tokens(ctx.rate_limiter(transport_name), ctx.settings.rate_burst, send_counters(transport_name))
     identity = ctx.sender
     nonce = secrets.token_hex(4)
     sample = RecipientLinks(urls.SAMPLE_TOKEN, urls.SAMPLE_TOKEN, urls.SAMPLE_TOKEN)

@@ -31,6 +31,7 @@ from mailer.feedback.sns import (
     SnsVerifier,
     fetch_certificate_https,
 )
+from mailer.observability.metrics import count_feedback
 from mailer.sending.health import HealthLimits
 from mailer.services.env import AppEnv
 
@@ -82,7 +83,7 @@ def receive(
     """Verify (``verify``, default: ``verifier(env)``; ``trust_unsigned`` applies a bare SES notification
     generated locally, unverified), store once and apply one feedback message; commits."""
     check: Verification = SKIP_VERIFICATION if trust_unsigned else (verify or verifier(env))
-    return receive_stepwise(
+    result = receive_stepwise(
         body,
         sessions=env.sessions,
         verifier=check,
@@ -91,6 +92,8 @@ def receive(
         message_type_header=message_type_header,
         health=HealthLimits.from_settings(env.settings),
     )
+    count_feedback(result.events, duplicate=result.duplicate)
+    return result
 
 
 @dataclass
@@ -144,6 +147,8 @@ class FeedbackWriter:
                     break
                 group.append(nxt)
             for pending, answer in zip(group, self._apply(group), strict=True):
+                if isinstance(answer, FeedbackResult):
+                    count_feedback(answer.events, duplicate=answer.duplicate)
                 _settle(pending.done, answer)
 
     def _apply(self, group: list[_Pending]) -> list[FeedbackResult | BaseException]:

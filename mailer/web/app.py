@@ -27,10 +27,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from mailer.errors import ConfigurationError, NewsletterError, database_outage_types, error_kind
+from mailer.observability.logs import configure_logging
 from mailer.services import feedback
 from mailer.services.env import AppEnv
 from mailer.settings import Settings, get_settings
-from mailer.web import archive, preferences, signup, unsubscribe, webhooks
+from mailer.web import archive, metrics, preferences, signup, unsubscribe, webhooks
 from mailer.web.pages import Pages
 from mailer.web.ratelimit import ClientLimiter
 from mailer.web.security import BodyLimit, HeadAsGet, SecurityHeaders
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
         env = AppEnv.from_settings(settings or get_settings())
     settings = env.settings
     _check(settings)
+    configure_logging(settings, "web")  # JSON lines when NEWSLETTER_LOG_FORMAT=json (uvicorn's too)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,6 +104,7 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
     app.include_router(preferences.router)
     app.include_router(signup.router)
     app.include_router(archive.router)
+    app.include_router(metrics.make_router(env))
     static = Path(settings.templates_dir) / "web" / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")
 

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from mailer.errors import InputError, VerificationError
-from mailer.feedback.apply import UnusablePayload, verified_message
+from mailer.feedback.apply import FeedbackResult, UnusablePayload, verified_message
 from mailer.feedback.sns import (
     NOTIFICATION,
     SUBSCRIPTION_CONFIRMATION,
@@ -31,6 +31,7 @@ from mailer.feedback.sns import (
     SnsVerifier,
     confirm_subscription,
 )
+from mailer.observability.metrics import count_webhook_message
 from mailer.services import feedback
 from mailer.services.env import AppEnv
 from mailer.services.feedback import FeedbackWriter
@@ -72,6 +73,7 @@ def make_router(path: str) -> APIRouter:
         # may block (a certificate fetch, the database) runs in the thread pool or the writer thread
         client = request.client.host if request.client else "?"
         if message_type is None:
+            count_webhook_message(None, "malformed")
             log.warning("webhook: refused a message from %s: no x-amz-sns-message-type header", client)
             return _answer(400, error="invalid_input", detail="missing header x-amz-sns-message-type")
         verifier: SnsVerifier = request.app.state.sns_verifier
@@ -85,11 +87,14 @@ def make_router(path: str) -> APIRouter:
                 )
                 message = await anyio.to_thread.run_sync(verify, limiter=request.app.state.fetch_limiter)
         except VerificationError as exc:
+            count_webhook_message(message_type, "refused")
             log.warning("webhook: refused a message from %s: %s", client, _printable(exc))
             return _answer(403, error="unverified", detail="the message could not be verified")
         except InputError as exc:
+            count_webhook_message(message_type, "malformed")
             log.warning("webhook: refused a malformed message from %s: %s", client, _printable(exc))
             return _answer(400, error="invalid_input", detail=str(exc))
+        count_webhook_message(message.type, "verified")
         if message.type != NOTIFICATION:
             return await run_in_threadpool(_confirmation, env, body, verifier, message_type)
         writer: FeedbackWriter = request.app.state.feedback_writer
@@ -106,8 +111,9 @@ def make_router(path: str) -> APIRouter:
             )
             return _answer(503, error="unavailable", detail="try again")
         if log.isEnabledFor(logging.INFO):
+            ids = _log_ids(result)
             for line in result.lines():
-                log.info("webhook: %s", _printable(line))
+                log.info("webhook: %s", _printable(line), extra=ids)
         return _answer(
             200,
             status="duplicate" if result.duplicate else "applied",
@@ -116,6 +122,20 @@ def make_router(path: str) -> APIRouter:
         )
 
     return router
+
+
+def _log_ids(result: FeedbackResult) -> dict[str, Any]:
+    """The ids a notification's log lines carry (JSON logs): its SNS MessageId, and the SES message id and
+    campaign of its events when they name one."""
+    ids: dict[str, Any] = {"sns_message_id": result.key}
+    message_ids = {event.message_id for event in result.events if event.message_id}
+    campaigns = {c for c in (getattr(event, "campaign", None) for event in result.events) if c}
+    if len(message_ids) == 1:
+        ids["message_id"] = message_ids.pop()
+    if len(campaigns) == 1:
+        campaign = campaigns.pop()
+        ids["campaign_id"] = int(campaign) if campaign.isdigit() else campaign
+    return ids
 
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
