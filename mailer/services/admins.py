@@ -8,6 +8,7 @@ stored. A login compares with Argon2id and costs the same time for an unknown na
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import re
 import secrets
@@ -133,12 +134,28 @@ def authenticate(session: Session, name: str, password: str) -> Admin | None:
     return Admin(user.id, user.name, "session")
 
 
-def session_admin(session: Session, user_id: int, issued_at: datetime) -> Admin | None:
-    """The admin a session cookie names, unless disabled or the password changed since it was issued."""
+def session_admin(session: Session, user_id: int, fingerprint: str) -> Admin | None:
+    """The admin a session cookie names, unless disabled or the password changed since it was issued
+    (the cookie carries a fingerprint of the password hash it was issued under)."""
     user = store.get_user(session, user_id)
-    if user is None or user.disabled or issued_at < user.password_changed_at.replace(microsecond=0):
+    if (
+        user is None
+        or user.disabled
+        or not hmac.compare_digest(password_fingerprint(user.password_hash), fingerprint)
+    ):
         return None
     return Admin(user.id, user.name, "session")
+
+
+def password_fingerprint(password_hash: str) -> str:
+    """What a session cookie carries of the password it was issued under: a new password ends it."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+def login_fingerprint(session: Session, admin: Admin) -> str:
+    user = store.get_user(session, admin.id)
+    assert user is not None
+    return password_fingerprint(user.password_hash)
 
 
 def create_token(session: Session, name: str, label: str, *, now: datetime) -> NewToken:

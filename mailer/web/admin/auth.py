@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -64,8 +63,8 @@ def _serializer(env: AppEnv) -> URLSafeTimedSerializer:
     return env.shared("admin.cookie-serializer", make)
 
 
-def start_session(env: AppEnv, response: Response, admin: Admin) -> None:
-    value = _serializer(env).dumps([admin.id, secrets.token_urlsafe(12)])
+def start_session(env: AppEnv, response: Response, admin: Admin, fingerprint: str) -> None:
+    value = _serializer(env).dumps([admin.id, secrets.token_urlsafe(12), fingerprint])
     response.set_cookie(
         COOKIE,
         str(value),
@@ -86,16 +85,13 @@ def _from_cookie(request: Request, env: AppEnv) -> tuple[Admin, str] | None:
     if not value or len(value) > 400:
         return None
     try:
-        payload, signed_at = _serializer(env).loads(
-            value, max_age=int(env.settings.admin_session_hours * 3600), return_timestamp=True
-        )
+        payload = _serializer(env).loads(value, max_age=int(env.settings.admin_session_hours * 3600))
     except BadSignature:
         return None
-    if not (isinstance(payload, list) and len(payload) == 2 and isinstance(payload[0], int)):
+    if not (isinstance(payload, list) and len(payload) == 3 and isinstance(payload[0], int)):
         return None
-    issued = signed_at if signed_at.tzinfo else signed_at.replace(tzinfo=UTC)
     with env.sessions() as session:
-        admin = admins.session_admin(session, payload[0], issued)
+        admin = admins.session_admin(session, payload[0], str(payload[2]))
     return (admin, str(payload[1])) if admin else None
 
 
@@ -153,7 +149,3 @@ def safe_next(path: str | None) -> str:
     ):
         return path
     return "/admin/"
-
-
-def utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

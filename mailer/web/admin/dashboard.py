@@ -99,7 +99,7 @@ def login(
             pages, request, "login.html", status_code=401, csrf=token, next=safe_next(next), failed=True
         )
     response = _back(env, safe_next(next))
-    start_session(env, response, admin)
+    start_session(env, response, admin, admins.login_fingerprint(session, admin))
     log.info("admin %s logged in", admin.name)
     return response
 

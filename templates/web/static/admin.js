@@ -1,5 +1,5 @@
 // The dashboard's only script: keeps every progress bar up to date by polling the progress API once a
-// second (a GET with the session cookie) while its campaign is sending or scheduled.
+// second (a GET with the session cookie) while its campaign sends, every 3 s while it may start soon.
 "use strict";
 (function () {
   function update(box) {
@@ -22,9 +22,15 @@
         if (bounce) { bounce.textContent = (100 * p.bounce_rate).toFixed(2) + "%"; }
         var complaint = document.querySelector(".rates .complaint-rate");
         if (complaint) { complaint.textContent = (100 * p.complaint_rate).toFixed(3) + "%"; }
+        if (document.querySelector("p.actions") && p.status !== box.getAttribute("data-status")) {
+          window.location.reload();  // a campaign page: its status, buttons and checklist change too
+          return;
+        }
         box.setAttribute("data-status", p.status);
-        if (p.status === "sending" || p.status === "scheduled") {
+        if (p.status === "sending") {
           setTimeout(function () { update(box); }, 1000);
+        } else if (p.status === "draft" || p.status === "scheduled") {  // a start may be on its way
+          setTimeout(function () { update(box); }, 3000);
         }
       })
       .catch(function () { setTimeout(function () { update(box); }, 5000); });
