@@ -172,6 +172,19 @@ class Settings(BaseSettings):
         3600, description="At most one 'send me my preferences link' email per address in this many seconds"
     )
 
+    # --- admins: the dashboard (/admin/) and the admin API (/api/) -----------------------------------
+    admin_session_hours: float = Field(
+        12, description="How long an admin's dashboard login lasts before the password is asked again"
+    )
+    admin_login_limit: int = Field(
+        10,
+        description="Login attempts one client IP, and one admin name, may make per 15 minutes (against "
+        "password guessing)",
+    )
+    admin_upload_bytes: int = Field(
+        50_000_000, description="Largest upload to the admin API and dashboard (CSV imports, issues)"
+    )
+
     # --- observability: metrics and logs (README "Metrics and logs") ------------------------------------
     log_format: Literal["text", "json"] = Field(
         "text",

@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import anyio
 import anyio.to_thread
@@ -32,6 +32,8 @@ from mailer.services import feedback
 from mailer.services.env import AppEnv
 from mailer.settings import Settings, get_settings
 from mailer.web import archive, metrics, preferences, signup, unsubscribe, webhooks
+from mailer.web.admin import api_campaigns, api_people, dashboard
+from mailer.web.admin.auth import LOGIN_WINDOW_SECONDS, LoginRequired
 from mailer.web.pages import Pages
 from mailer.web.ratelimit import ClientLimiter
 from mailer.web.security import BodyLimit, HeadAsGet, SecurityHeaders
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
         yield
         app.state.feedback_writer.close()
         app.state.client_limiter.close()
+        app.state.login_limiter.close()
         env.close()
 
     app = FastAPI(
@@ -96,7 +99,18 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
         settings.signup_ip_limit, redis_url=settings.resolved_redis_url, prefix=settings.redis_prefix
     )
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.state.login_limiter = ClientLimiter(
+        settings.admin_login_limit,
+        redis_url=settings.resolved_redis_url,
+        prefix=settings.redis_prefix,
+        window=LOGIN_WINDOW_SECONDS,
+    )
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        uploads=("/api/campaigns", "/api/subscribers/import", "/admin/campaigns"),
+        upload_limit=settings.admin_upload_bytes,
+    )
     app.add_middleware(HeadAsGet)
 
     app.include_router(webhooks.make_router(settings.webhook_path))
@@ -105,6 +119,9 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
     app.include_router(signup.router)
     app.include_router(archive.router)
     app.include_router(metrics.make_router(env))
+    app.include_router(api_campaigns.router)
+    app.include_router(api_people.router)
+    app.include_router(dashboard.router)
     static = Path(settings.templates_dir) / "web" / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")
 
@@ -153,6 +170,12 @@ def _install_error_handlers(app: FastAPI, webhook_path: str) -> None:
             else detail
         )
         return pages.message(lang, title, text, status_code=status, headers=headers, bad_link=bad_link)
+
+    @app.exception_handler(LoginRequired)
+    async def login_first(request: Request, exc: LoginRequired) -> Response:
+        env: AppEnv = request.app.state.env
+        target = env.urls.base_url + "/admin/login?" + urlencode({"next": exc.next_path})
+        return RedirectResponse(target, status_code=303)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:

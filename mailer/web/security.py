@@ -104,16 +104,23 @@ class BodyLimit:
     """Refuses request bodies larger than ``limit`` bytes with 413: by Content-Length before reading, and
     by counting when the body arrives in chunks."""
 
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, limit: int, uploads: tuple[str, ...] = (), upload_limit: int = 0
+    ) -> None:
         self.app = app
         self.limit = limit
+        # these paths (the admin's CSV and issue uploads) may send up to upload_limit; their routes
+        # read the body only after authentication
+        self.uploads = frozenset(uploads)
+        self.upload_limit = max(limit, upload_limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.upload_limit if scope["path"] in self.uploads else self.limit
         length = Headers(scope=scope).get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
+        if length is not None and (not length.isdigit() or int(length) > limit):
             status = 413 if length.isdigit() else 400
             await _plain(
                 send, status, b"request body too large\n" if status == 413 else b"bad Content-Length\n"
@@ -126,7 +133,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     raise HTTPException(413, "request body too large")
             return message
 
