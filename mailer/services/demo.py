@@ -58,7 +58,6 @@ __all__ = [
 DEMO_TOPIC_ARN = "arn:aws:sns:us-east-1:000000000000:newsletter-demo-feedback"
 DEMO_CERT_NAME = "SimpleNotificationService-newsletter-demo.pem"
 SUPPRESSIONS_SHOWN = 10
-DASHBOARD_PATH = "/admin/"  # the admin dashboard of the web side (newsletter serve)
 
 
 def demo_settings() -> Settings:
@@ -280,7 +279,7 @@ def summary(
         suppressed=suppressed,
         preview=preview,
         dashboard_command="newsletter serve",
-        dashboard_url=f"{env.urls.base_url}{DASHBOARD_PATH}",
+        dashboard_url=env.urls.admin(),
     )
 
 
