@@ -45,7 +45,7 @@ __all__ = [
     "checklist",
     "live_progress",
     "parse_segment",
-    "resume_in_background",
+    "resume_stepwise",
     "segment_preview",
     "start_checked",
     "stored_draft",
@@ -159,7 +159,7 @@ def _send_here(env: AppEnv, campaign_id: int, work: Callable[[], object]) -> Non
         log.exception("campaign %d: sending in the web process stopped", campaign_id)
 
 
-def resume_in_background(env: AppEnv, campaign_id: int) -> None:
+def resume_stepwise(env: AppEnv, campaign_id: int) -> None:
     """Resume a paused campaign: its status changes now (or ConflictError); the queued rows go back to
     the workers, or (embedded) a thread of this process sends them."""
     with env.transaction() as session:

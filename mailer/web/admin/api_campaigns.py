@@ -47,19 +47,16 @@ async def upload(
     request: Request,
     admin: ApiAdmin,
     env: Env,
+    session: DbSession,
     filename: Annotated[str, Query(max_length=200)] = "issue.md",
     audience: Annotated[str, Query(max_length=16)] = "subscribers",
     transport: Annotated[str | None, Query(max_length=16)] = None,
 ) -> schemas.Uploaded:
     content = await read_body(request, campaign_desk.MAX_ISSUE_BYTES)
 
-    def create() -> campaign_desk.Upload:
-        with env.transaction() as session:
-            return campaign_desk.upload(
-                session, env, content, filename, audience=audience, transport=transport
-            )
-
-    done = await run_in_threadpool(create)
+    done = await run_in_threadpool(
+        campaign_desk.upload, session, env, content, filename, audience=audience, transport=transport
+    )
     return schemas.Uploaded(campaign=schemas.Campaign.of(done.campaign), warnings=list(done.warnings))
 
 
@@ -135,7 +132,7 @@ def pause(campaign_id: CampaignId, admin: ApiAdmin, session: DbSession) -> schem
 
 @router.post("/{campaign_id}/resume", status_code=202, responses=UNAUTHORIZED, summary="Resume a paused one")
 def resume(campaign_id: CampaignId, admin: ApiAdmin, env: Env) -> schemas.Campaign:
-    campaign_desk.resume_in_background(env, campaign_id)
+    campaign_desk.resume_stepwise(env, campaign_id)
     with env.sessions() as session:
         return schemas.Campaign.of(campaigns.detail(session, campaign_id, now=env.now()).info)
 

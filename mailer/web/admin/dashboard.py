@@ -143,7 +143,7 @@ def home(
 
 
 @router.post("/campaigns")
-async def upload(request: Request, env: Env, page: PageAdmin) -> RedirectResponse:
+async def upload(request: Request, env: Env, session: DbSession, page: PageAdmin) -> RedirectResponse:
     same_site(request, env)
     form = await request.form(max_files=1, max_fields=10)
     csrf_ok(env, page, _text(form.get("csrf")))
@@ -154,11 +154,7 @@ async def upload(request: Request, env: Env, page: PageAdmin) -> RedirectRespons
     filename = upload.filename or "issue.md"
     audience = _text(form.get("audience")) or "subscribers"
 
-    def create() -> campaign_desk.Upload:
-        with env.transaction() as session:
-            return campaign_desk.upload(session, env, content, filename, audience=audience)
-
-    done = await run_in_threadpool(create)
+    done = await run_in_threadpool(campaign_desk.upload, session, env, content, filename, audience=audience)
     log.info("%s uploaded %s as campaign %d", page.admin.name, filename, done.campaign.id)
     return _back(env, f"/admin/campaigns/{done.campaign.id}")
 
@@ -217,6 +213,7 @@ def do_action(
     action: str,
     request: Request,
     env: Env,
+    session: DbSession,
     page: PageAdmin,
     csrf: Annotated[str, Form(max_length=64)],
     override: Annotated[bool, Form()] = False,
@@ -229,13 +226,11 @@ def do_action(
     if action == CampaignAction.START:
         campaign_desk.start_checked(env, campaign_id, override=override)
     elif action == CampaignAction.RESUME:
-        campaign_desk.resume_in_background(env, campaign_id)
+        campaign_desk.resume_stepwise(env, campaign_id)
+    elif action == CampaignAction.PAUSE:
+        campaigns.pause(session, campaign_id, f"paused by {who}")
     else:
-        with env.transaction() as session:
-            if action == CampaignAction.PAUSE:
-                campaigns.pause(session, campaign_id, f"paused by {who}")
-            else:
-                campaigns.cancel(session, campaign_id, f"cancelled by {who}")
+        campaigns.cancel(session, campaign_id, f"cancelled by {who}")
     log.info("%s: %s campaign %d", who, action, campaign_id, extra={"campaign_id": campaign_id})
     return _back(env, f"/admin/campaigns/{campaign_id}")
 
