@@ -214,6 +214,10 @@ def _show_summary(summary: Summary) -> None:
     places.add_column(overflow="fold")
     places.add_row("outbox", str(summary.outbox))
     places.add_row("preview", str(summary.preview))
-    places.add_row("dashboard", f"{summary.dashboard_command}, then open {summary.dashboard_url}")
+    places.add_row(
+        "dashboard",
+        f"{summary.dashboard_command}, then open {summary.dashboard_url} "
+        "(sign in as a user made with newsletter admin create-user NAME)",
+    )
     table.add_row("where to look", places)
     console.print(table)
