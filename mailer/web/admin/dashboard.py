@@ -173,10 +173,9 @@ def campaign_page(
     page: PageAdmin,
 ) -> HTMLResponse:
     found = campaigns.detail(session, campaign_id, now=env.now())
-    plan = campaign_desk.checklist(env, campaign_id)
-    readers = {s.segment: s.recipients for s in found.segments} or {
-        s.segment: s.recipients for s in plan.segments
-    }
+    # a started campaign shows the segments it rendered and stored; a draft, what a start would render now
+    plan = campaign_desk.checklist(env, campaign_id) if not found.segments else None
+    segments = found.segments or (plan.segments if plan else ())
     live = campaign_desk.live_progress(session, env, campaign_id)
     sends = campaign_desk.campaign_sends(session, campaign_id, now=env.now())
     words = pages.words[pages.lang_for(request)]
@@ -186,7 +185,7 @@ def campaign_page(
     )  # fmt: skip
     return _page(
         pages, request, "campaign.html", admin=page, campaign=found.info, live=live, plan=plan,
-        readers=readers, failures=found.failures_by_code, chart=chart,
+        segments=segments, failures=found.failures_by_code, chart=chart,
     )  # fmt: skip
 
 
