@@ -117,7 +117,8 @@ def checklist(env: AppEnv, campaign_id: int) -> Plan:
 
 
 def _forget_plan(env: AppEnv, campaign_id: int) -> None:
-    env.shared("desk.plans", dict).pop(campaign_id, None)
+    plans: dict[int, tuple[float, Plan]] = env.shared("desk.plans", dict)
+    plans.pop(campaign_id, None)
 
 
 def start_checked(env: AppEnv, campaign_id: int, *, override: bool = False) -> Plan:

@@ -11,18 +11,17 @@ from starlette.concurrency import run_in_threadpool
 
 from mailer.services import campaign_desk, campaigns
 from mailer.web.admin import schemas
-from mailer.web.admin.auth import ApiAdmin
+from mailer.web.admin.auth import UNAUTHORIZED, ApiAdmin
 from mailer.web.admin.bodies import read_body
 from mailer.web.deps import DbSession, Env, ReadSession
 from mailer.web.security import EMAIL_PAGE_CSP
 
-router = APIRouter(prefix="/api/campaigns", tags=["admin: campaigns"])
+router = APIRouter(prefix="/api/campaigns", tags=["admin: campaigns"], responses=UNAUTHORIZED)
 
 CampaignId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-UNAUTHORIZED = {401: {"description": "No valid admin credentials"}}
 
 
-@router.get("", responses=UNAUTHORIZED, summary="Campaigns, newest first")
+@router.get("", summary="Campaigns, newest first")
 def list_campaigns(
     admin: ApiAdmin,
     session: ReadSession,
@@ -37,7 +36,6 @@ def list_campaigns(
 @router.post(
     "",
     status_code=201,
-    responses=UNAUTHORIZED,
     summary="Upload an issue (the request body: its Markdown) as a draft campaign",
     openapi_extra={
         "requestBody": {"required": True, "content": {"text/markdown": {"schema": {"type": "string"}}}}
@@ -60,14 +58,13 @@ async def upload(
     return schemas.Uploaded(campaign=schemas.Campaign.of(done.campaign), warnings=list(done.warnings))
 
 
-@router.get("/{campaign_id}", responses=UNAUTHORIZED, summary="One campaign")
+@router.get("/{campaign_id}", summary="One campaign")
 def show(campaign_id: CampaignId, admin: ApiAdmin, env: Env, session: ReadSession) -> schemas.Campaign:
     return schemas.Campaign.of(campaigns.detail(session, campaign_id, now=env.now()).info)
 
 
 @router.get(
     "/{campaign_id}/checklist",
-    responses=UNAUTHORIZED,
     summary="The pre-send checklist, with the audience per segment (topic combination and its readers)",
 )
 def checklist(campaign_id: CampaignId, admin: ApiAdmin, env: Env) -> schemas.Checklist:
@@ -76,7 +73,7 @@ def checklist(campaign_id: CampaignId, admin: ApiAdmin, env: Env) -> schemas.Che
 
 @router.get(
     "/{campaign_id}/preview",
-    responses={**UNAUTHORIZED, 200: {"content": {"text/html": {}, "text/plain": {}}}},
+    responses={200: {"content": {"text/html": {}, "text/plain": {}}}},
     summary="One segment's email as its readers get it (links carry a sample token that acts on nobody)",
     response_class=HTMLResponse,
     response_model=None,
@@ -95,7 +92,7 @@ def preview(
     return HTMLResponse(body, headers={"content-security-policy": EMAIL_PAGE_CSP})
 
 
-@router.post("/{campaign_id}/test", responses=UNAUTHORIZED, summary="Send each segment to given addresses")
+@router.post("/{campaign_id}/test", summary="Send each segment to given addresses")
 def test_send(
     campaign_id: CampaignId, body: schemas.TestSendRequest, admin: ApiAdmin, env: Env
 ) -> schemas.TestSent:
@@ -105,7 +102,7 @@ def test_send(
     )
 
 
-@router.post("/{campaign_id}/schedule", responses=UNAUTHORIZED, summary="Start it at a given time")
+@router.post("/{campaign_id}/schedule", summary="Start it at a given time")
 def schedule(
     campaign_id: CampaignId, body: schemas.ScheduleRequest, admin: ApiAdmin, env: Env, session: DbSession
 ) -> schemas.Campaign:
@@ -115,7 +112,7 @@ def schedule(
 @router.post(
     "/{campaign_id}/start",
     status_code=202,
-    responses={**UNAUTHORIZED, 409: {"description": "The checklist fails (no override), or not startable"}},
+    responses={409: {"description": "The checklist fails (no override), or not startable"}},
     summary="Start sending now, once the pre-send checklist passes (or with override)",
 )
 def start(
@@ -125,19 +122,19 @@ def start(
     return schemas.Checklist.of(campaign_id, plan)
 
 
-@router.post("/{campaign_id}/pause", responses=UNAUTHORIZED, summary="Pause sending")
+@router.post("/{campaign_id}/pause", summary="Pause sending")
 def pause(campaign_id: CampaignId, admin: ApiAdmin, session: DbSession) -> schemas.Campaign:
     return schemas.Campaign.of(campaigns.pause(session, campaign_id, f"paused by {admin.name}"))
 
 
-@router.post("/{campaign_id}/resume", status_code=202, responses=UNAUTHORIZED, summary="Resume a paused one")
+@router.post("/{campaign_id}/resume", status_code=202, summary="Resume a paused one")
 def resume(campaign_id: CampaignId, admin: ApiAdmin, env: Env) -> schemas.Campaign:
     campaign_desk.resume_stepwise(env, campaign_id)
     with env.sessions() as session:
         return schemas.Campaign.of(campaigns.detail(session, campaign_id, now=env.now()).info)
 
 
-@router.post("/{campaign_id}/cancel", responses=UNAUTHORIZED, summary="Cancel: nothing more is sent")
+@router.post("/{campaign_id}/cancel", summary="Cancel: nothing more is sent")
 def cancel(campaign_id: CampaignId, admin: ApiAdmin, env: Env, session: DbSession) -> schemas.Campaign:
     campaigns.cancel(session, campaign_id, f"cancelled by {admin.name}")
     session.flush()
@@ -146,7 +143,6 @@ def cancel(campaign_id: CampaignId, admin: ApiAdmin, env: Env, session: DbSessio
 
 @router.get(
     "/{campaign_id}/progress",
-    responses=UNAUTHORIZED,
     summary="Counts by status, rate, ETA, bounce and complaint rates, per segment too (poll it)",
 )
 def progress(campaign_id: CampaignId, admin: ApiAdmin, env: Env, session: ReadSession) -> schemas.ProgressOut:

@@ -14,20 +14,19 @@ from starlette.concurrency import run_in_threadpool
 
 from mailer.services import subscribers
 from mailer.web.admin import schemas
-from mailer.web.admin.auth import ApiAdmin
+from mailer.web.admin.auth import UNAUTHORIZED, ApiAdmin
 from mailer.web.admin.bodies import spool_body
 from mailer.web.deps import DbSession, Env, ReadSession
 from subscribers.csvreader import Reject
 
-router = APIRouter(prefix="/api", tags=["admin: subscribers"])
+router = APIRouter(prefix="/api", tags=["admin: subscribers"], responses=UNAUTHORIZED)
 log = logging.getLogger(__name__)
 
 SubscriberId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-UNAUTHORIZED = {401: {"description": "No valid admin credentials"}}
 MAX_REJECTS_SHOWN = 1000
 
 
-@router.get("/subscribers", responses=UNAUTHORIZED, summary="Search or page through subscribers")
+@router.get("/subscribers", summary="Search or page through subscribers")
 def list_or_search(
     admin: ApiAdmin,
     env: Env,
@@ -49,9 +48,7 @@ def list_or_search(
     return [schemas.Subscriber.of(s) for s in rows]
 
 
-@router.get(
-    "/subscribers/export", responses=UNAUTHORIZED, summary="Every subscriber as CSV (import's format)"
-)
+@router.get("/subscribers/export", summary="Every subscriber as CSV (import's format)")
 def export(
     admin: ApiAdmin,
     env: Env,
@@ -76,7 +73,6 @@ def export(
 
 @router.post(
     "/subscribers/import",
-    responses=UNAUTHORIZED,
     summary="Import a CSV (the request body; streamed): adds and updates, never duplicates",
     openapi_extra={
         "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
@@ -99,7 +95,7 @@ async def import_csv(
                 body,
                 topics=topics,
                 status=status,
-                on_reject=rejects.append,  # type: ignore[arg-type]
+                on_reject=rejects.append,
             )
         return schemas.ImportResult(
             added=report.added, updated=report.updated, unchanged=report.unchanged, rejected=report.rejected,
@@ -113,14 +109,13 @@ async def import_csv(
     return result
 
 
-@router.get("/subscribers/{subscriber_id}", responses=UNAUTHORIZED, summary="One subscriber")
+@router.get("/subscribers/{subscriber_id}", summary="One subscriber")
 def show(subscriber_id: SubscriberId, admin: ApiAdmin, session: ReadSession) -> schemas.Subscriber:
     return schemas.Subscriber.of(subscribers.show(session, subscriber_id).row)
 
 
 @router.patch(
     "/subscribers/{subscriber_id}",
-    responses=UNAUTHORIZED,
     summary="Change topics or language, or unsubscribe",
 )
 def edit(
@@ -135,7 +130,6 @@ def edit(
 
 @router.get(
     "/suppressions",
-    responses=UNAUTHORIZED,
     summary="The suppression list, newest first",
     tags=["admin: suppressions"],
 )
@@ -153,7 +147,6 @@ def suppressions(
 @router.delete(
     "/suppressions/{email}",
     status_code=204,
-    responses=UNAUTHORIZED,
     summary="Take an address off the suppression list, with the reason (kept in its event log)",
     tags=["admin: suppressions"],
 )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -28,6 +28,7 @@ from mailer.web.security import check_form_token, form_token
 
 __all__ = [
     "COOKIE",
+    "UNAUTHORIZED",
     "ApiAdmin",
     "PageAdmin",
     "PageSession",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 COOKIE = "nl_admin"
+# every admin API route answers this without valid credentials (their OpenAPI entries say so)
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "No valid admin credentials"}}
 LOGIN_WINDOW_SECONDS = 900
 
 

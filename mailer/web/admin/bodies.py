@@ -4,7 +4,7 @@ body FastAPI would read before its dependencies ran)."""
 from __future__ import annotations
 
 import tempfile
-from typing import IO
+from typing import BinaryIO, cast
 
 from fastapi import HTTPException, Request
 
@@ -24,7 +24,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def spool_body(request: Request, limit: int) -> IO[bytes]:
+async def spool_body(request: Request, limit: int) -> BinaryIO:
     """The body in a temporary file (in memory up to 1 MB), rewound; a CSV of millions of rows never
     sits whole in memory."""
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115  (the caller closes it)
@@ -39,4 +39,4 @@ async def spool_body(request: Request, limit: int) -> IO[bytes]:
         spool.close()
         raise
     spool.seek(0)
-    return spool
+    return cast(BinaryIO, spool)
