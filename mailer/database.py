@@ -1,21 +1,25 @@
-"""The process's database: one engine per URL, migrated on first use, with the topic registry synced in."""
+"""The process's database: one engine per URL, migrated on first use, with the topic registry synced in;
+and for requests that only read, a second pool on the same database that cannot write."""
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.settings import Settings
 from mailer.topics import TopicRegistry, load_registry
-from subscribers.db import make_session_factory, open_database
+from subscribers.db import create_database_engine, make_session_factory, open_database
 from subscribers.store import sync_topics
 
-__all__ = ["engine", "reset", "session_factory", "sync_registry"]
+__all__ = ["engine", "read_session_factory", "reset", "session_factory", "sync_registry"]
 
 _lock = threading.Lock()
 _factories: dict[str, sessionmaker[Session]] = {}
+_read_factories: dict[str, sessionmaker[Session]] = {}
 
 
 def sync_registry(session: Session, registry: TopicRegistry) -> int:
@@ -41,6 +45,36 @@ def session_factory(settings: Settings) -> sessionmaker[Session]:
     return factory
 
 
+def read_session_factory(settings: Settings) -> sessionmaker[Session]:
+    """Sessions for work that only reads (the web's GET pages), on connections of their own that run in
+    autocommit (no BEGIN and ROLLBACK round trips around a page's one query) and that the database keeps
+    from writing: PostgreSQL's default_transaction_read_only, SQLite's query_only. An in-memory SQLite
+    database is one per connection: there, the ordinary sessions."""
+    writer = session_factory(settings)  # migrated and synced first
+    url = settings.resolved_database_url
+    parsed = make_url(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and parsed.database in (None, "", ":memory:"):
+        return writer
+    with _lock:
+        factory = _read_factories.get(url)
+        if factory is None:
+            connect_args = {} if sqlite else {"options": "-c default_transaction_read_only=on"}
+            bind = create_database_engine(
+                url, isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True, connect_args=connect_args
+            )
+            if sqlite:
+                event.listen(bind, "connect", _query_only)
+            factory = _read_factories[url] = make_session_factory(bind)
+    return factory
+
+
+def _query_only(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
 def engine(settings: Settings) -> Engine:
     bind = session_factory(settings).kw["bind"]
     assert isinstance(bind, Engine)
@@ -50,8 +84,9 @@ def engine(settings: Settings) -> Engine:
 def reset() -> None:
     """Forget the cached engines (disposing their pools): for tests that point settings elsewhere."""
     with _lock:
-        for factory in _factories.values():
+        for factory in [*_factories.values(), *_read_factories.values()]:
             bind = factory.kw.get("bind")
             if isinstance(bind, Engine):
                 bind.dispose()
         _factories.clear()
+        _read_factories.clear()

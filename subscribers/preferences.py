@@ -10,7 +10,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -150,19 +150,24 @@ def set_locale(
     return True
 
 
+# the table, not the entity, and built once: one-click unsubscribes come in bursts
+_UNSUBSCRIBE_ALL = (
+    update(SUBSCRIBERS)
+    .where(
+        SUBSCRIBERS.c.id == bindparam("subscriber_id"),
+        SUBSCRIBERS.c.status.in_(sources(SubscriberAction.UNSUBSCRIBE)),
+    )
+    .values(status=target(SubscriberAction.UNSUBSCRIBE), changed_at=bindparam("now"))
+    .returning(SUBSCRIBERS.c.email_key)
+)
+
+
 def unsubscribe_all(
     session: Session, subscriber_id: int, *, source: str, now: datetime | None = None
 ) -> bool:
     """Unsubscribe from everything; True when the subscriber was pending or active until now."""
     now = now or utcnow()
-    row = session.execute(
-        update(SUBSCRIBERS)  # the table, not the entity: one-click unsubscribes come in bursts
-        .where(
-            SUBSCRIBERS.c.id == subscriber_id, SUBSCRIBERS.c.status.in_(sources(SubscriberAction.UNSUBSCRIBE))
-        )
-        .values(status=target(SubscriberAction.UNSUBSCRIBE), changed_at=now)
-        .returning(SUBSCRIBERS.c.email_key)
-    ).first()
+    row = session.execute(_UNSUBSCRIBE_ALL, {"subscriber_id": subscriber_id, "now": now}).first()
     loaded = session.identity_map.get(session.identity_key(Subscriber, subscriber_id))
     if row is not None and loaded is not None:  # a row this session holds reads its new status afresh
         session.expire(loaded, ["status", "changed_at"])

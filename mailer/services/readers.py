@@ -27,10 +27,10 @@ from mailer.topics import Topic, TopicGroup
 from mailer.urls import view_scope
 from subscribers import optin, preferences
 from subscribers.errors import InvalidInput, RateLimited
-from subscribers.links import LinkedSubscriber, read_link
+from subscribers.links import LinkedSubscriber, read_link, read_link_with_topics
 from subscribers.models import LOCALES
 from subscribers.normalise import normalise_locale
-from subscribers.states import SubscriberStatus
+from subscribers.states import SubscriberAction, SubscriberStatus, sources
 from subscribers.tokens import make_token
 
 __all__ = [
@@ -65,6 +65,11 @@ def open_link(
     return read_link(
         session, env.settings.secret_key, token, purpose, scope=scope, max_age=max_age, now=env.now()
     )
+
+
+def _open_preferences(session: Session, env: AppEnv, token: str) -> tuple[LinkedSubscriber, frozenset[str]]:
+    """``open_link`` of a preferences link, with the keys of the topics the subscriber follows."""
+    return read_link_with_topics(session, env.settings.secret_key, token, "preferences", now=env.now())
 
 
 def link_token(env: AppEnv, subscriber: LinkedSubscriber, purpose: Purpose, *, campaign_id: int = 0) -> str:
@@ -135,9 +140,8 @@ def preference_page(
 ) -> PreferencePage:
     """What the preference centre shows for a link, in ``lang_for(subscriber's locale)``; changes
     nothing (a GET)."""
-    subscriber = open_link(session, env, token, "preferences")
+    subscriber, followed = _open_preferences(session, env, token)
     lang = lang_for(subscriber.locale)
-    followed = preferences.followed_topics(session, subscriber.id)
     proposed = _proposal(env, add, remove)
     groups = tuple(
         (
@@ -210,6 +214,9 @@ def rejoin(session: Session, env: AppEnv, token: str) -> Changes:
 
 
 # --- leaving -----------------------------------------------------------------------------------------
+_CAN_LEAVE = frozenset(sources(SubscriberAction.UNSUBSCRIBE))
+
+
 @dataclass(frozen=True)
 class UnsubscribePage:
     email: str
@@ -233,6 +240,8 @@ def unsubscribe(session: Session, env: AppEnv, token: str, *, source: str) -> bo
         subscriber = open_link(session, env, token, "unsubscribe")
     except InvalidInput:
         subscriber = open_link(session, env, token, "preferences")
+    if subscriber.status not in _CAN_LEAVE:  # already left (or suppressed): the repeat writes nothing
+        return False
     return preferences.unsubscribe_all(session, subscriber.id, source=source, now=env.now())
 
 

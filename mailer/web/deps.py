@@ -1,11 +1,19 @@
-"""The dependencies routes declare: the environment, the request's database session (committed once, when
-the route returns and before the answer leaves; rolled back on an error), the page renderer, the client's
-address and the form checks."""
+"""What routes use: the environment, the request's database session (committed once, when the route returns
+and before the answer leaves; rolled back on an error), the page renderer, the client's address and the
+form checks.
+
+Two ways to take a session. The busiest pages (preferences, unsubscribe, one-click) open theirs inside the
+route, ``with request_transaction(env) as session`` or ``with read_only(env) as session``, so the route,
+its SQL, the commit and the return of the connection run in the one thread the route runs in: one hand-off
+to the thread pool per request, and a connection is only ever held by a thread that is running. The
+``DbSession``/``ReadSession`` dependencies cost a second hand-off (the transaction's end, after the route
+returned) and FastAPI's dependency resolution per request."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import anyio
@@ -13,6 +21,7 @@ import anyio.to_thread
 from fastapi import Depends, Form, HTTPException, Request
 from sqlalchemy.orm import Session
 
+from mailer.database import read_session_factory
 from mailer.services.env import AppEnv
 from mailer.web.pages import Pages
 from mailer.web.ratelimit import ClientLimiter
@@ -24,10 +33,49 @@ __all__ = [
     "Env",
     "FormToken",
     "PageRenderer",
+    "app_env",
+    "app_pages",
     "client_ip",
+    "read_only",
+    "request_transaction",
     "same_site",
     "under_limit",
 ]
+
+
+def app_env(request: Request) -> AppEnv:
+    """The app's environment, read without dependency injection (which costs more than the read)."""
+    env: AppEnv = request.app.state.env
+    return env
+
+
+def app_pages(request: Request) -> Pages:
+    pages: Pages = request.app.state.pages
+    return pages
+
+
+@contextmanager
+def request_transaction(env: AppEnv) -> Iterator[Session]:
+    """A request's session, begun and ended in the calling thread: committed at the end of the block,
+    rolled back on an error, closed (its connection back in the pool) either way."""
+    session = env.sessions()
+    try:
+        yield session
+    except BaseException:
+        env.end_transaction(session, commit=False)
+        raise
+    env.end_transaction(session, commit=True)
+
+
+@contextmanager
+def read_only(env: AppEnv) -> Iterator[Session]:
+    """A GET's session, begun and ended in the calling thread, on a connection that cannot write (a GET
+    changes nothing: mail scanners follow every link) and runs without BEGIN and ROLLBACK."""
+    session = read_session_factory(env.settings)()
+    try:
+        yield session
+    finally:
+        env.end_transaction(session, commit=False)
 
 
 # Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in the thread

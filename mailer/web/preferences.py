@@ -13,16 +13,18 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from mailer.services import archive, readers
+from mailer.services.env import AppEnv
 from mailer.web.deps import (
-    DbSession,
-    Env,
     FormToken,
-    PageRenderer,
-    ReadSession,
+    app_env,
+    app_pages,
+    read_only,
+    request_transaction,
     require_form_token,
     same_site,
     under_limit,
 )
+from mailer.web.pages import Pages
 from mailer.web.security import form_token
 from subscribers.errors import InvalidEmail
 
@@ -36,8 +38,8 @@ TopicKey = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9_-]+$")]
 def _render(
     request: Request,
     session: Session,
-    env: Env,
-    pages: PageRenderer,
+    env: AppEnv,
+    pages: Pages,
     token: str,
     *,
     add: str | None = None,
@@ -65,43 +67,39 @@ def _render(
 
 @router.get("/preferences/{token}", response_class=HTMLResponse, summary="The preference centre")
 def preferences_page(
-    token: Token,
-    request: Request,
-    session: ReadSession,
-    env: Env,
-    pages: PageRenderer,
-    add: TopicKey = None,
-    remove: TopicKey = None,
+    token: Token, request: Request, add: TopicKey = None, remove: TopicKey = None
 ) -> HTMLResponse:
-    return _render(request, session, env, pages, token, add=add, remove=remove)
+    env, pages = app_env(request), app_pages(request)
+    with read_only(env) as session:
+        return _render(request, session, env, pages, token, add=add, remove=remove)
 
 
 @router.post("/preferences/{token}", response_class=HTMLResponse, summary="Save preferences, leave or rejoin")
 def save_preferences(
     token: Token,
     request: Request,
-    session: DbSession,
-    env: Env,
-    pages: PageRenderer,
     csrf: FormToken,
     action: Annotated[Literal["save", "leave", "rejoin"], Form()] = "save",
     topics: Annotated[list[str], Form(max_length=100)] = [],  # noqa: B006 (FastAPI copies defaults)
     locale: Annotated[str | None, Form(max_length=8)] = None,
 ) -> HTMLResponse:
+    env, pages = app_env(request), app_pages(request)
     same_site(request, env)
     require_form_token(env, "preferences", token, csrf)
-    if action == "leave":
-        readers.unsubscribe(session, env, token, source="preferences")
-        changes = readers.Changes(status="unsubscribed")
-    elif action == "rejoin":
-        changes = readers.rejoin(session, env, token)
-    else:
-        changes = readers.save_preferences(session, env, token, topics, locale)
-    return _render(request, session, env, pages, token, changes=changes)
+    with request_transaction(env) as session:
+        if action == "leave":
+            readers.unsubscribe(session, env, token, source="preferences")
+            changes = readers.Changes(status="unsubscribed")
+        elif action == "rejoin":
+            changes = readers.rejoin(session, env, token)
+        else:
+            changes = readers.save_preferences(session, env, token, topics, locale)
+        return _render(request, session, env, pages, token, changes=changes)
 
 
 @router.get("/preferences", response_class=HTMLResponse, summary="Ask for a new preferences link")
-def request_form(request: Request, env: Env, pages: PageRenderer) -> HTMLResponse:
+def request_form(request: Request) -> HTMLResponse:
+    env, pages = app_env(request), app_pages(request)
     lang = pages.lang_for(request)
     return pages.page(
         "request_link.html",
@@ -116,13 +114,11 @@ def request_form(request: Request, env: Env, pages: PageRenderer) -> HTMLRespons
 def request_link(
     request: Request,
     background: BackgroundTasks,
-    session: DbSession,
-    env: Env,
-    pages: PageRenderer,
     csrf: FormToken,
     email: Annotated[str, Form(max_length=320)],
     website: Annotated[str, Form(max_length=200, description="a honeypot: people leave it empty")] = "",
 ) -> HTMLResponse:
+    env, pages = app_env(request), app_pages(request)
     same_site(request, env)
     require_form_token(env, "request_link", "", csrf)
     lang = pages.lang_for(request)
@@ -130,7 +126,8 @@ def request_link(
         return pages.page("link_sent.html", lang)
     under_limit(request, "request_link")
     try:
-        outgoing = readers.request_link(session, env, email)
+        with request_transaction(env) as session:
+            outgoing = readers.request_link(session, env, email)
     except InvalidEmail:
         return pages.page(
             "request_link.html",

@@ -11,7 +11,14 @@ from fastapi import APIRouter, Form, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from mailer.services import readers
-from mailer.web.deps import DbSession, Env, PageRenderer, ReadSession, require_form_token, same_site
+from mailer.web.deps import (
+    app_env,
+    app_pages,
+    read_only,
+    request_transaction,
+    require_form_token,
+    same_site,
+)
 from mailer.web.security import form_token
 
 __all__ = ["router"]
@@ -22,10 +29,10 @@ ONE_CLICK = "One-Click"
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse, summary="The unsubscribe page")
-def unsubscribe_page(
-    token: Token, request: Request, session: ReadSession, env: Env, pages: PageRenderer
-) -> HTMLResponse:
-    page = readers.unsubscribe_page(session, env, token)
+def unsubscribe_page(token: Token, request: Request) -> HTMLResponse:
+    env, pages = app_env(request), app_pages(request)
+    with read_only(env) as session:
+        page = readers.unsubscribe_page(session, env, token)
     lang = pages.lang_for(request, page.locale)
     return pages.page(
         "unsubscribe.html",
@@ -40,19 +47,20 @@ def unsubscribe_page(
 def unsubscribe(
     token: Token,
     request: Request,
-    session: DbSession,
-    env: Env,
-    pages: PageRenderer,
     list_unsubscribe: Annotated[str | None, Form(alias="List-Unsubscribe", max_length=32)] = None,
     csrf: Annotated[str | None, Form(max_length=64)] = None,
 ) -> Response:
+    env = app_env(request)
     if list_unsubscribe is not None:
         if list_unsubscribe != ONE_CLICK:
             raise HTTPException(400, "expected List-Unsubscribe=One-Click")
-        readers.unsubscribe(session, env, token, source="one-click")
+        with request_transaction(env) as session:
+            readers.unsubscribe(session, env, token, source="one-click")
         return PlainTextResponse("unsubscribed\n")
     same_site(request, env)
     require_form_token(env, "unsubscribe", token, csrf)
-    readers.unsubscribe(session, env, token, source="unsubscribe-page")
-    page = readers.unsubscribe_page(session, env, token)
+    with request_transaction(env) as session:
+        readers.unsubscribe(session, env, token, source="unsubscribe-page")
+        page = readers.unsubscribe_page(session, env, token)
+    pages = app_pages(request)
     return pages.page("unsubscribed.html", pages.lang_for(request, page.locale), page=page)
