@@ -10,13 +10,13 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import bindparam, delete, insert, literal, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from subscribers.db import utcnow
 from subscribers.errors import AlreadyExists, InvalidInput
-from subscribers.events import record_event
+from subscribers.events import EVENTS, record_event
 from subscribers.models import STATUSES, Subscriber, Suppression, Topic, subscriber_topics
 from subscribers.normalise import normalise_address, normalise_locale, normalise_name
 from subscribers.states import SubscriberAction, SubscriberStatus, sources, target
@@ -150,15 +150,32 @@ def set_locale(
     return True
 
 
-# the table, not the entity, and built once: one-click unsubscribes come in bursts
+# Built once, on the table (not the entity): one-click unsubscribes come in bursts. On PostgreSQL the
+# change and its event are one statement (a data-modifying WITH): one round trip instead of two.
 _UNSUBSCRIBE_ALL = (
     update(SUBSCRIBERS)
     .where(
         SUBSCRIBERS.c.id == bindparam("subscriber_id"),
-        SUBSCRIBERS.c.status.in_(sources(SubscriberAction.UNSUBSCRIBE)),
+        or_(*(SUBSCRIBERS.c.status == status for status in sources(SubscriberAction.UNSUBSCRIBE))),
     )
     .values(status=target(SubscriberAction.UNSUBSCRIBE), changed_at=bindparam("now"))
-    .returning(SUBSCRIBERS.c.email_key)
+    .returning(SUBSCRIBERS.c.id, SUBSCRIBERS.c.email_key)
+)
+_CHANGED = _UNSUBSCRIBE_ALL.cte("changed")
+_UNSUBSCRIBE_ALL_LOGGED = (
+    insert(EVENTS)
+    .from_select(
+        ["subscriber_id", "email_key", "kind", "source", "detail", "created_at"],
+        select(
+            _CHANGED.c.id,
+            _CHANGED.c.email_key,
+            literal("unsubscribed", EVENTS.c.kind.type),
+            bindparam("event_source", type_=EVENTS.c.source.type),
+            null(),
+            bindparam("now", type_=EVENTS.c.created_at.type),
+        ),
+    )
+    .returning(EVENTS.c.email_key)
 )
 
 
@@ -167,14 +184,19 @@ def unsubscribe_all(
 ) -> bool:
     """Unsubscribe from everything; True when the subscriber was pending or active until now."""
     now = now or utcnow()
-    row = session.execute(_UNSUBSCRIBE_ALL, {"subscriber_id": subscriber_id, "now": now}).first()
+    params = {"subscriber_id": subscriber_id, "now": now}
+    if session.get_bind().dialect.name == "postgresql":
+        row = session.execute(_UNSUBSCRIBE_ALL_LOGGED, {**params, "event_source": source[:32]}).first()
+    else:
+        row = session.execute(_UNSUBSCRIBE_ALL, params).first()
+        if row is not None:
+            record_event(session, subscriber_id, row[1], "unsubscribed", source=source, now=now)
     loaded = session.identity_map.get(session.identity_key(Subscriber, subscriber_id))
     if row is not None and loaded is not None:  # a row this session holds reads its new status afresh
         session.expire(loaded, ["status", "changed_at"])
     if row is None:
         get_subscriber(session, subscriber_id)
         return False
-    record_event(session, subscriber_id, row[0], "unsubscribed", source=source, now=now)
     return True
 
 
