@@ -50,22 +50,30 @@ def read_session_factory(settings: Settings) -> sessionmaker[Session]:
     autocommit (no BEGIN and ROLLBACK round trips around a page's one query) and that the database keeps
     from writing: PostgreSQL's default_transaction_read_only, SQLite's query_only. An in-memory SQLite
     database is one per connection: there, the ordinary sessions."""
-    writer = session_factory(settings)  # migrated and synced first
     url = settings.resolved_database_url
+    factory = _read_factories.get(url)  # every GET asks: no lock, no URL parsing once made
+    if factory is not None:
+        return factory
+    writer = session_factory(settings)  # migrated and synced first
     parsed = make_url(url)
     sqlite = parsed.get_backend_name() == "sqlite"
-    if sqlite and parsed.database in (None, "", ":memory:"):
-        return writer
     with _lock:
         factory = _read_factories.get(url)
         if factory is None:
-            connect_args = {} if sqlite else {"options": "-c default_transaction_read_only=on"}
-            bind = create_database_engine(
-                url, isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True, connect_args=connect_args
-            )
-            if sqlite:
-                event.listen(bind, "connect", _query_only)
-            factory = _read_factories[url] = make_session_factory(bind)
+            if sqlite and parsed.database in (None, "", ":memory:"):
+                factory = writer
+            else:
+                connect_args = {} if sqlite else {"options": "-c default_transaction_read_only=on"}
+                bind = create_database_engine(
+                    url,
+                    isolation_level="AUTOCOMMIT",
+                    skip_autocommit_rollback=True,
+                    connect_args=connect_args,
+                )
+                if sqlite:
+                    event.listen(bind, "connect", _query_only)
+                factory = make_session_factory(bind)
+            _read_factories[url] = factory
     return factory
 
 

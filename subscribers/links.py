@@ -35,8 +35,9 @@ class LinkedSubscriber:
     token_salt: str
 
 
-# Built once, on the tables (not the ORM entities): a link is read on every page a reader opens, and
-# building and keying a statement per call cost more than running it.
+# Built once, on the tables (not the ORM entities), and run on the session's connection: a link is read
+# on every page a reader opens, and building and keying a statement per call, or the ORM's execute path,
+# cost more than running it.
 _SUBSCRIBERS = cast(Table, Subscriber.__table__)
 _TOPICS = cast(Table, Topic.__table__)
 _COLUMNS = (
@@ -92,7 +93,8 @@ def read_link(
     max_age: float | None = None,
     now: datetime | None = None,
 ) -> LinkedSubscriber:
-    row = session.execute(_BY_ID, {"id": _subject(token)}).first()
+    subscriber_id = _subject(token)  # a malformed token takes no connection
+    row = session.connection().execute(_BY_ID, {"id": subscriber_id}).first()
     return _verified(row, keys, token, purpose, scope, max_age, now)
 
 
@@ -107,6 +109,7 @@ def read_link_with_topics(
     now: datetime | None = None,
 ) -> tuple[LinkedSubscriber, frozenset[str]]:
     """``read_link`` and the keys of the topics the subscriber follows, in one query."""
-    rows = session.execute(_WITH_TOPICS, {"id": _subject(token)}).all()
+    subscriber_id = _subject(token)
+    rows = session.connection().execute(_WITH_TOPICS, {"id": subscriber_id}).all()
     subscriber = _verified(rows[0] if rows else None, keys, token, purpose, scope, max_age, now)
     return subscriber, frozenset(row[5] for row in rows if row[5] is not None)
