@@ -18,10 +18,12 @@ from typing import Any
 import yaml
 
 from mailer.errors import IssueError
-from mailer.rendering import placeholders
+from mailer.rendering import markdown_html, placeholders
 from mailer.rendering.markdown_html import inline_plain
 from mailer.topics import TopicRegistry
 
+MAX_FRONT_MATTER = 16 * 1024  # characters: a title, a date, a description
+TEXT_KEYS = ("title", "subject", "description", "preheader", "category", "lang")
 _FILE_DATE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-")
 _HEADING_RE = re.compile(r"^(#{2,3})[ \t]+(.*?)[ \t]*#*[ \t]*$")
 _FENCE_RE = re.compile(r"^(```|~~~)")
@@ -100,6 +102,7 @@ def parse_issue(text: str, source: str, registry: TopicRegistry, default_lang: s
     sections, warnings = _split_sections(body, registry)
     for section in sections:
         _refuse_control_characters(section.heading, source, f"the heading {section.heading!r}")
+        _refuse_deep_nesting(section, source)
     return Issue(
         source=source,
         title=title,
@@ -150,6 +153,24 @@ def _refuse_control_characters(value: str, source: str, what: str) -> None:
         raise IssueError(source, f"{what} contains the control character U+{ord(bad):04X}")
 
 
+def _refuse_deep_nesting(section: Section, source: str) -> None:
+    depth = markdown_html.nesting_depth(markdown_html.parse(section.markdown, None))
+    if depth > markdown_html.MAX_NESTING:
+        raise IssueError(
+            source,
+            f"the section {section.heading!r} nests emphasis, lists or quotes {depth} deep; at most "
+            f"{markdown_html.MAX_NESTING}",
+        )
+
+
+def _no_aliases(text: str, source: str) -> None:
+    """YAML anchors and aliases (``&a`` / ``*a``) expand to copies: a few hundred bytes of them make
+    gigabytes (the "billion laughs"). An issue's front matter never needs them."""
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise IssueError(source, "the front matter uses a YAML alias (*name); write the value out")
+
+
 def _split_front_matter(text: str, source: str) -> tuple[dict[str, Any], str]:
     lines = text.split("\n")
     if not lines or lines[0].strip() != "---":
@@ -159,8 +180,16 @@ def _split_front_matter(text: str, source: str) -> tuple[dict[str, Any], str]:
             break
     else:
         raise IssueError(source, "the front matter is not closed by a '---' line")
+    header = "\n".join(lines[1:end])
+    if len(header) > MAX_FRONT_MATTER:
+        raise IssueError(
+            source, f"the front matter is {len(header):,} characters; at most {MAX_FRONT_MATTER:,}"
+        )
     try:
-        front = yaml.safe_load("\n".join(lines[1:end]))
+        _no_aliases(header, source)
+        front = yaml.safe_load(header)
+    except RecursionError:
+        raise IssueError(source, "broken front matter: nested too deep") from None
     except ValueError as exc:  # a value YAML recognises but cannot build, such as the date 2024-13-45
         raise IssueError(source, f"broken front matter: {exc}") from None
     except yaml.YAMLError as exc:
@@ -172,6 +201,9 @@ def _split_front_matter(text: str, source: str) -> tuple[dict[str, Any], str]:
         front = {}
     if not isinstance(front, dict):
         raise IssueError(source, "the front matter must be a YAML mapping of keys to values")
+    for key in TEXT_KEYS:
+        if isinstance(front.get(key), (list, dict, set)):
+            raise IssueError(source, f"the front matter's {key} must be text, not a list or mapping")
     return {str(k): v for k, v in front.items()}, "\n".join(lines[end + 1 :])
 
 

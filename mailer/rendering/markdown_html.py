@@ -138,6 +138,23 @@ def markdown() -> MarkdownIt:
     return md
 
 
+MAX_NESTING = 24  # emphasis in emphasis, lists in quotes...: deeper than any issue needs
+
+
+def nesting_depth(tokens: Sequence[Token]) -> int:
+    """How deep elements nest in a token stream (blocks and the inline elements inside them). Emphasis
+    nests without a limit in markdown-it (its maxNesting bounds blocks only), and a few thousand nested
+    ``<strong>`` crash the MJML compiler: issues are refused beyond MAX_NESTING."""
+    deepest = 0
+    for token in tokens:
+        inline = token.level
+        deepest = max(deepest, token.level)
+        for child in token.children or ():
+            inline += child.nesting
+            deepest = max(deepest, inline)
+    return deepest
+
+
 def parse(
     text: str, base_url: str | None, references: Mapping[str, Mapping[str, str]] | None = None
 ) -> list[Token]:

@@ -102,6 +102,18 @@ def test_headings_inside_code_fences_do_not_split(registry: TopicRegistry) -> No
         (b"---\ndescription: x\n---\nbody\n", "no title"),
         (b"---\ntitle: x\n---\n\n  \n", "no body"),
         (b"---\ntitle: x\ndate: someday\n---\nbody\n", "not YYYY-MM-DD"),
+        # a "billion laughs" alias bomb: 400 bytes that expand to gigabytes
+        (
+            b"---\na: &l0 [x, x, x, x, x, x, x, x, x]\n"
+            + b"".join(b"l%d: &l%d [%s]\n" % (i, i, b", ".join([b"*l%d" % (i - 1)] * 9)) for i in range(1, 9))
+            + b"title: *l8\n---\nbody\n",
+            "YAML alias",
+        ),
+        (b"---\ntitle: " + b"[" * 8000 + b"]" * 8000 + b"\n---\nbody\n", "nested too deep"),
+        (b"---\ntitle: x\ndescription: " + b"y" * 20000 + b"\n---\nbody\n", "at most 16,384"),
+        (b"---\ntitle: {a: 1}\n---\nbody\n", "title must be text"),
+        # thousands of nested <strong> crash the MJML compiler: refused before any rendering
+        (b"---\ntitle: x\n---\n\n## A\n\n" + b"*" * 2000 + b"x" + b"*" * 2000 + b"\n", "1001 deep"),
     ],
 )
 def test_bad_issue_files_raise_one_line_errors_naming_the_file(
