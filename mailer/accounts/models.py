@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String
+from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from subscribers.db import Base, BigId, UtcDateTime, utcnow
@@ -27,6 +27,8 @@ class AdminUser(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     # a session cookie issued before this moment is void: a new password logs every browser out
     password_changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # part of every session cookie's fingerprint: logging out raises it, ending the user's sessions
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ApiToken(Base):

@@ -17,6 +17,7 @@ __all__ = [
     "insert_user",
     "list_tokens",
     "list_users",
+    "next_session_epoch",
     "revoke_token",
     "set_password_hash",
     "touch_token",
@@ -32,7 +33,9 @@ def get_user(session: Session, user_id: int) -> AdminUser | None:
 
 
 def insert_user(session: Session, name: str, password_hash: str, *, now: datetime) -> AdminUser:
-    user = AdminUser(name=name, password_hash=password_hash, created_at=now, password_changed_at=now)
+    user = AdminUser(
+        name=name, password_hash=password_hash, created_at=now, password_changed_at=now, session_epoch=0
+    )
     session.add(user)
     session.flush()
     return user
@@ -42,6 +45,12 @@ def set_password_hash(session: Session, user: AdminUser, password_hash: str, *, 
     user.password_hash = password_hash
     user.password_changed_at = now
     session.flush()
+
+
+def next_session_epoch(session: Session, user_id: int) -> None:
+    session.execute(
+        update(AdminUser).where(AdminUser.id == user_id).values(session_epoch=AdminUser.session_epoch + 1)
+    )
 
 
 def list_users(session: Session) -> list[AdminUser]:

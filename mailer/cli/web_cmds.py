@@ -21,8 +21,13 @@ def serve_cmd(
         bool, typer.Option("--reload", help="Restart when the code changes (development)")
     ] = False,
     proxy_headers: Annotated[
-        bool, typer.Option("--proxy-headers/--no-proxy-headers", help="Trust X-Forwarded-* from 127.0.0.1")
-    ] = True,
+        bool,
+        typer.Option(
+            "--proxy-headers/--no-proxy-headers",
+            help="Trust X-Forwarded-For/-Proto from 127.0.0.1: only behind a proxy on this machine (else "
+            "any local client could pick the address the per-IP limits count)",
+        ),
+    ] = False,
 ) -> None:
     """Serve the web side until interrupted. Links in pages and emails use NEWSLETTER_BASE_URL."""
     import uvicorn
@@ -37,6 +42,11 @@ def serve_cmd(
     if urlsplit(base).port not in (None, port) and urlsplit(base).hostname in ("127.0.0.1", "localhost"):
         warn(
             f"NEWSLETTER_BASE_URL {base} names another port than --port {port}: its links will not reach this"
+        )
+    if urlsplit(base).scheme == "http" and urlsplit(base).hostname not in ("127.0.0.1", "localhost", "::1"):
+        warn(
+            f"NEWSLETTER_BASE_URL {base} is plain http on another host: browsers drop the dashboard's Secure "
+            "login cookie there; serve it over https"
         )
     uvicorn.run(
         "mailer.web.app:create_app",

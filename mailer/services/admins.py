@@ -28,6 +28,8 @@ __all__ = [
     "authenticate",
     "create_token",
     "create_user",
+    "end_sessions",
+    "login_fingerprint",
     "list_tokens",
     "list_users",
     "revoke_token",
@@ -135,27 +137,31 @@ def authenticate(session: Session, name: str, password: str) -> Admin | None:
 
 
 def session_admin(session: Session, user_id: int, fingerprint: str) -> Admin | None:
-    """The admin a session cookie names, unless disabled or the password changed since it was issued
-    (the cookie carries a fingerprint of the password hash it was issued under)."""
+    """The admin a session cookie names, unless disabled, logged out or the password changed since it was
+    issued (the cookie carries a fingerprint of the password hash and the session epoch)."""
     user = store.get_user(session, user_id)
-    if (
-        user is None
-        or user.disabled
-        or not hmac.compare_digest(password_fingerprint(user.password_hash), fingerprint)
-    ):
+    if user is None or user.disabled:
+        return None
+    if not hmac.compare_digest(_fingerprint(user).encode(), fingerprint.encode()):
         return None
     return Admin(user.id, user.name, "session")
 
 
-def password_fingerprint(password_hash: str) -> str:
-    """What a session cookie carries of the password it was issued under: a new password ends it."""
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+def _fingerprint(user: AdminUser) -> str:
+    return hashlib.sha256(f"{user.password_hash}\0{user.session_epoch}".encode()).hexdigest()[:16]
 
 
 def login_fingerprint(session: Session, admin: Admin) -> str:
+    """What a session cookie carries: a new password, or a logout, ends every session issued before."""
     user = store.get_user(session, admin.id)
     assert user is not None
-    return password_fingerprint(user.password_hash)
+    return _fingerprint(user)
+
+
+def end_sessions(session: Session, admin: Admin) -> None:
+    """Log out: every session cookie of this admin stops working, on every browser."""
+    store.next_session_epoch(session, admin.id)
+    log.info("admin %s logged out (every session ended)", admin.name)
 
 
 def create_token(session: Session, name: str, label: str, *, now: datetime) -> NewToken:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from mailer.errors import ConflictError, InputError, NotFoundError
+from mailer.errors import ConfigurationError, ConflictError, InputError, NotFoundError
 from mailer.rendering import placeholders
 from mailer.rendering.preview import sample_values
 from mailer.rendering.render import render_segments
@@ -55,6 +55,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 MAX_ISSUE_BYTES = 2 * 1024 * 1024
 SEGMENT_REFRESH_SECONDS = 5.0
+_STARTING = threading.Lock()
 RATE_WINDOW_SECONDS = 60.0
 PLAN_CACHE_SECONDS = 30.0
 
@@ -94,8 +95,12 @@ def upload(
         raise InputError(f"the issue is not UTF-8 text (byte {exc.start})") from None
     if "\0" in markdown:
         raise InputError("the issue holds a NUL character: not a text file")
-    source = (filename or "upload.md").replace("\\", "/").rsplit("/", 1)[-1][:200] or "upload.md"
-    draft = campaigns.parse_draft(env, markdown, source, audience=audience, transport=transport)
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    source = "".join(c for c in name if c.isprintable())[:200] or "upload.md"  # it is shown and logged
+    try:
+        draft = campaigns.parse_draft(env, markdown, source, audience=audience, transport=transport)
+    except ConfigurationError as exc:  # a transport this installation refuses: the caller's choice
+        raise InputError(str(exc)) from None
     info = campaigns.create(session, draft, now=env.now())
     log.info("campaign %d created from an upload of %s", info.id, source, extra={"campaign_id": info.id})
     return Upload(info, draft.issue.warnings)
@@ -140,22 +145,33 @@ def start_checked(env: AppEnv, campaign_id: int, *, override: bool = False) -> P
             "campaign %d started with a failing checklist: %s",
             campaign_id, "; ".join(c.name for c in failing), extra={"campaign_id": campaign_id},
         )  # fmt: skip
+    starting: set[int] = env.shared("desk.starting", set)
+    with _STARTING:  # two clicks at once in this process: the second is told, not queued behind
+        if campaign_id in starting:
+            raise ConflictError(f"campaign {campaign_id} is being started already")
+        starting.add(campaign_id)
     if env.distributed:
         env.celery().send_task("mailer.tasks.start_campaign", args=(campaign_id,))
+        threading.Timer(10.0, starting.discard, args=(campaign_id,)).start()
     else:
         threading.Thread(
-            target=_start_here, args=(env, campaign_id), name=f"start-{campaign_id}", daemon=True
+            target=_start_here, args=(env, campaign_id, starting), name=f"start-{campaign_id}", daemon=True
         ).start()
     return plan
 
 
-def _start_here(env: AppEnv, campaign_id: int) -> None:
-    _send_here(env, campaign_id, lambda: campaigns.start_stepwise(env, campaign_id))
+def _start_here(env: AppEnv, campaign_id: int, starting: set[int]) -> None:
+    try:
+        _send_here(env, campaign_id, lambda: campaigns.start_stepwise(env, campaign_id))
+    finally:
+        starting.discard(campaign_id)
 
 
 def _send_here(env: AppEnv, campaign_id: int, work: Callable[[], object]) -> None:
     try:
         campaigns.run_and_watch(env, campaign_id, work, _ignore)
+    except ConflictError as exc:  # another process started it first: only one claim can win
+        log.warning("campaign %d: %s", campaign_id, exc)
     except Exception:  # run_and_watch paused it with the cause; the dashboard shows the reason
         log.exception("campaign %d: sending in the web process stopped", campaign_id)
 

@@ -11,6 +11,7 @@ page routes, JSON for the webhook; bad input is always a 4xx, a database that ca
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -33,7 +34,8 @@ from mailer.services.env import AppEnv
 from mailer.settings import Settings, get_settings
 from mailer.web import archive, metrics, preferences, signup, unsubscribe, webhooks
 from mailer.web.admin import api_campaigns, api_people, dashboard
-from mailer.web.admin.auth import LOGIN_WINDOW_SECONDS, LoginRequired
+from mailer.web.admin.auth import LOGIN_WINDOW_SECONDS, LoginRequired, bearer_admin
+from mailer.web.admin.gate import ApiGate
 from mailer.web.pages import Pages
 from mailer.web.ratelimit import ClientLimiter
 from mailer.web.security import BodyLimit, HeadAsGet, SecurityHeaders
@@ -79,6 +81,7 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
         app.state.feedback_writer.close()
         app.state.client_limiter.close()
         app.state.login_limiter.close()
+        app.state.login_name_limiter.close()
         env.close()
 
     app = FastAPI(
@@ -98,12 +101,17 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
     app.state.client_limiter = ClientLimiter(
         settings.signup_ip_limit, redis_url=settings.resolved_redis_url, prefix=settings.redis_prefix
     )
+    # the last added runs first: HeadAsGet, BodyLimit, SecurityHeaders, then the API's gate
+    app.add_middleware(ApiGate, verify=functools.partial(bearer_admin, env))
     app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
-    app.state.login_limiter = ClientLimiter(
-        settings.admin_login_limit,
-        redis_url=settings.resolved_redis_url,
-        prefix=settings.redis_prefix,
-        window=LOGIN_WINDOW_SECONDS,
+    app.state.login_limiter, app.state.login_name_limiter = (
+        ClientLimiter(
+            limit,
+            redis_url=settings.resolved_redis_url,
+            prefix=settings.redis_prefix,
+            window=LOGIN_WINDOW_SECONDS,
+        )
+        for limit in (settings.admin_login_limit, 10 * settings.admin_login_limit)
     )
     app.add_middleware(
         BodyLimit,

@@ -43,22 +43,33 @@ class ClientLimiter:
         """Count one request of ``client``; False once it made ``limit`` in this window."""
         if self.limit <= 0:
             return True
+        return self._add(client, action, 1) <= self.limit
+
+    def reached(self, client: str, action: str) -> bool:
+        """True when ``client`` already made ``limit`` counted requests in this window (counts nothing:
+        a login counts its failures only, with ``allow``, after checking this)."""
+        return self.limit > 0 and self._add(client, action, 0) >= self.limit
+
+    def _add(self, client: str, action: str, amount: int) -> int:
         window = int(self.clock()) // self.window
         if self._redis is not None:
             key = f"{self.prefix}:web:{action}:{client}:{window}"
-            pipe = self._redis.pipeline()
-            pipe.incr(key)
-            pipe.expire(key, self.window)
             try:
-                return int(pipe.execute()[0]) <= self.limit
+                if not amount:
+                    return int(self._redis.get(key) or 0)
+                pipe = self._redis.pipeline()
+                pipe.incrby(key, amount)
+                pipe.expire(key, self.window)
+                return int(pipe.execute()[0])
             except redis_errors.RedisError as exc:  # Redis away: this process counts alone meanwhile
                 log.warning("rate limit: Redis did not answer (%s); counting in this process", exc)
         with self._lock:
             if len(self._counts) > 100_000:  # old windows go; a flood of addresses cannot grow this forever
                 self._counts = {k: v for k, v in self._counts.items() if k[1] == window}
-            key2 = (f"{action}:{client}", window)
-            self._counts[key2] = self._counts.get(key2, 0) + 1
-            return self._counts[key2] <= self.limit
+            local = (f"{action}:{client}", window)
+            if amount:
+                self._counts[local] = self._counts.get(local, 0) + amount
+            return self._counts.get(local, 0)
 
     def close(self) -> None:
         if self._redis is not None:

@@ -88,6 +88,10 @@ async def import_csv(
     body = await spool_body(request, env.settings.admin_upload_bytes)
     rejects: list[Reject] = []
 
+    def keep(reject: Reject) -> None:  # the first ones only: a file of bad lines must not fill memory
+        if len(rejects) < MAX_REJECTS_SHOWN:
+            rejects.append(reject)
+
     def run() -> schemas.ImportResult:
         with body:
             report = subscribers.import_stepwise(
@@ -95,12 +99,12 @@ async def import_csv(
                 body,
                 topics=topics,
                 status=status,
-                on_reject=rejects.append,
+                on_reject=keep,
             )
         return schemas.ImportResult(
             added=report.added, updated=report.updated, unchanged=report.unchanged, rejected=report.rejected,
             rows=report.rows,
-            rejects=[{"line": r.line, "reason": r.reason} for r in rejects[:MAX_REJECTS_SHOWN]],
+            rejects=[{"line": r.line, "reason": r.reason} for r in rejects],
         )  # fmt: skip
 
     result = await run_in_threadpool(run)
@@ -158,4 +162,4 @@ def unsuppress(
     reason: Annotated[str, Query(min_length=3, max_length=500, description="Why it may receive mail again")],
 ) -> None:
     subscribers.unsuppress(session, env, email, reason=reason, admin=admin.name)
-    log.warning("%s took %s off the suppression list: %s", admin.name, email, reason)
+    log.warning("%s took %s off the suppression list: %s", admin.name, email, " ".join(reason.split()))

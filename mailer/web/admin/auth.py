@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.responses import Response
 
 from mailer.services import admins
 from mailer.services.admins import Admin
 from mailer.services.env import AppEnv
+from mailer.settings import DEFAULT_SECRET_KEY
 from mailer.web.deps import Env
 from mailer.web.security import check_form_token, form_token
 
@@ -33,6 +35,8 @@ __all__ = [
     "PageAdmin",
     "PageSession",
     "LoginRequired",
+    "admin_keys",
+    "bearer_admin",
     "csrf_ok",
     "end_session",
     "start_session",
@@ -58,12 +62,41 @@ class PageSession:
     csrf: str
 
 
+def admin_keys(env: AppEnv) -> list[str]:
+    """The keys of the dashboard's cookies and CSRF tokens: the secret keys, except while the published
+    default key is in use (the embedded mode allows it): then a random key of this process, so nobody
+    can mint a session with a key printed in the README (sessions then end when the process does)."""
+
+    def make() -> list[str]:
+        if env.settings.secret_key == [DEFAULT_SECRET_KEY]:
+            return [secrets.token_urlsafe(32)]
+        return list(env.settings.secret_key)
+
+    return env.shared("admin.keys", make)
+
+
 def _serializer(env: AppEnv) -> URLSafeTimedSerializer:
+    keys = admin_keys(env)  # before env.shared below: it holds a lock that is not reentrant
+
     def make() -> URLSafeTimedSerializer:
         # itsdangerous signs with the last key and reads with all; our list is newest first
-        return URLSafeTimedSerializer(list(reversed(env.settings.secret_key)), salt="admin-session")
+        return URLSafeTimedSerializer(list(reversed(keys)), salt="admin-session")
 
     return env.shared("admin.cookie-serializer", make)
+
+
+def _payload(value: object) -> tuple[int, str, str] | None:
+    """(user id, nonce, fingerprint) of a cookie's payload, or None for any other shape."""
+    if not (isinstance(value, list) and len(value) == 3):
+        return None
+    user_id, nonce, fingerprint = value
+    if type(user_id) is not int or not 0 < user_id <= 2**63 - 1:
+        return None
+    if not (isinstance(nonce, str) and 0 < len(nonce) <= 32 and nonce.isascii()):
+        return None
+    if not (isinstance(fingerprint, str) and len(fingerprint) == 16 and fingerprint.isascii()):
+        return None
+    return user_id, nonce, fingerprint
 
 
 def start_session(env: AppEnv, response: Response, admin: Admin, fingerprint: str) -> None:
@@ -91,27 +124,41 @@ def _from_cookie(request: Request, env: AppEnv) -> tuple[Admin, str] | None:
         payload = _serializer(env).loads(value, max_age=int(env.settings.admin_session_hours * 3600))
     except BadSignature:
         return None
-    if not (isinstance(payload, list) and len(payload) == 3 and isinstance(payload[0], int)):
+    checked = _payload(payload)
+    if checked is None:
         return None
+    user_id, nonce, fingerprint = checked
     with env.sessions() as session:
-        admin = admins.session_admin(session, payload[0], str(payload[2]))
-    return (admin, str(payload[1])) if admin else None
+        admin = admins.session_admin(session, user_id, fingerprint)
+    return (admin, nonce) if admin else None
 
 
 def _unauthorized(detail: str = "admin credentials required: Authorization: Bearer TOKEN") -> HTTPException:
     return HTTPException(401, detail, headers={"www-authenticate": 'Bearer realm="newsletter admin"'})
 
 
-def _api_admin(request: Request, env: Env) -> Admin:
-    # its own short transactions, not the request's: noting a token's use must not hold a write lock
-    # (SQLite) while the route works
+def bearer_admin(env: AppEnv, header: str) -> Admin | None:
+    """The admin an ``Authorization: Bearer TOKEN`` header stands for, or None. Its own short transaction,
+    not the request's: noting a token's use must not hold a write lock (SQLite) while the route works."""
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return None
+    with env.transaction() as session:
+        return admins.token_admin(session, secret.strip(), now=env.now())
+
+
+_bearer_scheme = HTTPBearer(auto_error=False, description="An API token: newsletter admin create-token NAME")
+
+
+def _api_admin(
+    request: Request, env: Env, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]
+) -> Admin:
+    checked = getattr(request.state, "admin", None)  # a write: the gate (gate.py) checked it already
+    if isinstance(checked, Admin):
+        return checked
     header = request.headers.get("authorization")
     if header is not None:
-        scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            raise _unauthorized()
-        with env.transaction() as session:
-            admin = admins.token_admin(session, secret.strip(), now=env.now())
+        admin = bearer_admin(env, header)
         if admin is None:
             raise _unauthorized("this API token is not valid (unknown, revoked or malformed)")
         return admin
@@ -127,17 +174,17 @@ ApiAdmin = Annotated[Admin, Depends(_api_admin)]
 
 def _page_admin(request: Request, env: Env) -> PageSession:
     found = _from_cookie(request, env)
-    if found is None:
-        raise LoginRequired(request.url.path)
+    if found is None:  # back to this page after the login; a form's target has no page to go back to
+        raise LoginRequired(request.url.path if request.method == "GET" else "/admin/")
     admin, nonce = found
-    return PageSession(admin, nonce, form_token(env.settings.secret_key, "admin", nonce))
+    return PageSession(admin, nonce, form_token(admin_keys(env), "admin", nonce))
 
 
 PageAdmin = Annotated[PageSession, Depends(_page_admin)]
 
 
 def csrf_ok(env: AppEnv, page: PageSession, given: str | None) -> None:
-    if not check_form_token(env.settings.secret_key, "admin", page.nonce, given):
+    if not check_form_token(admin_keys(env), "admin", page.nonce, given):
         raise HTTPException(403, "this form has expired or is not ours; open the page again")
 
 
@@ -145,10 +192,11 @@ def safe_next(path: str | None) -> str:
     """Where to go after the login: a dashboard path of ours, never another site (no open redirect)."""
     if (
         path
+        and len(path) <= 500
         and path.startswith("/admin/")
-        and not path.startswith("//")
         and "\\" not in path
         and path.isascii()
+        and path.isprintable()
     ):
         return path
     return "/admin/"

@@ -20,6 +20,7 @@ from mailer.services.env import AppEnv
 from mailer.web.admin import charts
 from mailer.web.admin.auth import (
     PageAdmin,
+    admin_keys,
     csrf_ok,
     end_session,
     safe_next,
@@ -60,9 +61,12 @@ def _back(env: AppEnv, path: str) -> RedirectResponse:
 # --- login ---------------------------------------------------------------------------------------------
 @router.get("/login")
 def login_page(
-    request: Request, env: Env, pages: PageRenderer, next: Annotated[str | None, Query(max_length=500)] = None
+    request: Request,
+    env: Env,
+    pages: PageRenderer,
+    next: Annotated[str | None, Query(max_length=4000)] = None,
 ) -> HTMLResponse:
-    token = form_token(env.settings.secret_key, "admin-login")
+    token = form_token(admin_keys(env), "admin-login")
     return _page(pages, request, "login.html", csrf=token, next=safe_next(next), failed=False)
 
 
@@ -75,26 +79,26 @@ def login(
     name: Annotated[str, Form(max_length=64)],
     password: Annotated[str, Form(max_length=1024)],
     csrf: Annotated[str, Form(max_length=64)],
-    next: Annotated[str, Form(max_length=500)] = "/admin/",
+    next: Annotated[str, Form(max_length=4000)] = "/admin/",
 ) -> Response:
     same_site(request, env)
-    if not check_form_token(env.settings.secret_key, "admin-login", "", csrf):
+    if not check_form_token(admin_keys(env), "admin-login", "", csrf):
         raise HTTPException(403, "this form has expired or is not ours; open the page again")
-    limiter = request.app.state.login_limiter
-    # both counted every time: one address guessing many names, or many addresses guessing one name
-    by_ip, by_name = (
-        limiter.allow(client_ip(request), "login"),
-        limiter.allow(name.lower()[:64], "login-name"),
-    )
-    if not (by_ip and by_name):
-        log.warning("admin login refused: too many attempts (client %s)", client_ip(request))
+    by_ip, by_name = request.app.state.login_limiter, request.app.state.login_name_limiter
+    ip, who = client_ip(request), name.strip().lower()[:64]
+    # failures count, per client address and per name from anywhere: the name's limit is ten times
+    # higher, so guessing one password from many addresses is slow while locking its admin out is hard
+    if by_ip.reached(ip, "login-failed") or by_name.reached(who, "login-failed-name"):
+        log.warning("admin login refused: too many failed attempts (client %s)", ip)
         raise HTTPException(
-            429, "too many login attempts; try again in 15 minutes", headers={"retry-after": "900"}
+            429, "too many failed logins; try again in 15 minutes", headers={"retry-after": "900"}
         )
     admin = admins.authenticate(session, name, password)
     if admin is None:
-        log.warning("admin login failed for a name from client %s", client_ip(request))
-        token = form_token(env.settings.secret_key, "admin-login")
+        by_ip.allow(ip, "login-failed")
+        by_name.allow(who, "login-failed-name")
+        log.warning("admin login failed for a name from client %s", ip)
+        token = form_token(admin_keys(env), "admin-login")
         return _page(
             pages, request, "login.html", status_code=401, csrf=token, next=safe_next(next), failed=True
         )
@@ -106,16 +110,26 @@ def login(
 
 @router.post("/logout")
 def logout(
-    request: Request, env: Env, page: PageAdmin, csrf: Annotated[str, Form(max_length=64)]
+    request: Request,
+    env: Env,
+    session: DbSession,
+    page: PageAdmin,
+    csrf: Annotated[str, Form(max_length=64)],
 ) -> RedirectResponse:
     same_site(request, env)
     csrf_ok(env, page, csrf)
+    admins.end_sessions(session, page.admin)  # the cookie stops working wherever a copy of it is
     response = _back(env, "/admin/login")
     end_session(response)
     return response
 
 
 # --- campaigns -----------------------------------------------------------------------------------------
+@router.get("")
+def bare(env: Env) -> RedirectResponse:
+    return _back(env, "/admin/")
+
+
 @router.get("/")
 def home(
     request: Request,

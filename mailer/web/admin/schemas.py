@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from mailer.sending.states import DeliveryStatus
 from mailer.services.campaign_desk import LiveProgress
@@ -93,15 +93,21 @@ class Checklist(BaseModel):
         )
 
 
-class StartRequest(BaseModel):
-    override: bool = Field(False, description="Start although an item of the checklist fails")
+class Request(BaseModel):
+    """What a client sends: no field it does not know, booleans as booleans."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
-class ScheduleRequest(BaseModel):
+class StartRequest(Request):
+    override: StrictBool = Field(False, description="Start although an item of the checklist fails")
+
+
+class ScheduleRequest(Request):
     at: datetime = Field(description="When to start, with a UTC offset (ISO 8601)")
 
 
-class TestSendRequest(BaseModel):
+class TestSendRequest(Request):
     addresses: list[str] = Field(min_length=1, max_length=20)
 
 
@@ -177,10 +183,10 @@ class Subscriber(BaseModel):
         )  # fmt: skip
 
 
-class SubscriberEdit(BaseModel):
+class SubscriberEdit(Request):
     topics: list[str] | None = Field(None, max_length=200, description="Exactly these topics (keys or names)")
     locale: str | None = Field(None, max_length=16)
-    unsubscribe: bool = Field(False, description="Unsubscribe from everything")
+    unsubscribe: StrictBool = Field(False, description="Unsubscribe from everything")
 
 
 class ImportResult(BaseModel):

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("disabled", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("password_changed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("session_epoch", sa.Integer(), nullable=False),
         sa.UniqueConstraint("name", name="uq_admin_users_name"),
         sqlite_autoincrement=True,
     )

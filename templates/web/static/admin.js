@@ -29,7 +29,7 @@
         box.setAttribute("data-status", p.status);
         if (p.status === "sending") {
           setTimeout(function () { update(box); }, 1000);
-        } else if (p.status === "draft" || p.status === "scheduled") {  // a start may be on its way
+        } else if (document.querySelector("p.actions") && (p.status === "draft" || p.status === "scheduled")) {
           setTimeout(function () { update(box); }, 3000);
         }
       })
@@ -40,7 +40,9 @@
     for (var i = 0; i < boxes.length; i++) {
       var status = boxes[i].querySelector(".status").textContent;
       boxes[i].setAttribute("data-status", status);
-      if (status === "sending" || status === "scheduled" || status === "draft") { update(boxes[i]); }
+      // the list follows the campaigns that send; a campaign's own page also one that may start soon
+      var own = document.querySelector("p.actions") !== null;
+      if (status === "sending" || (own && (status === "scheduled" || status === "draft"))) { update(boxes[i]); }
     }
   });
 })();
