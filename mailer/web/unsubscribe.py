@@ -7,13 +7,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from mailer.services import readers
+from mailer.services.env import AppEnv
 from mailer.web.deps import (
     app_env,
     app_pages,
+    form_schema,
+    in_thread,
+    read_form,
     read_only,
     request_transaction,
     require_form_token,
@@ -43,22 +47,38 @@ def unsubscribe_page(token: Token, request: Request) -> HTMLResponse:
     )
 
 
-@router.post("/unsubscribe/{token}", summary="Unsubscribe (the page's button, or RFC 8058 one-click)")
-def unsubscribe(
-    token: Token,
-    request: Request,
-    list_unsubscribe: Annotated[str | None, Form(alias="List-Unsubscribe", max_length=32)] = None,
-    csrf: Annotated[str | None, Form(max_length=64)] = None,
-) -> Response:
+# RFC 8058's field, or the page's button with its form token
+FIELDS = {
+    "List-Unsubscribe": (32, "RFC 8058 one-click: One-Click (no cookie, no form token)"),
+    "csrf": (64, "the unsubscribe page's form token (hidden field)"),
+}
+
+
+@router.post(
+    "/unsubscribe/{token}",
+    summary="Unsubscribe (the page's button, or RFC 8058 one-click)",
+    openapi_extra=form_schema(FIELDS),
+)
+async def unsubscribe(token: Token, request: Request) -> Response:
+    form = await read_form(request, FIELDS)
     env = app_env(request)
-    if list_unsubscribe is not None:
-        if list_unsubscribe != ONE_CLICK:
+    one_click = form["List-Unsubscribe"]
+    if one_click is not None:
+        if one_click != ONE_CLICK:
             raise HTTPException(400, "expected List-Unsubscribe=One-Click")
-        with request_transaction(env) as session:
-            readers.unsubscribe(session, env, token, source="one-click")
+        await in_thread(_leave, env, token, "one-click")
         return PlainTextResponse("unsubscribed\n")
     same_site(request, env)
-    require_form_token(env, "unsubscribe", token, csrf)
+    require_form_token(env, "unsubscribe", token, form["csrf"])
+    return await in_thread(_leave_from_page, request, env, token)
+
+
+def _leave(env: AppEnv, token: str, source: str) -> None:
+    with request_transaction(env) as session:
+        readers.unsubscribe(session, env, token, source=source)
+
+
+def _leave_from_page(request: Request, env: AppEnv, token: str) -> HTMLResponse:
     with request_transaction(env) as session:
         readers.unsubscribe(session, env, token, source="unsubscribe-page")
         page = readers.unsubscribe_page(session, env, token)
