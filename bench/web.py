@@ -1,5 +1,8 @@
-"""Web benchmark: the app under uvicorn on 127.0.0.1 (httptools, uvloop), driven by a bounded load
-generator (asyncio, keep-alive connections, a fixed number of clients).
+"""Web benchmark: the app under uvicorn on 127.0.0.1 (httptools, uvloop, N worker processes each with a
+listening socket of its own on the port, SO_REUSEPORT), driven by a bounded load generator (asyncio on
+uvloop, keep-alive connections, a fixed number of clients). Each phase prints how its connections spread
+over the worker processes: with uvicorn's own --workers (``--shared-socket``) one process often takes
+nearly all of them, and the run then measures one process (one core for Python) instead of N.
 
 (a) webhook: SES hard bounces signed as SNS notifications (mailer.testing.sns_signer, SignatureVersion 1,
     certificate read once from NEWSLETTER_SNS_CERT_DIR and cached), each for a different subscriber:
@@ -10,13 +13,14 @@ and a minimal FastAPI route that does nothing (bench/noop_app.py, same uvicorn s
 and after the routes in the same run: each route's ratio is taken against the mean of the two.
 
     .venv/bin/python bench/web.py [--subscribers 20000] [--notifications 5000] [--requests 6000]
-        [--clients 32] [--workers 2] [--database postgresql|sqlite]
+        [--clients 32] [--workers 2] [--database postgresql|sqlite] [--shared-socket]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -26,16 +30,17 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
+import uvloop  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
-from bench.send import service_cpu_seconds, tree_cpu_seconds  # noqa: E402
+from bench.send import process_tree, service_cpu_seconds, tree_cpu_seconds  # noqa: E402
 from mailer.database import session_factory  # noqa: E402
 from mailer.feedback.samples import bounce_notification  # noqa: E402
 from mailer.settings import Settings  # noqa: E402
@@ -64,6 +69,9 @@ class Load:
     latencies: list[float]
     statuses: dict[int, int]
     cpu: dict[str, float] | None = None  # CPU microseconds per request: the app's processes, PostgreSQL
+    # how many of the clients' connections each server process took (the processes share one listening
+    # socket: whichever is awake accepts, so a burst of connections may land mostly on one of them)
+    split: list[int] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -74,8 +82,10 @@ class Load:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
 
 
-async def _client(host: str, port: int, work: Iterator[bytes], load: Load) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
+async def _client(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], work: Iterator[bytes], load: Load
+) -> None:
+    reader, writer = connection
     try:
         for request in work:
             started = time.perf_counter()
@@ -94,21 +104,24 @@ async def _client(host: str, port: int, work: Iterator[bytes], load: Load) -> No
         writer.close()
 
 
-def run_load(port: int, requests: Sequence[bytes], clients: int, server: int | None = None) -> Load:
-    """Send ``requests`` over ``clients`` connections; with ``server`` (a pid), the CPU it and the
-    database spent per request."""
-    before = (tree_cpu_seconds(server), service_cpu_seconds()["postgresql"]) if server else None
+def run_load(port: int, requests: Sequence[bytes], clients: int, server: Server | None = None) -> Load:
+    """Send ``requests`` over ``clients`` connections; with ``server``, the CPU its processes and the
+    database spent per request, and how the connections spread over its processes."""
+    before = (server.cpu_seconds(), service_cpu_seconds()["postgresql"]) if server else None
     load = Load(len(requests), 0.0, [], {})
     work = iter(requests)  # shared: each client takes the next request when its last one is answered
 
     async def main() -> None:
+        connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
+        if server:
+            load.split = server.connection_split(port)
         started = time.perf_counter()
-        await asyncio.gather(*(_client("127.0.0.1", port, work, load) for _ in range(clients)))
+        await asyncio.gather(*(_client(connection, work, load) for connection in connections))
         load.seconds = time.perf_counter() - started
 
-    asyncio.run(main())
+    uvloop.run(main())  # the generator shares the cores with the server: the cheaper loop
     if before is not None and server is not None:
-        app, database = tree_cpu_seconds(server) - before[0], service_cpu_seconds()["postgresql"] - before[1]
+        app, database = server.cpu_seconds() - before[0], service_cpu_seconds()["postgresql"] - before[1]
         load.cpu = {"app": app / len(requests) * 1e6, "postgresql": database / len(requests) * 1e6}
     return load
 
@@ -122,34 +135,100 @@ def http_request(method: str, path: str, body: bytes = b"", headers: dict[str, s
 
 
 # --- the servers -------------------------------------------------------------------------------------
+UVICORN_OPTIONS = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "info"]
+# One worker process on a listening socket of its own (uvicorn has no option for SO_REUSEPORT, and its --fd
+# takes the descriptor for a Unix socket: no TCP_NODELAY on the connections).
+REUSEPORT_WORKER = """
+import socket, sys
+import uvicorn
+app, factory, port = sys.argv[1], sys.argv[2] == "factory", int(sys.argv[3])
+sock = socket.socket()
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+sock.bind(("127.0.0.1", port))
+config = uvicorn.Config(
+    app, factory=factory, loop="uvloop", http="httptools", access_log=False, log_level="info"
+)
+uvicorn.Server(config).run(sockets=[sock])
+"""
+
+
+@dataclass
+class Server:
+    """uvicorn worker processes serving one port: each with a listening socket of its own (SO_REUSEPORT:
+    the kernel spreads connections over the processes by their addresses), or, ``shared``, uvicorn's
+    ``--workers`` (one socket all processes accept from: whichever is awake takes a burst of connections,
+    often nearly all of them, and one process, one core for Python, then serves most clients)."""
+
+    processes: list[subprocess.Popen[bytes]]
+
+    def pids(self) -> list[int]:
+        return [pid for process in self.processes for pid in process_tree(process.pid)]
+
+    def cpu_seconds(self) -> float:
+        return sum(tree_cpu_seconds(process.pid) for process in self.processes)
+
+    def connection_split(self, port: int) -> list[int]:
+        """Established connections to ``port`` per server process (largest first)."""
+        inodes: dict[str, int] = {}
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                for fd in Path(f"/proc/{pid}/fd").iterdir():
+                    with contextlib.suppress(OSError):
+                        target = os.readlink(fd)
+                        if target.startswith("socket:["):
+                            inodes[target[8:-1]] = pid
+        counts: dict[int, int] = {}
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port, state, inode = int(fields[1].split(":")[1], 16), fields[3], fields[9]
+            if local_port == port and state == "01" and inode in inodes:  # 01: ESTABLISHED
+                counts[inodes[inode]] = counts.get(inodes[inode], 0) + 1
+        return sorted(counts.values(), reverse=True)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 def start_uvicorn(
-    target: list[str], port: int, workers: int, env: dict[str, str], log: Path
-) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable, "-m", "uvicorn", *target, "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-        "--log-level", "warning",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    target: list[str], port: int, workers: int, env: dict[str, str], log: Path, *, shared: bool = False
+) -> Server:
+    logs = [log.with_suffix(f".{i}.log") for i in range(1 if shared else workers)]
+    processes = []
+    if shared:
+        command = [
+            sys.executable, "-m", "uvicorn", *target, "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers), *UVICORN_OPTIONS,
+        ]  # fmt: skip
+        processes.append(
+            subprocess.Popen(command, cwd=ROOT, env=env, stdout=logs[0].open("wb"), stderr=subprocess.STDOUT)
+        )
+    else:
+        app = target[-1]
+        factory = "factory" if "--factory" in target else "plain"
+        for path in logs:
+            command = [sys.executable, "-c", REUSEPORT_WORKER, app, factory, str(port)]
+            processes.append(
+                subprocess.Popen(command, cwd=ROOT, env=env, stdout=path.open("wb"), stderr=subprocess.STDOUT)
+            )
+    server = Server(processes)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                time.sleep(1.0 if workers > 1 else 0.3)  # every worker process up
-                return process
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(log.read_text()[-2000:]) from None
-            time.sleep(0.2)
+    while time.monotonic() < deadline:  # every worker process has started its application
+        started = sum(p.read_text().count("Application startup complete") for p in logs)
+        if started >= workers:
+            return server
+        if any(process.poll() is not None for process in processes):
+            server.stop()
+            raise RuntimeError("\n".join(p.read_text()[-2000:] for p in logs))
+        time.sleep(0.2)
+    server.stop()
     raise RuntimeError("uvicorn did not start")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 # --- data --------------------------------------------------------------------------------------------
@@ -209,10 +288,11 @@ def report(name: str, load: Load, noop_rate: float | None = None) -> None:
         else ""
     )
     statuses = dict(sorted(load.statuses.items()))
+    split = f"; connections per process {'/'.join(map(str, load.split))}" if load.split else ""
     print(
         f"{name:<28} {load.rate:8,.0f} req/s  p50 {load.percentile(50):6.1f} ms  "
         f"p99 {load.percentile(99):6.1f} ms  ({load.requests:,} requests, {ok:,} 2xx/3xx, "
-        f"statuses {statuses}){ratio}{cpu}"
+        f"statuses {statuses}){ratio}{cpu}{split}"
     )
 
 
@@ -226,6 +306,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument(
+        "--shared-socket",
+        action="store_true",
+        help="uvicorn --workers (one listening socket) instead of one socket per process",
+    )
     args = parser.parse_args()
     needed = args.notifications + 2 * args.requests + 2 * WARM_UP
     if args.subscribers < needed:
@@ -254,11 +339,12 @@ def main() -> None:
     }
     settings = Settings(**{k.removeprefix("NEWSLETTER_").lower(): v for k, v in variables.items()})  # type: ignore[arg-type]
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}, **variables}
-    servers: list[subprocess.Popen[bytes]] = []
+    servers: list[Server] = []
     try:
         print(
-            f"{args.workers} uvicorn workers (httptools, uvloop), {args.clients} clients, {args.database}, "
-            f"{os.cpu_count()} CPUs (the load generator shares them)"
+            f"{args.workers} uvicorn workers (httptools, uvloop; "
+            f"{'one shared listening socket' if args.shared_socket else 'a listening socket each'}), "
+            f"{args.clients} clients, {args.database}, {os.cpu_count()} CPUs (the load generator shares them)"
         )
         started = time.perf_counter()
         populate(settings, args.subscribers)
@@ -270,21 +356,22 @@ def main() -> None:
             f"prepared {args.subscribers:,} subscribers and {len(bodies):,} signed notifications "
             f"in {time.perf_counter() - started:.1f} s"
         )
+        shared = args.shared_socket
         noop_server = start_uvicorn(
-            ["bench.noop_app:app"], noop_port, args.workers, env, workdir / "noop.log"
+            ["bench.noop_app:app"], noop_port, args.workers, env, workdir / "noop.log", shared=shared
         )
         servers.append(noop_server)
         target = ["--factory", "mailer.web.app:create_app"]
-        web_server = start_uvicorn(target, port, args.workers, env, workdir / "web.log")
+        web_server = start_uvicorn(target, port, args.workers, env, workdir / "web.log", shared=shared)
         servers.append(web_server)
         noop = [http_request("GET", "/noop")] * args.requests
         run_load(noop_port, noop[:WARM_UP], args.clients)
-        noop_before = run_load(noop_port, noop, args.clients, noop_server.pid)
+        noop_before = run_load(noop_port, noop, args.clients, noop_server)
 
         headers = {"x-amz-sns-message-type": "Notification", "Content-Type": "text/plain; charset=UTF-8"}
         webhook = [http_request("POST", settings.webhook_path, body, headers) for body in bodies]
         run_load(port, webhook[:WARM_UP], args.clients)
-        hooks = run_load(port, webhook[WARM_UP:], args.clients, web_server.pid)
+        hooks = run_load(port, webhook[WARM_UP:], args.clients, web_server)
 
         first = args.notifications
         prefs = [
@@ -301,10 +388,10 @@ def main() -> None:
             for i in range(first, first + args.requests + WARM_UP)
         ]  # fmt: skip
         run_load(port, prefs[:WARM_UP], args.clients)
-        page = run_load(port, prefs[WARM_UP:], args.clients, web_server.pid)
+        page = run_load(port, prefs[WARM_UP:], args.clients, web_server)
         run_load(port, unsubscribe[:WARM_UP], args.clients)
-        oneclick = run_load(port, unsubscribe[WARM_UP:], args.clients, web_server.pid)
-        noop_after = run_load(noop_port, noop, args.clients, noop_server.pid)
+        oneclick = run_load(port, unsubscribe[WARM_UP:], args.clients, web_server)
+        noop_after = run_load(noop_port, noop, args.clients, noop_server)
         noop_rate = (noop_before.rate + noop_after.rate) / 2
 
         with session_factory(settings)() as session:
@@ -323,7 +410,7 @@ def main() -> None:
         assert suppressed == len(bodies) and left == len(unsubscribe), "not every request took effect"
     finally:
         for server in servers:
-            stop(server)
+            server.stop()
         if database:
             with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
