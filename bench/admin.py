@@ -41,10 +41,29 @@ from bench.send import (  # noqa: E402
     populate,
     start_sink,
 )
-from bench.web import start_uvicorn  # noqa: E402
 from mailer.services import admins, campaigns  # noqa: E402
 from mailer.services.env import AppEnv  # noqa: E402
 from mailer.settings import Settings  # noqa: E402
+
+
+def start_web(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", "mailer.web.app:create_app", "--host", "127.0.0.1",
+        "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+        "--log-level", "warning",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(log.read_text()[-2000:])
+        time.sleep(0.2)
+    raise RuntimeError("uvicorn did not start")
 
 
 def start_workers(env: dict[str, str], workdir: Path, count: int) -> list[subprocess.Popen[bytes]]:
@@ -159,9 +178,7 @@ def main() -> None:
         with app.transaction() as session:
             admins.create_user(session, "bench", "a bench password", now=datetime.now(UTC))
             token = admins.create_token(session, "bench", "bench", now=datetime.now(UTC)).secret
-        processes.append(
-            start_uvicorn(["--factory", "mailer.web.app:create_app"], web_port, 1, env, workdir / "web.log")
-        )
+        processes.append(start_web(web_port, env, workdir / "web.log"))
         processes += start_workers(env, workdir, args.workers)
         web_url = f"http://127.0.0.1:{web_port}"
         runs = []
