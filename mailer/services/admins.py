@@ -24,11 +24,14 @@ from mailer.errors import ConflictError, InputError, NotFoundError
 __all__ = [
     "Admin",
     "NewToken",
+    "TokenUse",
     "TokenRow",
     "authenticate",
     "create_token",
     "create_user",
     "end_sessions",
+    "find_token",
+    "note_token_use",
     "login_fingerprint",
     "list_tokens",
     "list_users",
@@ -173,17 +176,38 @@ def create_token(session: Session, name: str, label: str, *, now: datetime) -> N
     return NewToken(token.id, user.name, label, secret)
 
 
-def token_admin(session: Session, secret: str, *, now: datetime) -> Admin | None:
-    """The admin an API token stands for, or None for a malformed, unknown or revoked one."""
+@dataclass(frozen=True)
+class TokenUse:
+    admin: Admin
+    token_id: int
+    note_due: bool  # its last use was noted long enough ago to note this one (note_token_use)
+
+
+def find_token(session: Session, secret: str, *, now: datetime) -> TokenUse | None:
+    """The admin an API token stands for (reads only), or None for a malformed, unknown or revoked one."""
     if not _TOKEN_RE.fullmatch(secret):
         return None
     found = store.find_token(session, _hash_token(secret))
     if found is None:
         return None
     token, user = found
-    if token.last_used_at is None or token.last_used_at < now - TOUCH_EVERY:
-        store.touch_token(session, token.id, now=now, older_than=now - TOUCH_EVERY)
-    return Admin(user.id, user.name, "token")
+    due = token.last_used_at is None or token.last_used_at < now - TOUCH_EVERY
+    return TokenUse(Admin(user.id, user.name, "token"), token.id, due)
+
+
+def note_token_use(session: Session, token_id: int, *, now: datetime) -> None:
+    """When a token was last used (``admin tokens`` shows it), at most once per few minutes."""
+    store.touch_token(session, token_id, now=now, older_than=now - TOUCH_EVERY)
+
+
+def token_admin(session: Session, secret: str, *, now: datetime) -> Admin | None:
+    """``find_token`` and ``note_token_use`` in one session."""
+    use = find_token(session, secret, now=now)
+    if use is None:
+        return None
+    if use.note_due:
+        note_token_use(session, use.token_id, now=now)
+    return use.admin
 
 
 def list_tokens(session: Session) -> list[TokenRow]:

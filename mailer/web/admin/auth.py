@@ -25,7 +25,7 @@ from mailer.services import admins
 from mailer.services.admins import Admin
 from mailer.services.env import AppEnv
 from mailer.settings import DEFAULT_SECRET_KEY
-from mailer.web.deps import Env
+from mailer.web.deps import Env, read_only
 from mailer.web.security import check_form_token, form_token
 
 __all__ = [
@@ -36,6 +36,8 @@ __all__ = [
     "PageSession",
     "LoginRequired",
     "admin_keys",
+    "BEARER",
+    "api_admin",
     "bearer_admin",
     "csrf_ok",
     "end_session",
@@ -138,21 +140,28 @@ def _unauthorized(detail: str = "admin credentials required: Authorization: Bear
 
 
 def bearer_admin(env: AppEnv, header: str) -> Admin | None:
-    """The admin an ``Authorization: Bearer TOKEN`` header stands for, or None. Its own short transaction,
-    not the request's: noting a token's use must not hold a write lock (SQLite) while the route works."""
+    """The admin an ``Authorization: Bearer TOKEN`` header stands for, or None. Read on a read-only
+    connection; the token's use is noted (every few minutes at most) in a short transaction of its own,
+    never the request's: that write must not hold a lock (SQLite) while the route works."""
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         return None
-    with env.transaction() as session:
-        return admins.token_admin(session, secret.strip(), now=env.now())
+    with read_only(env) as session:
+        use = admins.find_token(session, secret.strip(), now=env.now())
+    if use is None:
+        return None
+    if use.note_due:
+        with env.transaction() as session:
+            admins.note_token_use(session, use.token_id, now=env.now())
+    return use.admin
 
 
 _bearer_scheme = HTTPBearer(auto_error=False, description="An API token: newsletter admin create-token NAME")
 
 
-def _api_admin(
-    request: Request, env: Env, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]
-) -> Admin:
+def api_admin(request: Request, env: AppEnv) -> Admin:
+    """The caller of an admin API route, or 401: a Bearer token, or (for reading only) the dashboard's
+    session cookie. A plain function: a route that must answer fast calls it in its own thread."""
     checked = getattr(request.state, "admin", None)  # a write: the gate (gate.py) checked it already
     if isinstance(checked, Admin):
         return checked
@@ -168,6 +177,15 @@ def _api_admin(
             return found[0]
     raise _unauthorized()
 
+
+def _api_admin(
+    request: Request, env: Env, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]
+) -> Admin:
+    return api_admin(request, env)
+
+
+# For a route that calls api_admin itself: the OpenAPI schema still says it takes a Bearer token
+BEARER = Depends(_bearer_scheme)
 
 ApiAdmin = Annotated[Admin, Depends(_api_admin)]
 
