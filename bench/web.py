@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -114,7 +115,11 @@ def run_load(port: int, requests: Sequence[bytes], clients: int, server: Server 
     async def main() -> None:
         connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
         if server:
-            load.split = server.connection_split(port)
+            for _ in range(50):  # until the processes have accepted every connection
+                load.split = server.connection_split(port)
+                if sum(load.split) >= clients:
+                    break
+                await asyncio.sleep(0.02)
         started = time.perf_counter()
         await asyncio.gather(*(_client(connection, work, load) for connection in connections))
         load.seconds = time.perf_counter() - started
@@ -340,6 +345,7 @@ def main() -> None:
     settings = Settings(**{k.removeprefix("NEWSLETTER_").lower(): v for k, v in variables.items()})  # type: ignore[arg-type]
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}, **variables}
     servers: list[Server] = []
+    finished = False
     try:
         print(
             f"{args.workers} uvicorn workers (httptools, uvloop; "
@@ -408,12 +414,17 @@ def main() -> None:
             f"{left:,} subscribers unsubscribed by {len(unsubscribe):,} one-click requests"
         )
         assert suppressed == len(bodies) and left == len(unsubscribe), "not every request took effect"
+        finished = True
     finally:
         for server in servers:
             server.stop()
         if database:
             with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        if finished:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"the servers' logs are in {workdir}", file=sys.stderr)
 
 
 if __name__ == "__main__":
