@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -30,13 +29,13 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
-import redis  # noqa: E402
 
 from bench.send import (  # noqa: E402
     BENCH_SECRET,
     PG_ADMIN,
     REDIS_URL,
     REFERENCE,
+    clean_up,
     free_port,
     populate,
     start_sink,
@@ -216,15 +215,7 @@ def main() -> None:
                 process.kill()
         sink.send_signal(signal.SIGINT)
         sink.wait(10)
-        client = redis.Redis.from_url(REDIS_URL)
-        for key in client.scan_iter(match=f"{prefix}*", count=1000):
-            client.delete(key)
-        from mailer.database import engine
-
-        engine(Settings(database_url=url)).dispose()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        shutil.rmtree(workdir, ignore_errors=True)
+        clean_up(prefix, url, name, workdir)
 
 
 if __name__ == "__main__":

@@ -501,16 +501,21 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             sink.kill()
             sink.wait()
-        client = redis.Redis.from_url(REDIS_URL)
-        for key in client.scan_iter(match=f"{prefix}*", count=1000):
-            client.delete(key)
-        if args.database == "postgresql":
-            from mailer.database import engine
+        clean_up(prefix, url if args.database == "postgresql" else None, name, workdir)
 
-            engine(Settings(database_url=url)).dispose()
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        shutil.rmtree(workdir, ignore_errors=True)
+
+def clean_up(prefix: str, url: str | None, name: str, workdir: Path) -> None:
+    """What a bench run leaves: its Redis keys, its PostgreSQL database (``url`` given), its folder."""
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+    if url is not None:
+        from mailer.database import engine
+
+        engine(Settings(database_url=url)).dispose()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ NewsletterError
  │    └── VerificationError input that fails verification (a forged or unverifiable SNS message)
  ├── ConfigurationError     a setting that is malformed or refused; the message names the variable
  ├── NotFoundError          a subscriber, campaign or token that does not exist
- ├── Unauthorized           no valid admin credentials (a missing, wrong or revoked token or password)
  ├── ConflictError          an action that the current state forbids
  ├── SendingStopped         a send that did not finish (its process failed, or it ended paused)
  ├── RateLimitedError       too many requests for one address
@@ -37,7 +36,6 @@ __all__ = [
     "SendingStopped",
     "TemplateError",
     "TransportError",
-    "Unauthorized",
     "VerificationError",
     "database_outage_types",
     "error_kind",
@@ -82,10 +80,6 @@ class ConflictError(NewsletterError):
     pass
 
 
-class Unauthorized(NewsletterError):
-    """Admin credentials missing or wrong; the message never says which part was wrong."""
-
-
 class SendingStopped(NewsletterError):
     """A send that did not finish: its process failed, or the campaign ended paused or cancelled. The
     message says what state the campaign is in and what continues it."""
@@ -116,7 +110,6 @@ class ErrorKind:
 INPUT = ErrorKind("invalid_input", 2, 400)
 UNVERIFIED = ErrorKind("unverified", 2, 403)
 MISCONFIGURED = ErrorKind("misconfigured", 2, 500)  # the operator's to fix, not the web client's
-UNAUTHORIZED = ErrorKind("unauthorized", 2, 401)
 NOT_FOUND = ErrorKind("not_found", 3, 404)
 CONFLICT = ErrorKind("conflict", 4, 409)
 RATE_LIMITED = ErrorKind("rate_limited", 5, 429)
@@ -130,7 +123,6 @@ _TABLE: tuple[tuple[type[Exception], ErrorKind], ...] = (
     (InputError, INPUT),
     (subscriber_errors.InvalidInput, INPUT),  # InvalidEmail, InvalidToken
     (ConfigurationError, MISCONFIGURED),
-    (Unauthorized, UNAUTHORIZED),
     (NotFoundError, NOT_FOUND),
     (subscriber_errors.UnknownSubscriber, NOT_FOUND),
     (ConflictError, CONFLICT),

@@ -25,7 +25,8 @@ class AdminUser(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    # a session cookie issued before this moment is void: a new password logs every browser out
+    # when the password last changed (a new one ends every session: the cookie's fingerprint covers
+    # the hash)
     password_changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     # part of every session cookie's fingerprint: logging out raises it, ending the user's sessions
     session_epoch: Mapped[int] = mapped_column(Integer, default=0)

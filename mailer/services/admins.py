@@ -38,7 +38,6 @@ __all__ = [
     "revoke_token",
     "session_admin",
     "set_password",
-    "token_admin",
 ]
 
 log = logging.getLogger(__name__)
@@ -198,16 +197,6 @@ def find_token(session: Session, secret: str, *, now: datetime) -> TokenUse | No
 def note_token_use(session: Session, token_id: int, *, now: datetime) -> None:
     """When a token was last used (``admin tokens`` shows it), at most once per few minutes."""
     store.touch_token(session, token_id, now=now, older_than=now - TOUCH_EVERY)
-
-
-def token_admin(session: Session, secret: str, *, now: datetime) -> Admin | None:
-    """``find_token`` and ``note_token_use`` in one session."""
-    use = find_token(session, secret, now=now)
-    if use is None:
-        return None
-    if use.note_due:
-        note_token_use(session, use.token_id, now=now)
-    return use.admin
 
 
 def list_tokens(session: Session) -> list[TokenRow]:

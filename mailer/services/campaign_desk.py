@@ -10,6 +10,7 @@ poll answers from the last one: no request waits for a scan of 100,000 rows.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -329,10 +330,7 @@ def live_progress(session: Session, env: AppEnv, campaign_id: int) -> LiveProgre
     rate = _rate(tracker, state.sent, now) if state.status == CampaignStatus.SENDING else 0.0
     remaining = state.total - state.done
     eta = remaining / rate if rate > 0 and state.status == CampaignStatus.SENDING else None
-    state = campaigns.Progress(
-        state.campaign_id, state.status, state.reason, state.total, state.sent, state.failed, state.skipped,
-        state.unknown, state.fill_complete, state.by_status, rate, eta, state.bounced, state.complained,
-    )  # fmt: skip
+    state = dataclasses.replace(state, rate=rate, eta_seconds=eta)
     stale = now - tracker.segments_at > SEGMENT_REFRESH_SECONDS
     settled = state.status in (CampaignStatus.DONE, CampaignStatus.CANCELLED)
     if not tracker.segments_as_of or (settled and not tracker.settled):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
@@ -10,6 +11,11 @@ from mailer.sending.states import DeliveryStatus
 from mailer.services.campaign_desk import LiveProgress
 from mailer.services.campaigns import CampaignInfo, Plan
 from mailer.services.subscribers import SubscriberRow, SuppressionRow
+
+
+def _fields(model: type[BaseModel], record: object, *besides: str) -> dict[str, Any]:
+    """The model's fields read off a service record of the same names (but ``besides``)."""
+    return {name: getattr(record, name) for name in model.model_fields if name not in besides}
 
 
 class Campaign(BaseModel):
@@ -33,12 +39,7 @@ class Campaign(BaseModel):
 
     @classmethod
     def of(cls, c: CampaignInfo) -> Campaign:
-        return cls(
-            id=c.id, status=c.status, reason=c.reason, subject=c.subject, source=c.source,
-            audience=c.audience, transport=c.transport, created_at=c.created_at, scheduled_at=c.scheduled_at,
-            started_at=c.started_at, finished_at=c.finished_at, total=c.total, sent=c.sent, failed=c.failed,
-            skipped=c.skipped, unknown=c.unknown, actions=[str(a) for a in c.actions],
-        )  # fmt: skip
+        return cls(**_fields(cls, c, "actions"), actions=[str(a) for a in c.actions])
 
 
 class Uploaded(BaseModel):
@@ -177,10 +178,7 @@ class Subscriber(BaseModel):
 
     @classmethod
     def of(cls, s: SubscriberRow) -> Subscriber:
-        return cls(
-            id=s.id, email=s.email, name=s.name, status=s.status, locale=s.locale, topics=list(s.topics),
-            source=s.source, created_at=s.created_at,
-        )  # fmt: skip
+        return cls(**_fields(cls, s, "topics"), topics=list(s.topics))
 
 
 class SubscriberEdit(Request):
@@ -207,7 +205,7 @@ class Suppression(BaseModel):
 
     @classmethod
     def of(cls, s: SuppressionRow) -> Suppression:
-        return cls(id=s.id, email=s.email, reason=s.reason, created_at=s.created_at, evidence=s.evidence)
+        return cls(**_fields(cls, s))
 
 
 class Unsuppress(BaseModel):
