@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mailer.errors import ConflictError, InputError, NewsletterError, SendingStopped
+from mailer.errors import ConflictError, InputError, NewsletterError, SendingStopped, is_database_outage
 from mailer.rendering import placeholders
 from mailer.rendering.issue import Issue, load_issue, parse_issue
 from mailer.rendering.render import Rendering, check_content, render_segments
@@ -88,6 +88,7 @@ log = logging.getLogger(__name__)
 FINAL_STATUSES = (CampaignStatus.DONE, CampaignStatus.PAUSED, CampaignStatus.CANCELLED)
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail hides the rest of a larger HTML part behind "[Message clipped]"
 MAX_PAGE = 1000
+WATCH_RETRIES = 20  # looks at a campaign that may fail on a lost connection once its work has ended
 _HREF_RE = re.compile(r"""href\s*=\s*["']([^"']*)["']""", re.I)
 
 
@@ -701,9 +702,25 @@ def run_and_watch(
 
     thread = threading.Thread(target=run, name=f"campaign-{campaign_id}", daemon=True)
     thread.start()
+    lost = 0
     while True:
-        with env.sessions() as session:
-            state = progress(session, campaign_id, now=env.now(), exact=False)
+        try:
+            with env.sessions() as session:
+                state = progress(session, campaign_id, now=env.now(), exact=False)
+        except Exception as exc:
+            # a connection the server dropped fails one look (the pool replaces it); the work decides
+            # whether the send goes on, so watching waits for it rather than ending on a lost poll
+            lost += 1
+            if not is_database_outage(exc):
+                raise
+            if not thread.is_alive():
+                if errors:  # the work failed too: say so, as when the look succeeds
+                    raise _stopped_stepwise(env, campaign_id, errors[0]) from errors[0]
+                if lost > WATCH_RETRIES:
+                    raise
+            time.sleep(poll)
+            continue
+        lost = 0
         on_progress(state)
         if not thread.is_alive():
             if errors:

@@ -163,3 +163,39 @@ def test_send_exits_non_zero_when_the_campaign_ends_paused(tmp_path, smtp_sink):
     assert not smtp_sink.received
     shown = newsletter("campaigns", "show", "1")
     assert shown.returncode == 0 and "paused" in shown.stdout and "5 failures in a row" in shown.stdout
+
+
+@pytest.mark.postgres
+def test_following_a_send_survives_a_dropped_connection(tmp_path, pg_server_url):
+    """The watcher's own pooled connection killed by the server (a restart, a failover) while the work
+    goes on: one look fails, the pool replaces the connection, and following continues to the end."""
+    from plugins.db import create_pg_database, drop_pg_database
+
+    name = f"nlwatch_{os.getpid()}"
+    url = create_pg_database(name)
+    try:
+        settings = Settings(data_dir=tmp_path, database_url=url, secret_key="k")  # type: ignore[call-arg]
+        env = AppEnv.from_settings(settings)
+        with env.transaction() as session:
+            campaign_id = campaigns.create(
+                session, campaigns.read_draft(env, REFERENCE_ISSUE), now=env.now()
+            ).id
+        looks: list[str] = []
+        killed = threading.Event()
+
+        def work() -> None:  # the send's work: it outlives the kill
+            threading.Event().wait(0.4)
+            assert _kill_other_connections(url) >= 1
+            killed.set()
+            threading.Event().wait(0.6)
+
+        final = campaigns.run_and_watch(
+            env, campaign_id, work, lambda state: looks.append(state.status), poll=0.05
+        )
+        assert killed.is_set() and final.status == "draft"
+        assert len(looks) >= 10
+    finally:
+        from mailer.database import engine
+
+        engine(Settings(database_url=url)).dispose()
+        drop_pg_database(name)
