@@ -87,20 +87,18 @@ def suppress_many(
     inserted = set(
         session.scalars(
             _insert(session)(SUPPRESSIONS)
-            .values(
-                [
-                    {
-                        "email_key": k,
-                        "email": wanted[k][0],
-                        "reason": wanted[k][1],
-                        "created_at": now,
-                        "evidence": wanted[k][2],
-                    }
-                    for k in ordered
-                ]
-            )  # fmt: skip
             .on_conflict_do_nothing(index_elements=["email_key"])
-            .returning(SUPPRESSIONS.c.email_key)
+            .returning(SUPPRESSIONS.c.email_key),
+            [
+                {
+                    "email_key": k,
+                    "email": wanted[k][0],
+                    "reason": wanted[k][1],
+                    "created_at": now,
+                    "evidence": wanted[k][2],
+                }
+                for k in ordered
+            ],
         )
     )
     changed: dict[str, tuple[int, str]] = {}  # key -> (subscriber id, new status)

@@ -263,9 +263,9 @@ def _apply_group(
         dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
         inserted = session.scalars(
             dialect.insert(MESSAGES)
-            .values([rows[i] for i in fresh])
             .on_conflict_do_nothing(index_elements=["message_id"])
-            .returning(MESSAGES.c.message_id)
+            .returning(MESSAGES.c.message_id),
+            [rows[i] for i in fresh],
         ).all()
         if len(inserted) != len(fresh):
             return None
