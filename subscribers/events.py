@@ -10,6 +10,7 @@ from typing import Any, cast
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
+from subscribers.bulk import insert_rows
 from subscribers.db import utcnow
 from subscribers.models import SubscriberEvent
 
@@ -54,6 +55,5 @@ def record_event(
 
 
 def record_events(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Many rows from ``event_row`` in one executemany."""
-    if rows:
-        session.execute(insert(EVENTS), rows)
+    """Many rows from ``event_row`` in one statement."""
+    insert_rows(session, EVENTS, rows)

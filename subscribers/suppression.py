@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table, exists, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from subscribers.bulk import insert_rows
 from subscribers.db import epoch_seconds, utcnow
 from subscribers.errors import InvalidInput
 from subscribers.events import event_row, record_event, record_events
@@ -37,10 +37,6 @@ SUBSCRIBERS = cast(Table, Subscriber.__table__)
 
 # The status a suppression gives a subscriber with that address (states.py says from which statuses).
 STATUS_FOR_REASON: dict[str, str] = {r: target(a) for r, a in SUPPRESSION_STATUS.items()}
-
-
-def _insert(session: Session):  # type: ignore[no-untyped-def]
-    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
 
 
 @dataclass(frozen=True)
@@ -84,22 +80,18 @@ def suppress_many(
     # statements on the tables, not the entities: the ORM's bulk paths cost more than the writes; no
     # loaded Subscriber is changed behind the session's back, since every caller reads statuses afresh
     ordered = sorted(wanted)  # one lock order for every batch
+    rows = [
+        {
+            "email_key": k,
+            "email": wanted[k][0],
+            "reason": wanted[k][1],
+            "created_at": now,
+            "evidence": wanted[k][2],
+        }
+        for k in ordered
+    ]
     inserted = set(
-        session.scalars(
-            _insert(session)(SUPPRESSIONS)
-            .on_conflict_do_nothing(index_elements=["email_key"])
-            .returning(SUPPRESSIONS.c.email_key),
-            [
-                {
-                    "email_key": k,
-                    "email": wanted[k][0],
-                    "reason": wanted[k][1],
-                    "created_at": now,
-                    "evidence": wanted[k][2],
-                }
-                for k in ordered
-            ],
-        )
+        insert_rows(session, SUPPRESSIONS, rows, skip_conflicts_on=["email_key"], returning="email_key")
     )
     changed: dict[str, tuple[int, str]] = {}  # key -> (subscriber id, new status)
     for reason in sorted({r for _, r, _ in wanted.values()}):

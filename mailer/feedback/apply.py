@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, cast
 
 from sqlalchemy import Table, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,6 +41,7 @@ from mailer.sending.health import HealthLimits, verdict
 from mailer.sending.models import Delivery
 from mailer.sending.states import CampaignAction, CampaignStatus
 from subscribers import preferences, suppression
+from subscribers.bulk import insert_rows
 from subscribers.errors import SubscribersError
 from subscribers.models import Subscriber
 from subscribers.normalise import email_key
@@ -260,13 +260,10 @@ def _apply_group(
         note = [{"changed": c.changed, "note": c.note} for c in mine]
         rows[index] = {**rows[index], "outcome": json.dumps(note, ensure_ascii=False)}
     if fresh:
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        inserted = session.scalars(
-            dialect.insert(MESSAGES)
-            .on_conflict_do_nothing(index_elements=["message_id"])
-            .returning(MESSAGES.c.message_id),
-            [rows[i] for i in fresh],
-        ).all()
+        fresh_rows = [rows[i] for i in fresh]
+        inserted = insert_rows(
+            session, MESSAGES, fresh_rows, skip_conflicts_on=["message_id"], returning="message_id"
+        )
         if len(inserted) != len(fresh):
             return None
     return answers
