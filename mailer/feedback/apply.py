@@ -207,13 +207,18 @@ def receive_batch_stepwise(
                 "outcome": json.dumps({"error": str(error)}, ensure_ascii=False) if error else None,
             }
         )
-    for _attempt in range(5):
+    for attempt in range(5):
+        # the first attempt takes every message for new (a redelivery is rare, and looking costs a round
+        # trip per group); the raw rows' insert, last, tells if one was stored already, and the group is
+        # then rolled back and done again, looking first
         with sessions() as session:
-            answers = _apply_group(session, messages, classified, rows, now, soft_bounce_limit, health)
+            answers = _apply_group(
+                session, messages, classified, rows, now, soft_bounce_limit, health, look_first=attempt > 0
+            )
             if answers is not None:
                 session.commit()
                 return answers
-            session.rollback()  # another process stored one of them meanwhile: the group again, knowing it
+            session.rollback()  # one of them was stored already: the group again, knowing it
     raise ConflictError("feedback: the same messages keep arriving at another process; try again")
 
 
@@ -225,12 +230,18 @@ def _apply_group(
     now: dt.datetime,
     soft_bounce_limit: int,
     health: HealthLimits | None,
+    *,
+    look_first: bool,
 ) -> list[FeedbackResult | UnusablePayload] | None:
-    """One attempt of ``receive_batch_stepwise``: skip what is stored already, apply the rest, then store
-    the raw messages with what they did (no second write of each row). None (to be rolled back) when
-    another transaction stored one of them meanwhile."""
+    """One attempt of ``receive_batch_stepwise``: skip what is stored already (``look_first``; else each
+    message is taken for new), apply the rest, then store the raw messages with what they did (no second
+    write of each row). None (to be rolled back) when one of them turns out to be stored already."""
     keys = [row["message_id"] for row in rows]
-    stored = set(session.scalars(select(MESSAGES.c.message_id).where(MESSAGES.c.message_id.in_(set(keys)))))
+    stored: set[str] = set()
+    if look_first:
+        stored.update(
+            session.scalars(select(MESSAGES.c.message_id).where(MESSAGES.c.message_id.in_(set(keys))))
+        )
     answers: list[FeedbackResult | UnusablePayload] = []
     todo: list[tuple[int, list[Action]]] = []
     fresh: list[int] = []
