@@ -80,7 +80,7 @@ def suppress_many(
     # statements on the tables, not the entities: the ORM's bulk paths cost more than the writes; no
     # loaded Subscriber is changed behind the session's back, since every caller reads statuses afresh
     ordered = sorted(wanted)  # one lock order for every batch
-    rows = [
+    entries = [
         {
             "email_key": k,
             "email": wanted[k][0],
@@ -91,7 +91,7 @@ def suppress_many(
         for k in ordered
     ]
     inserted = set(
-        insert_rows(session, SUPPRESSIONS, rows, skip_conflicts_on=["email_key"], returning="email_key")
+        insert_rows(session, SUPPRESSIONS, entries, skip_conflicts_on=["email_key"], returning="email_key")
     )
     changed: dict[str, tuple[int, str]] = {}  # key -> (subscriber id, new status)
     for reason in sorted({r for _, r, _ in wanted.values()}):
