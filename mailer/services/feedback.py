@@ -4,12 +4,14 @@ thread and hands notifications to a ``FeedbackWriter`` (group commit)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import queue
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +98,14 @@ def receive(
     return result
 
 
+Answer = FeedbackResult | BaseException
+
+
 @dataclass
 class _Pending:
     message: SnsMessage
-    done: Future[FeedbackResult] = field(default_factory=Future)
+    done: Future[FeedbackResult] | asyncio.Future[FeedbackResult]
+    loop: asyncio.AbstractEventLoop | None = None  # the event loop of an asyncio future
 
 
 class FeedbackWriter:
@@ -123,9 +129,17 @@ class FeedbackWriter:
 
     def enqueue(self, message: SnsMessage) -> Future[FeedbackResult]:
         """Hand a verified Notification over; the future is done once it is committed (or failed)."""
-        pending = _Pending(message)
-        self._queue.put(pending)
-        return pending.done
+        done: Future[FeedbackResult] = Future()
+        self._queue.put(_Pending(message, done))
+        return done
+
+    def submit(self, message: SnsMessage) -> asyncio.Future[FeedbackResult]:
+        """``enqueue`` for a coroutine, called on its event loop: the futures of a group are settled
+        together, with one wake-up of the loop (a future per message woke it once per message)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[FeedbackResult] = loop.create_future()
+        self._queue.put(_Pending(message, done, loop))
+        return done
 
     def close(self) -> None:
         self._queue.put(None)
@@ -146,17 +160,25 @@ class FeedbackWriter:
                     self._queue.put(None)  # stop after this group
                     break
                 group.append(nxt)
+            waiting: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[FeedbackResult], Answer]]] = {}
             for pending, answer in zip(group, self._apply(group), strict=True):
                 if isinstance(answer, FeedbackResult):
                     count_feedback(answer.events, duplicate=answer.duplicate)
-                _settle(pending.done, answer)
+                if isinstance(pending.done, Future):
+                    _settle(pending.done, answer)
+                else:
+                    assert pending.loop is not None
+                    waiting.setdefault(pending.loop, []).append((pending.done, answer))
+            for loop, answers in waiting.items():
+                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                    loop.call_soon_threadsafe(_settle_on_loop, answers)
 
-    def _apply(self, group: list[_Pending]) -> list[FeedbackResult | BaseException]:
+    def _apply(self, group: list[_Pending]) -> list[Answer]:
         """The group's answers; when the group fails for a reason other than the database being away,
         each message is tried on its own, so one that cannot be stored fails alone."""
         settings = self.env.settings
         try:
-            answers: list[FeedbackResult | BaseException] = list(
+            answers: list[Answer] = list(
                 receive_batch_stepwise(
                     [p.message for p in group],
                     sessions=self.env.sessions,
@@ -180,7 +202,18 @@ def _refused(exc: Exception) -> BaseException:
     return InputError(f"feedback: the message cannot be stored ({cause})")
 
 
-def _settle(done: Future[FeedbackResult], answer: FeedbackResult | BaseException) -> None:
+def _settle_on_loop(answers: list[tuple[asyncio.Future[FeedbackResult], Answer]]) -> None:
+    """``_settle`` for asyncio futures, on their loop."""
+    for done, answer in answers:
+        if done.done():  # its request gave up waiting
+            continue
+        if isinstance(answer, BaseException):
+            done.set_exception(answer)
+        else:
+            done.set_result(answer)
+
+
+def _settle(done: Future[FeedbackResult], answer: Answer) -> None:
     """Give a waiting request its answer; one that gave up waiting (cancelled its future) gets none."""
     if not done.set_running_or_notify_cancel():
         return
