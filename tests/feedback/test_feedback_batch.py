@@ -120,3 +120,41 @@ def test_a_group_leaves_the_lists_as_one_by_one_does(database_url, second_databa
     again = receive_batch_stepwise(messages, sessions=grouped, now=NOW, soft_bounce_limit=3)
     assert all(not isinstance(a, UnusablePayload) and a.duplicate for a in again)
     assert _state(grouped) == expected
+
+
+def test_the_writer_answers_a_group_on_its_loop_and_not_a_request_that_gave_up(database_url, tmp_path):
+    """FeedbackWriter.submit (the webhook's path): the futures of one group are settled on their event
+    loop; a request that stopped waiting (its future cancelled, as wait_for does on a timeout) gets no
+    answer and breaks nothing, and its notification is still stored and applied."""
+    import asyncio
+
+    from mailer.services.env import AppEnv
+    from mailer.services.feedback import FeedbackWriter
+    from mailer.settings import Settings
+
+    _database(database_url)  # the subscribers
+    env = AppEnv.from_settings(Settings(data_dir=tmp_path, database_url=database_url))
+    writer = FeedbackWriter(env)
+    messages = [verified_message(b, VERIFIER, now=NOW, message_type_header="Notification") for b in _bodies()]
+
+    errors: list[dict[str, object]] = []
+
+    async def main() -> list[object]:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, context: errors.append(context))
+        futures = [writer.submit(message) for message in messages[:4]]
+        futures[1].cancel()  # gave up before the writer answered
+        # one wake-up settles them all; an answer given to the abandoned one would stop the others'
+        return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 30)
+
+    try:
+        answers = asyncio.run(main())
+    finally:
+        writer.close()
+        env.close()
+    assert isinstance(answers[1], asyncio.CancelledError) and errors == []
+    assert [a.duplicate for a in answers if not isinstance(a, BaseException)] == [False, False, False]
+    with env.sessions() as session:
+        stored = set(session.scalars(select(FeedbackMessage.message_id)))
+        suppressed = set(session.scalars(select(Suppression.email_key)))
+    assert {"m-hard", "m-angry", "m-soft", "m-nobody"} <= stored  # the abandoned one too
+    assert {"hard@example.org", "angry@example.org", "nobody@example.org"} <= suppressed
