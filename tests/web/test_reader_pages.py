@@ -113,6 +113,19 @@ def test_bad_forged_and_foreign_links_get_the_same_400_page(live_web):
         assert web.client.get(path).status_code in (400, 404)
 
 
+def test_every_page_names_an_icon_that_is_served(live_web):
+    """Browsers ask for an icon with every page: the pages name one under /static, served as SVG (it
+    was a 404 in every browser's log)."""
+    web = live_web
+    for path in ("/subscribe", "/issues/", "/admin/login"):
+        page = web.client.get(path)
+        icon = re.search(r'<link rel="icon" type="image/svg\+xml" href="([^"]+)"', page.text)
+        assert page.status_code == 200 and icon, path
+        served = web.client.get(icon.group(1))
+        assert served.status_code == 200 and served.headers["content-type"].startswith("image/svg+xml")
+        assert served.content.startswith(b"<svg")
+
+
 # --- preference centre -----------------------------------------------------------------------------
 def test_the_preference_page_shows_every_topic_by_group_and_saves_with_a_form_token(live_web):
     web = live_web
