@@ -31,7 +31,7 @@ class _BinaryArray(list[Any]):
 
 
 adapters.register_dumper(_BinaryArray, ListBinaryDumper)
-_TEXTS: dict[tuple[str, tuple[str, ...], tuple[str, ...], str | None], TextClause] = {}
+_TEXTS: dict[tuple[str, tuple[str, ...], bool, str | None], TextClause] = {}
 
 
 def insert_rows(
@@ -39,19 +39,19 @@ def insert_rows(
     table: Table,
     rows: Sequence[Mapping[str, Any]],
     *,
-    skip_conflicts_on: Sequence[str] = (),
+    skip_conflicts: bool = False,
     returning: str | None = None,
 ) -> list[Any]:
-    """Insert ``rows`` (every row with the same keys) into ``table``; rows whose ``skip_conflicts_on``
-    columns are taken already are skipped (ON CONFLICT DO NOTHING). Returns the ``returning`` column of
-    each row inserted (in no particular order), or ``[]``."""
+    """Insert ``rows`` (every row with the same keys) into ``table``; with ``skip_conflicts``, a row that
+    would take a value of a unique column taken already is skipped (ON CONFLICT DO NOTHING). Returns the
+    ``returning`` column of each row inserted (in no particular order), or ``[]``."""
     if not rows:
         return []
     columns = tuple(rows[0])
     if session.get_bind().dialect.name != "postgresql":
         statement: Any = sqlite.insert(table)
-        if skip_conflicts_on:
-            statement = statement.on_conflict_do_nothing(index_elements=list(skip_conflicts_on))
+        if skip_conflicts:
+            statement = statement.on_conflict_do_nothing()
         if returning is None:
             session.execute(statement, list(rows))
             return []
@@ -63,22 +63,22 @@ def insert_rows(
         if isinstance(kind, TypeDecorator):  # an array's elements skip the type's own conversion
             values = [kind.process_bind_param(value, _PG) for value in values]
         params[f"c{index}"] = _BinaryArray(values)
-    result = session.execute(_unnest_insert(table, columns, tuple(skip_conflicts_on), returning), params)
+    result = session.execute(_unnest_insert(table, columns, skip_conflicts, returning), params)
     return list(result.scalars()) if returning is not None else []
 
 
 def _unnest_insert(
-    table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], returning: str | None
+    table: Table, columns: tuple[str, ...], skip_conflicts: bool, returning: str | None
 ) -> TextClause:
-    key = (table.name, columns, conflict, returning)
+    key = (table.name, columns, skip_conflicts, returning)
     statement = _TEXTS.get(key)
     if statement is None:
         arrays = ", ".join(
             f"CAST(:c{i} AS {table.c[name].type.compile(dialect=_PG)}[])" for i, name in enumerate(columns)
         )
         sql = f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
-        if conflict:
-            sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+        if skip_conflicts:
+            sql += " ON CONFLICT DO NOTHING"
         if returning is not None:
             sql += f" RETURNING {returning}"
         statement = _TEXTS[key] = text(sql)

@@ -90,9 +90,7 @@ def suppress_many(
         }
         for k in ordered
     ]
-    inserted = set(
-        insert_rows(session, SUPPRESSIONS, entries, skip_conflicts_on=["email_key"], returning="email_key")
-    )
+    inserted = set(insert_rows(session, SUPPRESSIONS, entries, skip_conflicts=True, returning="email_key"))
     changed: dict[str, tuple[int, str]] = {}  # key -> (subscriber id, new status)
     for reason in sorted({r for _, r, _ in wanted.values()}):
         action = SUPPRESSION_STATUS[SuppressionReason(reason)]

@@ -1,13 +1,14 @@
 """Feedback in, list changes out: verify, store the raw message once, classify, apply the policy.
 
-``receive_stepwise`` is the one entry point (``mailer.services.feedback.receive`` wraps it with the
-settings' verifier). It takes an SNS envelope or, only when the caller passes
-``verifier=SKIP_VERIFICATION`` explicitly, a bare SES notification generated locally. Everything for one
-message happens in one transaction whose first statement inserts the raw message: a second
-delivery of the same MessageId (SNS delivers at least once) fails on the unique constraint, rolls back
-and changes nothing. The subscriber changes go through the same service functions the preference page
-uses (``subscribers.suppression``, ``subscribers.preferences``), each an idempotent conditional update.
-"""
+``receive_stepwise`` is the entry point for one message (``mailer.services.feedback.receive`` wraps it
+with the settings' verifier). It takes an SNS envelope or, only when the caller passes
+``verifier=SKIP_VERIFICATION`` explicitly, a bare SES notification generated locally. The webhook's
+writer hands over many verified notifications at once (``receive_batch_stepwise``); one message is a group
+of one. A group is applied in one transaction that ends by inserting the raw messages, each with what it
+did: a second delivery of the same MessageId, or of the same SES feedback id in another message (SNS
+delivers at least once; SES may publish one bounce to two topics), is found stored and changes nothing.
+The subscriber changes go through the same service functions the preference page uses
+(``subscribers.suppression``, ``subscribers.preferences``), each an idempotent conditional update."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -174,6 +175,19 @@ def verified_message(
     return message
 
 
+@dataclass(frozen=True)
+class _Incoming:
+    """One message to store and apply: its key (the SNS MessageId, or ``local-<sha256>`` for a bare SES
+    notification), kind, topic, whether it was verified, the raw text, and the SES payload."""
+
+    key: str
+    kind: str
+    topic_arn: str | None
+    verified: bool
+    raw: str
+    payload: object
+
+
 def receive_batch_stepwise(
     messages: Sequence[SnsMessage],
     *,
@@ -186,24 +200,35 @@ def receive_batch_stepwise(
     load hands over whatever arrived meanwhile). One answer per message, in order: its result, or the
     UnusablePayload error of a message that holds no SES notification (stored, so a redelivery is a
     duplicate). A database error fails the whole group, with nothing stored: each is delivered again."""
+    incoming = [_Incoming(m.message_id, m.type, m.topic_arn, True, m.raw, m.message) for m in messages]
+    return _store_and_apply(incoming, sessions, now, soft_bounce_limit, health)
+
+
+def _store_and_apply(
+    incoming: Sequence[_Incoming],
+    sessions: sessionmaker[Session],
+    now: dt.datetime,
+    soft_bounce_limit: int,
+    health: HealthLimits | None,
+) -> list[FeedbackResult | UnusablePayload]:
     classified: list[tuple[list[SesEvent], InputError | None]] = []
-    for message in messages:
+    for item in incoming:
         try:
-            classified.append((list(classify(message.message)), None))
+            classified.append((list(classify(item.payload)), None))
         except InputError as exc:
             classified.append(([], exc))
     rows = []
-    for message, (events, error) in zip(messages, classified, strict=True):
+    for item, (events, error) in zip(incoming, classified, strict=True):
         ids = {e.feedback_id for e in events if isinstance(e, BounceEvent | ComplaintEvent)}
         rows.append(
             {
-                "message_id": message.message_id[:200],
+                "message_id": item.key[:200],
                 "feedback_id": next(iter(ids))[:200] if len(ids) == 1 else None,
-                "kind": message.type[:40],
-                "topic_arn": message.topic_arn[:256],
-                "verified": True,
+                "kind": item.kind[:40],
+                "topic_arn": item.topic_arn[:256] if item.topic_arn else None,
+                "verified": item.verified,
                 "received_at": now,
-                "body": message.raw,
+                "body": item.raw,
                 "outcome": json.dumps({"error": str(error)}, ensure_ascii=False) if error else None,
             }
         )
@@ -213,7 +238,7 @@ def receive_batch_stepwise(
         # then rolled back and done again, looking first
         with sessions() as session:
             answers = _apply_group(
-                session, messages, classified, rows, now, soft_bounce_limit, health, look_first=attempt > 0
+                session, incoming, classified, rows, now, soft_bounce_limit, health, look_first=attempt > 0
             )
             if answers is not None:
                 session.commit()
@@ -224,7 +249,7 @@ def receive_batch_stepwise(
 
 def _apply_group(
     session: Session,
-    messages: Sequence[SnsMessage],
+    incoming: Sequence[_Incoming],
     classified: list[tuple[list[SesEvent], InputError | None]],
     rows: list[dict[str, Any]],
     now: dt.datetime,
@@ -233,29 +258,41 @@ def _apply_group(
     *,
     look_first: bool,
 ) -> list[FeedbackResult | UnusablePayload] | None:
-    """One attempt of ``receive_batch_stepwise``: skip what is stored already (``look_first``; else each
+    """One attempt of ``_store_and_apply``: skip what is stored already (``look_first``; else each
     message is taken for new), apply the rest, then store the raw messages with what they did (no second
-    write of each row). None (to be rolled back) when one of them turns out to be stored already."""
+    write of each row). None (to be rolled back) when one of them turns out to be stored already: its
+    MessageId, or its SES feedback id under another MessageId."""
     keys = [row["message_id"] for row in rows]
+    feedback_ids = [row["feedback_id"] for row in rows]
     stored: set[str] = set()
+    stored_feedback: set[str] = set()
     if look_first:
-        stored.update(
-            session.scalars(select(MESSAGES.c.message_id).where(MESSAGES.c.message_id.in_(set(keys))))
+        wanted = {f for f in feedback_ids if f}
+        found = session.execute(
+            select(MESSAGES.c.message_id, MESSAGES.c.feedback_id).where(
+                or_(MESSAGES.c.message_id.in_(set(keys)), MESSAGES.c.feedback_id.in_(wanted))
+            )
         )
+        for message_id, feedback_id in found:
+            stored.add(message_id)
+            if feedback_id:
+                stored_feedback.add(feedback_id)
     answers: list[FeedbackResult | UnusablePayload] = []
     todo: list[tuple[int, list[Action]]] = []
     fresh: list[int] = []
-    for index, (message, (events, error)) in enumerate(zip(messages, classified, strict=True)):
-        key = keys[index]
-        duplicate = key in stored
+    for index, (item, (events, error)) in enumerate(zip(incoming, classified, strict=True)):
+        key, feedback_id = keys[index], feedback_ids[index]
+        duplicate = key in stored or feedback_id in stored_feedback
         stored.add(key)  # the same message twice in one group: its second copy is a duplicate
+        if feedback_id:
+            stored_feedback.add(feedback_id)
         if not duplicate:
             fresh.append(index)
         if error is not None and not duplicate:
             answers.append(UnusablePayload(str(error)))
             continue
         answers.append(
-            FeedbackResult(key, message.type, True, duplicate, tuple(events), topic_arn=message.topic_arn)
+            FeedbackResult(key, item.kind, item.verified, duplicate, tuple(events), topic_arn=item.topic_arn)
         )
         if not duplicate:
             todo.append((index, actions_for(events)))
@@ -271,9 +308,9 @@ def _apply_group(
         note = [{"changed": c.changed, "note": c.note} for c in mine]
         rows[index] = {**rows[index], "outcome": json.dumps(note, ensure_ascii=False)}
     if fresh:
-        fresh_rows = [rows[i] for i in fresh]
+        # any unique column that is taken (the MessageId, the feedback id) skips its row
         inserted = insert_rows(
-            session, MESSAGES, fresh_rows, skip_conflicts_on=["message_id"], returning="message_id"
+            session, MESSAGES, [rows[i] for i in fresh], skip_conflicts=True, returning="id"
         )
         if len(inserted) != len(fresh):
             return None
@@ -348,34 +385,12 @@ def _store_and_apply_stepwise(
     limit: int,
     health: HealthLimits | None = None,
 ) -> FeedbackResult:
-    try:
-        events = classify(notification)
-        error = None
-    except InputError as exc:
-        events, error = [], exc
-    feedback_ids = {e.feedback_id for e in events if isinstance(e, BounceEvent | ComplaintEvent)}
-    feedback_id = next(iter(feedback_ids)) if len(feedback_ids) == 1 else None
-    with sessions() as session:
-        if error is not None:
-            if _insert_raw(
-                session, key, kind, topic_arn, verified, raw, None, now, outcome={"error": str(error)}
-            ):
-                session.commit()
-                raise UnusablePayload(str(error)) from error
-            return FeedbackResult(key, kind, verified, duplicate=True, topic_arn=topic_arn)
-        if not _insert_raw(session, key, kind, topic_arn, verified, raw, feedback_id, now, outcome=None):
-            return FeedbackResult(
-                key, kind, verified, duplicate=True, events=tuple(events), topic_arn=topic_arn
-            )
-        changes = apply_actions(session, actions_for(events), now=now, soft_bounce_limit=limit, health=health)
-        outcome = [{"changed": c.changed, "note": c.note} for c in changes]
-        session.execute(
-            update(MESSAGES)
-            .where(MESSAGES.c.message_id == key)
-            .values(outcome=json.dumps(outcome, ensure_ascii=False))
-        )
-        session.commit()
-    return FeedbackResult(key, kind, verified, False, tuple(events), tuple(changes), topic_arn=topic_arn)
+    """One message, as a group of one: its result, or its UnusablePayload raised (it is stored first)."""
+    item = _Incoming(key, kind, topic_arn, verified, raw, notification)
+    answer = _store_and_apply([item], sessions, now, limit, health)[0]
+    if isinstance(answer, UnusablePayload):
+        raise answer
+    return answer
 
 
 def _insert_raw(

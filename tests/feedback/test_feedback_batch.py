@@ -158,3 +158,32 @@ def test_the_writer_answers_a_group_on_its_loop_and_not_a_request_that_gave_up(d
         suppressed = set(session.scalars(select(Suppression.email_key)))
     assert {"m-hard", "m-angry", "m-soft", "m-nobody"} <= stored  # the abandoned one too
     assert {"hard@example.org", "angry@example.org", "nobody@example.org"} <= suppressed
+
+
+def test_one_bounce_published_twice_under_two_message_ids_is_applied_once(database_url):
+    """SES may publish one bounce to two topics (identity notifications and a configuration set's event
+    destination): two SNS messages, one feedback id. Whether they share a group, come in two groups or
+    one at a time, the second is a duplicate that changes nothing (it failed its whole group before)."""
+    bounce = bounce_notification("hard@example.org", message_id="s1", at=NOW)
+
+    def body(message_id: str) -> str:
+        return SIGNER.envelope(bounce, message_id=message_id, timestamp=NOW)  # type: ignore[arg-type]
+
+    def message(message_id: str):  # type: ignore[no-untyped-def]
+        return verified_message(body(message_id), VERIFIER, now=NOW, message_type_header="Notification")
+
+    factory = _database(database_url)
+    first = receive_batch_stepwise(
+        [message("topic-a-1"), message("topic-b-1")], sessions=factory, now=NOW, soft_bounce_limit=3
+    )
+    assert [getattr(a, "duplicate", a) for a in first] == [False, True]
+    after_first = _state(factory)
+    again = receive_batch_stepwise([message("topic-c-1")], sessions=factory, now=NOW, soft_bounce_limit=3)
+    single = receive_stepwise(
+        body("topic-d-1"), sessions=factory, verifier=VERIFIER, now=NOW, soft_bounce_limit=3
+    )
+    assert [getattr(a, "duplicate", a) for a in again] == [True] and single.duplicate
+    assert _state(factory) == after_first
+    _, suppressed, events, stored = after_first
+    assert stored == ["topic-a-1"] and ("hard@example.org", "hard_bounce") in suppressed
+    assert sum(1 for key, kind in events if key == "hard@example.org" and kind == "suppressed") == 1
