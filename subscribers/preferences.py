@@ -34,6 +34,7 @@ __all__ = [
     "require_topics",
     "set_locale",
     "set_topics",
+    "TopicChange",
     "unsubscribe_all",
     "unsubscribe_topic",
 ]
@@ -91,6 +92,18 @@ def _replace_topics(session: Session, subscriber_id: int, wanted: dict[str, int]
         session.execute(dialect.insert(subscriber_topics).values(new).on_conflict_do_nothing())
 
 
+@dataclass(frozen=True)
+class TopicChange:
+    """What ``set_topics`` changed, read under the subscriber's row lock (so two saves of one form never
+    both report the same change); true when it changed anything."""
+
+    added: frozenset[str] = frozenset()
+    removed: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed)
+
+
 def set_topics(
     session: Session,
     subscriber_id: int,
@@ -98,15 +111,17 @@ def set_topics(
     *,
     source: str,
     now: datetime | None = None,
-) -> bool:
-    """Make the subscriber follow exactly ``topics`` (keys); True when that changed anything."""
-    wanted = require_topics(session, topics)
+) -> TopicChange:
+    """Make the subscriber follow exactly ``topics`` (keys); what that added and removed."""
+    ids = require_topics(session, topics)
+    wanted = frozenset(ids)
     subscriber = get_subscriber(session, subscriber_id, lock=True)
     before = followed_topics(session, subscriber_id)
-    if before == frozenset(wanted):
-        return False
+    change = TopicChange(wanted - before, before - wanted)
+    if not change:
+        return change
     now = now or utcnow()
-    _replace_topics(session, subscriber_id, wanted)
+    _replace_topics(session, subscriber_id, ids)
     subscriber.changed_at = now
     record_event(
         session,
@@ -114,11 +129,11 @@ def set_topics(
         subscriber.email_key,
         "topics_changed",
         source=source,
-        detail={"added": sorted(set(wanted) - before), "removed": sorted(before - set(wanted))},
+        detail={"added": sorted(change.added), "removed": sorted(change.removed)},
         now=now,
     )
     session.flush()
-    return True
+    return change
 
 
 def unsubscribe_topic(
@@ -130,7 +145,7 @@ def unsubscribe_topic(
     if topic not in followed:
         get_subscriber(session, subscriber_id)  # an unknown id is an error, not a silent no-op
         return False
-    return set_topics(session, subscriber_id, followed - {topic}, source=source, now=now)
+    return bool(set_topics(session, subscriber_id, followed - {topic}, source=source, now=now))
 
 
 def set_locale(

@@ -195,15 +195,13 @@ def save_preferences(
     if locale is not None and locale not in LOCALES:
         raise InvalidInput(f"unknown language {locale!r} (one of {', '.join(LOCALES)})")
     now = env.now()
-    before = preferences.get_preferences(session, subscriber.id).topics
-    preferences.set_topics(session, subscriber.id, topics, source="preferences", now=now)
+    change = preferences.set_topics(session, subscriber.id, topics, source="preferences", now=now)
     new_locale = None
     if locale is not None and preferences.set_locale(
         session, subscriber.id, locale, source="preferences", now=now
     ):
         new_locale = locale
-    wanted = frozenset(topics)
-    return Changes(tuple(sorted(wanted - before)), tuple(sorted(before - wanted)), new_locale)
+    return Changes(tuple(sorted(change.added)), tuple(sorted(change.removed)), new_locale)
 
 
 def rejoin(session: Session, env: AppEnv, token: str) -> Changes:

@@ -12,6 +12,7 @@ from subscribers.errors import AlreadyExists, InvalidInput, InvalidToken, RateLi
 from subscribers.models import Subscriber, SubscriberEvent
 from subscribers.optin import confirm, signup
 from subscribers.preferences import (
+    TopicChange,
     add_subscriber,
     get_preferences,
     remove_subscriber,
@@ -115,8 +116,9 @@ def test_confirm_does_not_activate_an_address_suppressed_meanwhile(session):
 
 def test_preferences_change_and_log_events(session):
     s = add_subscriber(session, "p@example.org", topics=["nova", "heat"], locale="en", now=T0)
-    assert set_topics(session, s.id, ["neutron", "heat"], source="web", now=T0) is True
-    assert set_topics(session, s.id, ["heat", "neutron"], source="web", now=T0) is False
+    change = set_topics(session, s.id, ["neutron", "heat"], source="web", now=T0)
+    assert change == TopicChange(added=frozenset({"neutron"}), removed=frozenset({"nova"})) and change
+    assert not set_topics(session, s.id, ["heat", "neutron"], source="web", now=T0)
     assert unsubscribe_topic(session, s.id, "heat", source="web", now=T0) is True
     assert unsubscribe_topic(session, s.id, "heat", source="web", now=T0) is False
     assert set_locale(session, s.id, "中文", source="web", now=T0) is True
@@ -210,7 +212,8 @@ def test_two_racing_signups_send_one_confirmation(db_engine, session):
 
 def test_concurrent_changes_of_one_subscriber_run_one_after_the_other(session, db_engine):
     """Two saves of the same form at once (a double click): both succeed, the topics end as one of them
-    wanted, and the log has no change that did not happen."""
+    wanted, and the log has no change that did not happen; what each save reports it changed is what the
+    log says it did (the preference page shows it)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from subscribers.db import make_session_factory
@@ -220,13 +223,14 @@ def test_concurrent_changes_of_one_subscriber_run_one_after_the_other(session, d
     factory = make_session_factory(db_engine)
     choices = [["neutron", "heat"], ["heat"], ["nova", "neutron"]] * 6
 
-    def save(topics: list[str]) -> None:
+    def save(topics: list[str]) -> TopicChange:
         with factory() as mine:
-            set_topics(mine, subscriber.id, topics, source="test")
+            change = set_topics(mine, subscriber.id, topics, source="test")
             mine.commit()
+            return change
 
     with ThreadPoolExecutor(6) as pool:
-        list(pool.map(save, choices))
+        reported = [c for c in pool.map(save, choices) if c]
     session.expire_all()
     final = get_preferences(session, subscriber.id).topics
     assert final in {frozenset(c) for c in choices}
@@ -243,3 +247,5 @@ def test_concurrent_changes_of_one_subscriber_run_one_after_the_other(session, d
         assert set(change["removed"]) <= followed
         followed = (followed - set(change["removed"])) | set(change["added"])
     assert frozenset(followed) == final
+    logged = sorted((sorted(c["added"]), sorted(c["removed"])) for c in changes)
+    assert logged == sorted((sorted(c.added), sorted(c.removed)) for c in reported)
