@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    or_,
     text,
 )
 from sqlalchemy.engine import make_url
@@ -45,6 +46,7 @@ __all__ = [
     "epoch_seconds",
     "head_revision",
     "make_session_factory",
+    "not_within",
     "one_of",
     "open_database",
     "upgrade",
@@ -210,6 +212,12 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def not_within(column: Any, now: datetime, seconds: float) -> Any:
+    """SQL: the timestamp ``column`` is unset or at least ``seconds`` before ``now`` (the condition of
+    an "at most once per period" stamp: of racing updates that set it, one matches)."""
+    return or_(column.is_(None), column <= now - timedelta(seconds=seconds))
 
 
 def epoch_seconds(session: Session, column: Any) -> Any:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from subscribers.db import utcnow
+from subscribers.db import not_within, utcnow
 from subscribers.errors import RateLimited
 from subscribers.events import record_event
 from subscribers.links import read_link
@@ -59,13 +59,7 @@ def _claim_send_slot(session: Session, subscriber_id: int, now: datetime, limit:
     """Conditionally stamp confirm_sent_at: only one of several racing signups wins the slot."""
     row = session.execute(
         update(Subscriber)
-        .where(
-            Subscriber.id == subscriber_id,
-            or_(
-                Subscriber.confirm_sent_at.is_(None),
-                Subscriber.confirm_sent_at <= now - timedelta(seconds=limit),
-            ),
-        )
+        .where(Subscriber.id == subscriber_id, not_within(Subscriber.confirm_sent_at, now, limit))
         .values(confirm_sent_at=now)
         .returning(Subscriber.id)
         .execution_options(synchronize_session="fetch")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import bindparam, delete, insert, literal, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from subscribers.db import utcnow
+from subscribers.db import not_within, utcnow
 from subscribers.errors import AlreadyExists, InvalidInput
 from subscribers.events import EVENTS, record_event
 from subscribers.models import STATUSES, Subscriber, Suppression, Topic, subscriber_topics
@@ -253,10 +253,7 @@ def claim_link_email(session: Session, email: str, *, now: datetime, rate_limit_
                 (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE, SubscriberStatus.UNSUBSCRIBED)
             ),
             ~suppressed,
-            or_(
-                Subscriber.link_sent_at.is_(None),
-                Subscriber.link_sent_at <= now - timedelta(seconds=rate_limit_seconds),
-            ),
+            not_within(Subscriber.link_sent_at, now, rate_limit_seconds),
         )
         .values(link_sent_at=now)
         .returning(Subscriber.id)
