@@ -127,6 +127,7 @@ def test_the_writer_answers_a_group_on_its_loop_and_not_a_request_that_gave_up(d
     loop; a request that stopped waiting (its future cancelled, as wait_for does on a timeout) gets no
     answer and breaks nothing, and its notification is still stored and applied."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from mailer.services.env import AppEnv
     from mailer.services.feedback import FeedbackWriter
@@ -146,8 +147,9 @@ def test_the_writer_answers_a_group_on_its_loop_and_not_a_request_that_gave_up(d
         # one wake-up settles them all; an answer given to the abandoned one would stop the others'
         return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 30)
 
-    try:
-        answers = asyncio.run(main())
+    try:  # on a thread of its own: a loop another test left running in this one refuses asyncio.run
+        with ThreadPoolExecutor(1) as pool:
+            answers = pool.submit(asyncio.run, main()).result()
     finally:
         writer.close()
         env.close()
