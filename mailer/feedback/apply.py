@@ -15,12 +15,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, cast
 
 from sqlalchemy import Table, insert, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.errors import ConflictError, InputError
@@ -175,6 +177,10 @@ def verified_message(
     return message
 
 
+ATTEMPTS = 5
+_TRY_AGAIN = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+
+
 @dataclass(frozen=True)
 class _Incoming:
     """One message to store and apply: its key (the SNS MessageId, or ``local-<sha256>`` for a bare SES
@@ -232,18 +238,32 @@ def _store_and_apply(
                 "outcome": json.dumps({"error": str(error)}, ensure_ascii=False) if error else None,
             }
         )
-    for attempt in range(5):
+    for attempt in range(ATTEMPTS):
         # the first attempt takes every message for new (a redelivery is rare, and looking costs a round
         # trip per group); the raw rows' insert, last, tells if one was stored already, and the group is
         # then rolled back and done again, looking first
-        with sessions() as session:
-            answers = _apply_group(
-                session, incoming, classified, rows, now, soft_bounce_limit, health, look_first=attempt > 0
-            )
-            if answers is not None:
-                session.commit()
-                return answers
-            session.rollback()  # one of them was stored already: the group again, knowing it
+        try:
+            with sessions() as session:
+                answers = _apply_group(
+                    session,
+                    incoming,
+                    classified,
+                    rows,
+                    now,
+                    soft_bounce_limit,
+                    health,
+                    look_first=attempt > 0,
+                )
+                if answers is not None:
+                    session.commit()
+                    return answers
+                session.rollback()  # one of them was stored already: the group again, knowing it
+        except DBAPIError as exc:
+            # two processes applying feedback for the same addresses can deadlock: PostgreSQL ends one
+            # transaction, which is done again rather than answered 503 (SNS would deliver it again)
+            if getattr(exc.orig, "sqlstate", None) not in _TRY_AGAIN or attempt == ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0.001, 0.02) * (attempt + 1))
     raise ConflictError("feedback: the same messages keep arriving at another process; try again")
 
 
@@ -446,7 +466,11 @@ def apply_actions(
         except SubscribersError as exc:  # e.g. an address SES reported that is not valid for us
             changes[index] = Change(action, False, f"{action.email}: skipped, {exc}")
 
-    for index, action in enumerate(actions):
+    # in the order of their addresses (stable: one address's actions keep theirs), as the suppressions
+    # are: two groups naming the same addresses then take their row locks in the same order
+    by_address = sorted(range(len(actions)), key=lambda i: actions[i].email.strip().lower())
+    for index in by_address:
+        action = actions[index]
         if not isinstance(action, Suppress | LedgerMark):
             one(index, action)
     suppressions = [(i, a) for i, a in enumerate(actions) if isinstance(a, Suppress)]

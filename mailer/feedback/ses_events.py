@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -201,13 +202,43 @@ def classify(notification: object) -> list[SesEvent]:
     Raises InputError (one line naming the field) for anything not shaped like SES feedback.
     """
     if isinstance(notification, str | bytes):
+        text = notification.decode("utf-8", "replace") if isinstance(notification, bytes) else notification
         try:
-            notification = json.loads(notification)
+            notification = json.loads(text)
         except (ValueError, RecursionError):
             raise InputError("SES notification: not JSON") from None
+        if _holds_unstorable(text):
+            notification = _storable(notification)
+    else:
+        notification = _storable(notification)
     if isinstance(notification, list):
         return [event for item in notification for event in classify_one(item)]
     return classify_one(notification)
+
+
+# NUL and lone surrogates: no database text column takes them (PostgreSQL refuses both), and the
+# remote mail server writes a bounce's diagnostic: one such character must not keep its bounce from
+# being applied. The raw message is stored as received; its events carry U+FFFD instead.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def _holds_unstorable(text: str) -> bool:
+    """Whether JSON ``text`` holds NUL or a lone surrogate, as such or escaped (the cheap tests first:
+    a notification is read on the webhook's hot path)."""
+    if "\x00" in text or (not text.isascii() and _UNSTORABLE.search(text)):
+        return True
+    return "\\u" in text and _UNSTORABLE_ESCAPE.search(text) is not None
+
+
+def _storable(value: object) -> object:
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    if isinstance(value, Mapping):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    return value
 
 
 def classify_one(data: object) -> list[SesEvent]:

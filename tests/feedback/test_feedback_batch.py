@@ -6,6 +6,8 @@ is stored and answered on its own, without failing its group."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -189,3 +191,65 @@ def test_one_bounce_published_twice_under_two_message_ids_is_applied_once(databa
     _, suppressed, events, stored = after_first
     assert stored == ["topic-a-1"] and ("hard@example.org", "hard_bounce") in suppressed
     assert sum(1 for key, kind in events if key == "hard@example.org" and kind == "suppressed") == 1
+
+
+def test_a_bounce_whose_diagnostic_holds_nul_or_a_lone_surrogate_is_applied(database_url):
+    """The remote server writes a bounce's diagnostic; PostgreSQL stores neither NUL nor a lone
+    surrogate. The bounce is applied all the same (its events carry U+FFFD), and the raw message is
+    stored as received (it was a 400, and the address was never suppressed)."""
+    factory = _database(database_url)
+    bounce = bounce_notification("hard@example.org", message_id="s-nul", at=NOW)
+    bounce["bounce"]["bouncedRecipients"][0]["diagnosticCode"] = "smtp; 550 no\x00such \ud800user"
+    bounce["bounce"]["feedbackId"] += "\x00"
+    as_sent = json.dumps(bounce)  # SES escapes them: \u0000, \ud800
+    body = SIGNER.envelope(as_sent, message_id="m-nul", timestamp=NOW)
+    message = verified_message(body, VERIFIER, now=NOW, message_type_header="Notification")
+    [answer] = receive_batch_stepwise([message], sessions=factory, now=NOW, soft_bounce_limit=3)
+    assert not isinstance(answer, UnusablePayload) and not answer.duplicate
+    with factory() as session:
+        evidence = session.scalar(
+            select(Suppression.evidence).where(Suppression.email_key == "hard@example.org")
+        )
+        raw = session.scalar(select(FeedbackMessage.body).where(FeedbackMessage.message_id == "m-nul"))
+    assert evidence is not None and "\x00" not in evidence
+    assert raw == body  # exactly as received
+
+
+def test_a_deadlock_with_another_writer_is_tried_again_not_answered_503(database_url):
+    """Two processes applying feedback for the same addresses can deadlock; PostgreSQL ends one of the
+    transactions, and the writer does its group again instead of failing it (a 503 to SNS). Here another
+    connection holds one subscriber's row and then asks for the row the group holds: the group, which
+    waited first, is the one PostgreSQL ends."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite takes one writer at a time: no deadlock")
+    import threading
+
+    import psycopg
+
+    factory = _database(database_url)
+    complaints = [
+        SIGNER.envelope(complaint_notification(address, message_id=f"d-{i}", at=NOW), message_id=f"md-{i}")  # type: ignore[arg-type]
+        for i, address in enumerate(["angry@example.org", "hard@example.org"])
+    ]
+    messages = [
+        verified_message(b, VERIFIER, now=NOW, message_type_header="Notification") for b in complaints
+    ]
+    other = psycopg.connect(database_url.replace("+psycopg", ""))
+    other.execute("UPDATE subscribers SET locale = locale WHERE email_key = 'hard@example.org'")
+
+    def close_the_circle() -> None:  # once the group holds angry@ and waits for hard@
+        time.sleep(0.4)
+        other.execute("UPDATE subscribers SET locale = locale WHERE email_key = 'angry@example.org'")
+        other.commit()
+
+    thread = threading.Thread(target=close_the_circle)
+    thread.start()
+    try:
+        answers = receive_batch_stepwise(messages, sessions=factory, now=NOW, soft_bounce_limit=3)
+    finally:
+        thread.join(10)
+        other.close()
+    assert [getattr(a, "duplicate", a) for a in answers] == [False, False]
+    statuses, suppressed, _, stored = _state(factory)
+    assert {("angry@example.org", "complained", 0), ("hard@example.org", "complained", 0)} <= set(statuses)
+    assert stored == ["md-0", "md-1"]
