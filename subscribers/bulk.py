@@ -16,7 +16,7 @@ from typing import Any
 
 from psycopg import adapters
 from psycopg.types.array import ListBinaryDumper
-from sqlalchemy import Table, TypeDecorator, text
+from sqlalchemy import String, Table, TypeDecorator, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
@@ -73,9 +73,7 @@ def _unnest_insert(
     key = (table.name, columns, skip_conflicts, returning)
     statement = _TEXTS.get(key)
     if statement is None:
-        arrays = ", ".join(
-            f"CAST(:c{i} AS {table.c[name].type.compile(dialect=_PG)}[])" for i, name in enumerate(columns)
-        )
+        arrays = ", ".join(f"CAST(:c{i} AS {_array_of(table, name)})" for i, name in enumerate(columns))
         sql = f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
         if skip_conflicts:
             sql += " ON CONFLICT DO NOTHING"
@@ -83,3 +81,10 @@ def _unnest_insert(
             sql += f" RETURNING {returning}"
         statement = _TEXTS[key] = text(sql)
     return statement
+
+
+def _array_of(table: Table, column: str) -> str:
+    """The array type a column's values travel as: strings as TEXT, so the insert's own conversion to
+    the column's VARCHAR(n) refuses a value too long (a cast to VARCHAR(n) would cut it silently)."""
+    kind = table.c[column].type
+    return "TEXT[]" if isinstance(kind, String) else f"{kind.compile(dialect=_PG)}[]"
