@@ -207,10 +207,10 @@ def receive_batch_stepwise(
     UnusablePayload error of a message that holds no SES notification (stored, so a redelivery is a
     duplicate). A database error fails the whole group, with nothing stored: each is delivered again."""
     incoming = [_Incoming(m.message_id, m.type, m.topic_arn, True, m.raw, m.message) for m in messages]
-    return _store_and_apply(incoming, sessions, now, soft_bounce_limit, health)
+    return _store_and_apply_all_stepwise(incoming, sessions, now, soft_bounce_limit, health)
 
 
-def _store_and_apply(
+def _store_and_apply_all_stepwise(
     incoming: Sequence[_Incoming],
     sessions: sessionmaker[Session],
     now: dt.datetime,
@@ -278,10 +278,10 @@ def _apply_group(
     *,
     look_first: bool,
 ) -> list[FeedbackResult | UnusablePayload] | None:
-    """One attempt of ``_store_and_apply``: skip what is stored already (``look_first``; else each
-    message is taken for new), apply the rest, then store the raw messages with what they did (no second
-    write of each row). None (to be rolled back) when one of them turns out to be stored already: its
-    MessageId, or its SES feedback id under another MessageId."""
+    """One attempt of ``_store_and_apply_all_stepwise``: skip what is stored already (``look_first``;
+    else each message is taken for new), apply the rest, then store the raw messages with what they did
+    (no second write of each row). None (to be rolled back) when one of them turns out to be stored
+    already: its MessageId, or its SES feedback id under another MessageId."""
     keys = [row["message_id"] for row in rows]
     feedback_ids = [row["feedback_id"] for row in rows]
     stored: set[str] = set()
@@ -407,7 +407,7 @@ def _store_and_apply_stepwise(
 ) -> FeedbackResult:
     """One message, as a group of one: its result, or its UnusablePayload raised (it is stored first)."""
     item = _Incoming(key, kind, topic_arn, verified, raw, notification)
-    answer = _store_and_apply([item], sessions, now, limit, health)[0]
+    answer = _store_and_apply_all_stepwise([item], sessions, now, limit, health)[0]
     if isinstance(answer, UnusablePayload):
         raise answer
     return answer
