@@ -157,9 +157,8 @@ def receive_stepwise(
         text = raw if isinstance(raw, str) else json.dumps(data, ensure_ascii=False)
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         key = "local-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
-        return _store_and_apply_stepwise(
-            sessions, key, "SES", None, False, text, data, now, soft_bounce_limit, health
-        )
+        item = _Incoming(key, "SES", None, False, text, data)
+        return _store_and_apply_stepwise(sessions, item, now, soft_bounce_limit, health)
     raise InputError("feedback: neither an SNS message (Type, TopicArn) nor an SES notification")
 
 
@@ -193,6 +192,12 @@ class _Incoming:
     raw: str
     payload: object
 
+    @classmethod
+    def of(cls, message: SnsMessage, *, verified: bool) -> _Incoming:
+        return cls(
+            message.message_id, message.type, message.topic_arn, verified, message.raw, message.message
+        )
+
 
 def receive_batch_stepwise(
     messages: Sequence[SnsMessage],
@@ -205,8 +210,9 @@ def receive_batch_stepwise(
     """Store and apply verified Notifications together, in one transaction (group commit: a webhook under
     load hands over whatever arrived meanwhile). One answer per message, in order: its result, or the
     UnusablePayload error of a message that holds no SES notification (stored, so a redelivery is a
-    duplicate). A database error fails the whole group, with nothing stored: each is delivered again."""
-    incoming = [_Incoming(m.message_id, m.type, m.topic_arn, True, m.raw, m.message) for m in messages]
+    duplicate). A database error fails the whole group, with nothing stored: each is delivered again (a
+    deadlock with another process is tried again first)."""
+    incoming = [_Incoming.of(message, verified=True) for message in messages]
     return _store_and_apply_all_stepwise(incoming, sessions, now, soft_bounce_limit, health)
 
 
@@ -379,34 +385,17 @@ def _receive_sns_stepwise(
                 ),
             ),
         )
-    return _store_and_apply_stepwise(
-        sessions,
-        message.message_id,
-        message.type,
-        message.topic_arn,
-        verified,
-        message.raw,
-        message.message,
-        now,
-        limit,
-        health,
-    )
+    return _store_and_apply_stepwise(sessions, _Incoming.of(message, verified=verified), now, limit, health)
 
 
 def _store_and_apply_stepwise(
     sessions: sessionmaker[Session],
-    key: str,
-    kind: str,
-    topic_arn: str | None,
-    verified: bool,
-    raw: str,
-    notification: object,
+    item: _Incoming,
     now: dt.datetime,
     limit: int,
     health: HealthLimits | None = None,
 ) -> FeedbackResult:
     """One message, as a group of one: its result, or its UnusablePayload raised (it is stored first)."""
-    item = _Incoming(key, kind, topic_arn, verified, raw, notification)
     answer = _store_and_apply_all_stepwise([item], sessions, now, limit, health)[0]
     if isinstance(answer, UnusablePayload):
         raise answer
