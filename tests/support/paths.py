@@ -1,17 +1,29 @@
-"""Where things are: the project, ../shared's fixtures (real issues, SNS and SES messages), test artifacts."""
+"""Where things are: the project, its own test fixtures, the optional real-world fixtures, test artifacts.
+
+Everything a test needs to pass is made or shipped by the project (``tests/fixtures``, the signer in
+``mailer/testing``, the factories in ``support/``). ``../shared/fixtures`` (real issues, AWS-signed SNS
+messages, the SES guide's examples) only adds cases, replayed by ``tests/real_world`` when it exists.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SHARED_FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
-ISSUES_DIR = SHARED_FIXTURES / "issues"
-REFERENCE_ISSUE = ISSUES_DIR / "2014-01-16-openstack-activity-1226-0116.md"
-TYPO_ISSUE = ISSUES_DIR / "2013-12-26-openstack-activity-1216-1226.md"
 ARTIFACTS_DIR = PROJECT_ROOT / "test-artifacts"
 TOPICS_FILE = PROJECT_ROOT / "templates" / "topics.yaml"
 
+# the project's own sample issues, written for the tests (tests/fixtures/README.md says what each is for)
+SAMPLE_ISSUES_DIR = PROJECT_ROOT / "tests" / "fixtures" / "issues"
 
-def fixture_issues() -> list[Path]:
-    return sorted(ISSUES_DIR.glob("*.md"))
+# optional: real-world data beside the checkout; only tests/real_world may read it
+SHARED_FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
+REAL_WORLD_MISSING = "real-world fixtures: ../shared/fixtures not found"
+
+
+def sample_issues() -> list[Path]:
+    return sorted(SAMPLE_ISSUES_DIR.glob("*.md"))
+
+
+def real_issues() -> list[Path]:
+    return sorted((SHARED_FIXTURES / "issues").glob("*.md"))
