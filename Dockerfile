@@ -26,9 +26,8 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home -
     && mkdir -p /app /data \
     && chown newsletter:newsletter /data
 COPY --from=build /opt/venv /opt/venv
+# the Celery app is in the package: `celery -A mailer.worker worker` (worker.py is a checkout's shortcut)
 WORKDIR /app
-# the Celery app module: `celery -A worker worker` imports it from the working directory
-COPY worker.py ./
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -1,9 +1,10 @@
-"""The Celery app: ``celery -A worker worker`` (and ``celery -A worker beat`` for the lease reaper).
+"""``celery -A worker worker`` (and ``beat``) from a checkout: the Celery app of ``mailer.worker``.
 
 Broker and every option come from mailer.settings (``NEWSLETTER_BROKER_URL`` ...); the tasks live in
-mailer/tasks.py. Nothing else belongs here.
+mailer/worker/. Where only the package is installed (a wheel, the image), ``celery -A mailer.worker``
+names the same app. Nothing else belongs here.
 """
 
-from mailer.tasks import app
+from mailer.worker import app
 
 __all__ = ["app"]

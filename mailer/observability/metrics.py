@@ -3,7 +3,7 @@
 They live in prometheus_client's default registry, so whatever serves this process's metrics (the web
 app's ``GET /metrics``, a worker's port) shows them with the process collectors. What the database holds
 (subscribers, campaign counters and rates) and the Celery queue are read at scrape time instead
-(``collector.py``); a rate is PromQL's work: ``rate(newsletter_messages_total{status="sent"}[1m])``.
+(``mailer.web.collector``); a rate is PromQL's work: ``rate(newsletter_messages_total{status="sent"}[1m])``.
 
 The send loop counts once per recorded group of results (every 50 messages or 0.5 s), with the label
 children of its transport looked up once (``send_counters``): no label lookup per message.

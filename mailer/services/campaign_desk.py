@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
+from mailer import broker
 from mailer.errors import ConfigurationError, ConflictError, InputError, NotFoundError
 from mailer.rendering import placeholders
 from mailer.rendering.preview import sample_values
@@ -152,7 +153,7 @@ def start_checked(env: AppEnv, campaign_id: int, *, override: bool = False) -> P
             raise ConflictError(f"campaign {campaign_id} is being started already")
         starting.add(campaign_id)
     if env.distributed:
-        env.celery().send_task("mailer.tasks.start_campaign", args=(campaign_id,))
+        env.celery().send_task(broker.START_CAMPAIGN, args=(campaign_id,))
         threading.Timer(10.0, starting.discard, args=(campaign_id,)).start()
     else:
         threading.Thread(

@@ -29,6 +29,8 @@ from mailer.sending import ledger, queries
 from mailer.sending.fill import fill_ledger_stepwise, store_renderings
 from mailer.sending.journal import make_journal
 from mailer.sending.models import Campaign
+from mailer.sending.sender import BatchReport
+from mailer.sending.sender import send_batch_stepwise as send_claimed_batch_stepwise
 from mailer.sending.sender import send_test as send_test_messages
 from mailer.sending.states import (
     Audience,
@@ -415,6 +417,11 @@ def _requeue_stepwise(env: AppEnv, campaign_id: int) -> int:
         ids = ledger.queued_ids(session, campaign_id, now=env.now())
     ledger.enqueue_ids(campaign_id, ids, env.enqueue, env.settings.batch_size)
     return len(ids)
+
+
+def send_batch_stepwise(env: AppEnv, campaign_id: int, delivery_ids: Sequence[int]) -> BatchReport:
+    """Send one batch of ledger rows: a worker's task, or (embedded mode) ``AppEnv.enqueue`` itself."""
+    return send_claimed_batch_stepwise(env.send_context(), campaign_id, delivery_ids)
 
 
 def pause(session: Session, campaign_id: int, reason: str = "paused by an operator") -> CampaignInfo:

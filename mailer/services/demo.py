@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
@@ -34,14 +34,15 @@ from mailer.services import campaigns, feedback, previews, subscribers
 from mailer.services.env import AppEnv
 from mailer.services.feedback import FeedbackWriter
 from mailer.settings import Settings
-from mailer.testing.sns_signer import SnsSigner
 from subscribers.importer import ImportReport
 from subscribers.models import Suppression
 from subscribers.states import SubscriberStatus
 
 __all__ = [
+    "DEMO_CERT_NAME",
     "DEMO_TOPIC_ARN",
     "DemoReport",
+    "DemoSigner",
     "DemoSns",
     "DemoStep",
     "FedBack",
@@ -77,19 +78,31 @@ def demo_settings() -> Settings:
     )
 
 
+class DemoSigner(Protocol):
+    """What signs the demo's SNS notifications: ``mailer.testing.sns_signer.SnsSigner``, which the demo's
+    front end makes (the core never imports test tools)."""
+
+    @property
+    def cert_url(self) -> str: ...
+
+    @property
+    def certificate_pem(self) -> bytes: ...
+
+    def envelope(
+        self, payload: Mapping[str, Any], *, topic_arn: str, timestamp: dt.datetime, version: str
+    ) -> str: ...
+
+
 @dataclass(frozen=True)
 class DemoSns:
-    """SNS as the demo plays it: a 2048-bit key and a certificate for sns.amazonaws.com made for this run
-    (never written anywhere), and a verifier by the settings that trusts that certificate alone."""
+    """SNS as the demo plays it: a key and a certificate for sns.amazonaws.com made for this run (never
+    written anywhere), and a verifier by the settings that trusts that certificate alone."""
 
-    signer: SnsSigner
+    signer: DemoSigner
     verifier: SnsVerifier
 
     @classmethod
-    def create(cls, env: AppEnv) -> DemoSns:
-        signer = SnsSigner(
-            cert_name=DEMO_CERT_NAME, valid_from=env.now() - dt.timedelta(days=1), valid_days=2
-        )
+    def create(cls, env: AppEnv, signer: DemoSigner) -> DemoSns:
         verifier = feedback.verifier(env, pinned={signer.cert_url: signer.certificate_pem})
         verifier.certificates(signer.cert_url)  # into the verifier's cache (and its URL checked) now
         return cls(signer, verifier)
@@ -186,13 +199,15 @@ class DemoReport:
 def run_demo_stepwise(
     env: AppEnv,
     *,
+    make_signer: Callable[[], DemoSigner],
     issue: Path = samples.ISSUE,
     subscribers_csv: Path = samples.SUBSCRIBERS,
     on_step: Callable[[str], None] = lambda _text: None,
     on_done: Callable[[DemoStep], None] = lambda _step: None,
     on_progress: Callable[[campaigns.Progress], None] = lambda _state: None,
 ) -> DemoReport:
-    """The steps; ``on_step`` announces each, ``on_done`` gets each one's result as it ends."""
+    """The steps; ``on_step`` announces each, ``on_done`` gets each one's result as it ends. ``make_signer``
+    makes the SNS signer of step 3 (named ``DEMO_CERT_NAME``, valid now)."""
     if env.distributed:
         raise InputError("the demo runs on embedded defaults; unset NEWSLETTER_BROKER_URL")
     if not subscribers_csv.is_file():
@@ -202,7 +217,7 @@ def run_demo_stepwise(
     # the key, the certificate and the SNS region list verification reads take a few tenths of a second:
     # made meanwhile, while the subscribers are imported and the issue is sent
     pool = ThreadPoolExecutor(1, thread_name_prefix="demo-sns")
-    preparing = pool.submit(DemoSns.create, env)
+    preparing = pool.submit(lambda: DemoSns.create(env, make_signer()))
     pool.shutdown(wait=False)  # the thread ends with its one task
 
     on_step(f"1. importing {subscribers_csv}")

@@ -1,6 +1,6 @@
 """The application environment: what every service needs, built once from Settings.
 
-The CLI builds one per command, each worker process one (mailer/tasks.py), the web app one in its
+The CLI builds one per command, each worker process one (mailer/worker/tasks.py), the web app one in its
 lifespan. Services receive it instead of six loose arguments (brand, registry, session factory, enqueue,
 batch settings, clock) assembled at each call site.
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mailer import broker
 from mailer.rendering.render import Brand
 from mailer.sending import Enqueue
 from mailer.sending.message import SenderIdentity
@@ -121,7 +122,7 @@ class AppEnv:
         if self.enqueue_override is not None:
             self.enqueue_override(campaign_id, delivery_ids)
         elif self.settings.broker_url:
-            self.celery().send_task("mailer.tasks.send_batch", args=(campaign_id, list(delivery_ids)))
+            self.celery().send_task(broker.SEND_BATCH, args=(campaign_id, list(delivery_ids)))
         else:
             from mailer.sending.sender import send_batch_stepwise
 
@@ -130,9 +131,7 @@ class AppEnv:
     def celery(self) -> Celery:
         """The Celery app that publishes to this environment's broker (made on first use)."""
         if "celery" not in self._shared:
-            from mailer.tasks import make_app
-
-            self._shared["celery"] = make_app(self.settings)
+            self._shared["celery"] = broker.make_celery(self.settings)
         app: Celery = self._shared["celery"]
         return app
 

@@ -1,4 +1,4 @@
-"""What the metrics read at scrape time (``mailer.observability.collector``): subscribers per status, the
+"""What the metrics read at scrape time (``mailer.web.collector``): subscribers per status, the
 suppression list's size, the counters of the campaigns worth watching, and the depth of the Celery queue.
 
 Cheap by design: the campaign counters are kept on the campaign rows (no ledger scan), the subscribers'

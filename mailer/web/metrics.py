@@ -21,9 +21,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from mailer.observability.collector import scrape_registry
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
+from mailer.web.collector import scrape_registry
 
 __all__ = ["access", "make_router"]
 

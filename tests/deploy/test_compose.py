@@ -82,11 +82,18 @@ def console_script_providers() -> dict[str, str]:
 
 
 def worker_module() -> ModuleType:
+    """The checkout's worker.py, loaded from its file (as `celery -A worker` does from the checkout)."""
     spec = importlib.util.spec_from_file_location("worker", PROJECT_ROOT / "worker.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_the_checkouts_worker_py_is_the_packages_app():
+    import mailer.worker
+
+    assert worker_module().app is mailer.worker.app
 
 
 def click_command(script: str) -> Any:
@@ -133,8 +140,9 @@ def check_entry_point(argv: list[str]) -> list[tuple[str, dict[str, Any]]]:
         from celery import Celery
         from celery.bin.base import CLIContext
 
-        assert argv[1:3] == ["-A", "worker"], "the Celery app is worker.py's: celery -A worker ..."
-        app = worker_module().app
+        # the image holds the installed package, not a checkout: the app is named by its module
+        assert argv[1:3] == ["-A", "mailer.worker"], "the image's Celery app: celery -A mailer.worker ..."
+        app = importlib.import_module(argv[2]).app
         assert isinstance(app, Celery)
         obj = CLIContext(app=app, no_color=True, workdir=None, quiet=True)
     levels = parse(click_command(argv[0]), argv, obj)
@@ -182,7 +190,8 @@ def test_a_misspelt_command_is_caught():
     """The checks above can fail: a wrong subcommand, option or factory path does."""
     for argv in (
         ["newsletter", "db", "upgrad"],
-        ["celery", "-A", "worker", "worker", "-P", "sol"],
+        ["celery", "-A", "mailer.worker", "worker", "-P", "sol"],
+        ["celery", "-A", "worker", "worker", "-P", "solo"],  # worker.py is not in the image
         ["uvicorn", "--factory", "mailer.web.app:no_such_factory"],
         ["uvicorn", "--factroy", "mailer.web.app:create_app"],
         ["gunicorn", "mailer.web.app:create_app"],

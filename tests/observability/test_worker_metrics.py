@@ -14,11 +14,11 @@ from support.paths import REFERENCE_ISSUE
 from support.services import REDIS_URL, free_port
 from support.waiting import wait_until
 
-from mailer.observability.collector import StoreCollector
 from mailer.sending.models import Campaign
 from mailer.services import campaigns
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
+from mailer.web.collector import StoreCollector
 from subscribers.preferences import add_subscriber
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -134,7 +134,9 @@ def test_a_worker_serves_its_counts_and_sends_task_events(tmp_path, redis_prefix
             [port + 1],
         ]
         lines = logs[0] + logs[1]
-        batches = [line for line in lines if line["logger"] == "mailer.tasks" and "batch" in line["message"]]
+        batches = [
+            line for line in lines if line["logger"] == "mailer.worker.tasks" and "batch" in line["message"]
+        ]
         assert len(batches) == 3 and {line["campaign_id"] for line in batches} == {campaign_id}
         assert sum(line["sent"] for line in batches) == 5
         assert all(line["process"] == "worker" for line in lines)

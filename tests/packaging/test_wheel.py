@@ -115,3 +115,20 @@ def _answers(url: str) -> int:
         return int(exc.code)
     except OSError:
         return 0
+
+
+def test_the_installed_wheel_has_the_celery_app(installed, tmp_path):
+    """`celery -A mailer.worker` where only the wheel is installed (the image, a worker host): no worker.py
+    in the folder, the app and its tasks come from the package."""
+    bin_dir, env = installed
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    report = _run([str(bin_dir / "celery"), "-A", "mailer.worker", "report"], empty, env)
+    assert "software -> celery:" in report and "broker_url: 'memory://" in report
+    tasks = _run(
+        [str(bin_dir / "python"), "-c", "from mailer.worker import app; print(sorted(app.tasks))"], empty, env
+    )
+    assert all(
+        f"'mailer.tasks.{name}'" in tasks for name in ("send_batch", "start_campaign", "reap", "start_due")
+    )
+    assert list(empty.iterdir()) == []

@@ -19,6 +19,7 @@ from support.population import populate
 from support.services import REDIS_URL
 from support.waiting import holds_for, wait_until
 
+from mailer import broker
 from mailer.rendering.placeholders import SplitTemplate
 from mailer.sending.models import Delivery, SegmentRendering
 from mailer.services import campaigns
@@ -394,7 +395,7 @@ def test_a_worker_starts_a_stored_campaign_by_id_once(tmp_path, database_url, re
     with run.env.transaction() as session:
         campaign_id = campaigns.create(session, draft, now=run.env.now()).id
     for _ in range(2):  # the same task delivered twice
-        run.env.celery().send_task("mailer.tasks.start_campaign", args=(campaign_id,))
+        run.env.celery().send_task(broker.START_CAMPAIGN, args=(campaign_id,))
     done = run.wait(campaign_id, timeout=60)
     assert done.total == done.sent == len(population.expected)
     _assert_exactly_once(run, campaign_id, population.expected)

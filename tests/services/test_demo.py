@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from mailer import samples
+from mailer.cli.send_cmds import demo_signer
 from mailer.feedback.samples import bounce_notification
 from mailer.feedback.sns import SnsSignatureError
 from mailer.services import feedback
@@ -52,7 +53,7 @@ def _rows(db: Path, sql: str, **params: object) -> list[tuple]:
 
 
 def test_the_summary_says_what_the_database_and_the_outbox_hold(demo_env, tmp_path):
-    report = run_demo_stepwise(demo_env)
+    report = run_demo_stepwise(demo_env, make_signer=lambda: demo_signer(demo_env))
     summary, db = report.summary, tmp_path / "var" / "newsletter.db"
 
     with samples.SUBSCRIBERS.open(encoding="utf-8-sig", newline="") as stream:
@@ -92,7 +93,7 @@ def test_the_summary_says_what_the_database_and_the_outbox_hold(demo_env, tmp_pa
 
 
 def test_the_bounce_and_the_complaint_come_signed_through_the_webhook_path_and_suppress(demo_env, tmp_path):
-    report = run_demo_stepwise(demo_env)
+    report = run_demo_stepwise(demo_env, make_signer=lambda: demo_signer(demo_env))
     db = tmp_path / "var" / "newsletter.db"
     fed = {f.kind: f for f in report.summary.fed}
     assert sorted(fed) == ["bounce", "complaint"]
@@ -132,7 +133,7 @@ def _count(db: Path, table: str) -> int:
 
 
 def test_a_tampered_or_foreign_notification_is_refused_and_changes_nothing(demo_env, tmp_path):
-    sns = DemoSns.create(demo_env)
+    sns = DemoSns.create(demo_env, demo_signer(demo_env))
     now = demo_env.now()
     genuine = sns.notification(bounce_notification("victim@example.org", message_id="ses-1", at=now), at=now)
 
@@ -170,7 +171,7 @@ def test_a_tampered_or_foreign_notification_is_refused_and_changes_nothing(demo_
 
 
 def test_the_defaults_accept_neither_the_demo_topic_nor_its_certificate(demo_env, tmp_path):
-    sns = DemoSns.create(demo_env)
+    sns = DemoSns.create(demo_env, demo_signer(demo_env))
     now = demo_env.now()
     body = sns.notification(bounce_notification("victim@example.org", message_id="ses-1", at=now), at=now)
     assert DEMO_TOPIC_ARN not in Settings(_env_file=None).sns_topic_arns  # type: ignore[call-arg]
