@@ -13,7 +13,9 @@ cancelled skips what it added and stops.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import closing
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import func, select, update
@@ -27,7 +29,6 @@ from mailer.sending.ledger import Enqueue, enqueue_ids, finish_if_done, skip_que
 from mailer.sending.models import Campaign, Delivery, SegmentRendering, segment_key
 from mailer.sending.states import Audience, CampaignStatus, DeliveryStatus
 from mailer.topics import TopicRegistry
-from subscribers.db import utcnow
 from subscribers.store import stream_audience
 
 __all__ = ["fill_ledger_stepwise", "store_renderings"]
@@ -90,20 +91,22 @@ def fill_ledger_stepwise(
     brand: Brand,
     *,
     enqueue: Enqueue,
+    clock: Callable[[], datetime],
     registry: TopicRegistry | None = None,
     batch_size: int = 100,
     insert_chunk: int = 1000,
 ) -> int:
     """Stream the audience after the highest subscriber id already in the ledger into it, a committed
     chunk at a time, enqueue each chunk's rows, render segments not stored yet, then mark the ledger
-    complete (``queued_all``). Returns how many rows this call inserted."""
+    complete (``queued_all``). Returns how many rows this call inserted. ``clock`` stamps each chunk (the
+    reaper compares ``fill_seen_at`` with the same clock)."""
     with sessions() as session:
         audience = session.scalar(select(Campaign.audience).where(Campaign.id == campaign_id))
         segment_ids = _stored_renderings(session, campaign_id)
         after_id = session.scalar(
             select(func.max(Delivery.subscriber_id)).where(Delivery.campaign_id == campaign_id)
         )
-        session.execute(update(Campaign).where(Campaign.id == campaign_id).values(fill_seen_at=utcnow()))
+        session.execute(update(Campaign).where(Campaign.id == campaign_id).values(fill_seen_at=clock()))
         session.commit()
         statement = _insert_ignoring_conflicts(session, Delivery, "campaign_id", "subscriber_id")
         inserted = 0
@@ -112,6 +115,7 @@ def fill_ledger_stepwise(
         )
         with closing(audience_chunks) as chunks:  # closed at once if a chunk fails, not by the collector
             for members in chunks:
+                now = clock()
                 rows = []
                 for member in members:
                     segment = issue.topics if audience == Audience.ALL else member.segment
@@ -129,7 +133,7 @@ def fill_ledger_stepwise(
                             "name": member.name,
                             "status": DeliveryStatus.QUEUED,
                             "attempts": 0,
-                            "queued_at": utcnow(),
+                            "queued_at": now,
                         }
                     )
                 if not rows:
@@ -152,7 +156,7 @@ def fill_ledger_stepwise(
                 status = session.scalar(
                     update(Campaign)
                     .where(Campaign.id == campaign_id)
-                    .values(total=Campaign.total + count, fill_seen_at=utcnow())
+                    .values(total=Campaign.total + count, fill_seen_at=now)
                     .returning(Campaign.status)
                 )
                 session.commit()
@@ -163,6 +167,6 @@ def fill_ledger_stepwise(
                     return inserted
                 enqueue_ids(campaign_id, ids, enqueue, batch_size)
         session.execute(update(Campaign).where(Campaign.id == campaign_id).values(queued_all=True))
-        finish_if_done(session, campaign_id)
+        finish_if_done(session, campaign_id, now=clock())
         session.commit()
         return inserted

@@ -26,7 +26,7 @@ from mailer.sending import Enqueue
 from mailer.sending.journal import ClaimProgress
 from mailer.sending.models import Campaign, Delivery
 from mailer.sending.states import CampaignAction, CampaignStatus, DeliveryStatus, campaign_sources
-from subscribers.db import UtcDateTime, utcnow
+from subscribers.db import UtcDateTime
 from subscribers.store import sendable
 
 __all__ = [
@@ -192,14 +192,14 @@ def _rowcount(session: Session, statement: Executable, params: dict[str, Any]) -
 
 
 def claim(
-    session: Session, campaign_id: int, ids: Sequence[int], claim_id: str, *, now: datetime | None = None
+    session: Session, campaign_id: int, ids: Sequence[int], claim_id: str, *, now: datetime
 ) -> tuple[list[Claimed], int]:
     """Claim the still-queued rows among ``ids`` while the campaign is sending, re-check who may still get
     mail, skip the others. Returns (rows to send, rows skipped); the caller commits at once."""
     sql = _sql(session)
     rows = session.execute(
         sql.claim,
-        {"ids": sql.pack(list(ids)), "campaign": campaign_id, "claim": claim_id, "now": now or utcnow()},
+        {"ids": sql.pack(list(ids)), "campaign": campaign_id, "claim": claim_id, "now": now},
     ).all()
     claimed = [Claimed(*row) for row in rows]
     allowed = sendable(session, [c.subscriber_id for c in claimed]) if claimed else {}
@@ -258,12 +258,11 @@ def record(
     held: Sequence[int] = (),
     final: bool = True,
     renew: bool = True,
-    now: datetime | None = None,
+    now: datetime,
 ) -> str:
     """Write results of this claim, renew the lease of its other rows (``renew``, needs ``held``: the
     claimed ids), update counters; pause the campaign after too many failures in a row and (``final``: the
     claim's last record) finish it when nothing is left. Returns the campaign's status."""
-    now = now or utcnow()
     sql = _sql(session)
     sent = [o for o in outcomes if o.sent]
     failed = [o for o in outcomes if not o.sent]
@@ -322,7 +321,7 @@ def release(
     claim_id: str,
     *,
     held: Sequence[int] = (),
-    now: datetime | None = None,
+    now: datetime,
 ) -> int:
     """Give back this claim's unsent rows (among ``held``, or all of the claim's rows when not given):
     queued again, or skipped when the campaign was cancelled."""
@@ -331,7 +330,7 @@ def release(
     cancelled = status == "cancelled"
     params: dict[str, Any] = {
         "claim": claim_id,
-        "now": now or utcnow(),
+        "now": now,
         "status": "skipped" if cancelled else "queued",
         "error": "campaign cancelled" if cancelled else None,
     }
@@ -344,7 +343,7 @@ def release(
     return changed
 
 
-def finish_if_done(session: Session, campaign_id: int, *, now: datetime | None = None) -> bool:
+def finish_if_done(session: Session, campaign_id: int, *, now: datetime) -> bool:
     """sending -> done once the whole audience is in the ledger and every row has an outcome."""
     outcomes = Campaign.sent + Campaign.failed + Campaign.skipped + Campaign.unknown
     changed = execute_count(
@@ -356,18 +355,16 @@ def finish_if_done(session: Session, campaign_id: int, *, now: datetime | None =
             Campaign.queued_all.is_(True),
             outcomes >= Campaign.total,
         )
-        .values(status=CampaignStatus.DONE, finished_at=now or utcnow())
+        .values(status=CampaignStatus.DONE, finished_at=now)
         .execution_options(**_UPDATE_OPTS),
     )
     return bool(changed)
 
 
-def queued_ids(session: Session, campaign_id: int, *, now: datetime | None = None) -> list[int]:
+def queued_ids(session: Session, campaign_id: int, *, now: datetime) -> list[int]:
     """The campaign's queued rows, in id order, stamped as queued now (to be enqueued after commit)."""
     queued = and_(Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.QUEUED)
-    session.execute(
-        update(Delivery).where(queued).values(queued_at=now or utcnow()).execution_options(**_UPDATE_OPTS)
-    )
+    session.execute(update(Delivery).where(queued).values(queued_at=now).execution_options(**_UPDATE_OPTS))
     return list(session.scalars(select(Delivery.id).where(queued).order_by(Delivery.id)))
 
 
@@ -521,7 +518,7 @@ def requeue_outcomes(
     statuses: Sequence[DeliveryStatus],
     *,
     causes: Sequence[str] = (),
-    now: datetime | None = None,
+    now: datetime,
 ) -> tuple[list[int], dict[str, int]]:
     """Rows of the campaign in ``statuses`` (failed, unknown), failed ones narrowed to the failure
     ``causes`` when given, queued again and taken off the counters. Returns (row ids, rows by cause)."""
@@ -535,7 +532,7 @@ def requeue_outcomes(
         rows = session.execute(
             update(Delivery)
             .where(chosen)
-            .values(status=DeliveryStatus.QUEUED, claim=None, queued_at=now or utcnow())
+            .values(status=DeliveryStatus.QUEUED, claim=None, queued_at=now)
             .returning(Delivery.id, Delivery.error_code)
             .execution_options(**_UPDATE_OPTS)
         ).all()

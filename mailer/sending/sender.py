@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -65,6 +66,7 @@ class SendContext:
 
     settings: Settings
     factory: sessionmaker[Session]
+    clock: Callable[[], datetime]  # the environment's: leases it stamps are read by the reaper's clock
     identity: SenderIdentity | None = None  # None: from settings
     sleep: Callable[[float], None] = time.sleep
     _transports: dict[str, Transport] = field(default_factory=dict)
@@ -155,12 +157,14 @@ def _send_claimed_stepwise(
     ledger."""
     with ctx.factory() as session:
         settings = ctx.settings
-        rows, report.skipped = ledger.claim(session, campaign_id, delivery_ids, claim_id)
+        rows, report.skipped = ledger.claim(session, campaign_id, delivery_ids, claim_id, now=ctx.clock())
         session.commit()
         report.claimed = len(rows) + report.skipped
         if not rows:
             if report.skipped:  # the campaign's last rows may all have been skipped
-                ledger.record(session, campaign_id, claim_id, [], max_consecutive_failures=1 << 30)
+                ledger.record(
+                    session, campaign_id, claim_id, [], max_consecutive_failures=1 << 30, now=ctx.clock()
+                )
                 session.commit()
                 transport_name = queries.get_campaign(session, campaign_id).transport
                 send_counters(transport_name).skipped.inc(report.skipped)
@@ -194,6 +198,7 @@ def _send_claimed_stepwise(
                 held=held,
                 final=final,
                 renew=renew,
+                now=ctx.clock(),
             )
             session.commit()
             counters.record(sent, len(outcomes) - sent)
@@ -256,8 +261,9 @@ def _send_claimed_stepwise(
             report.sent += sent
             report.failed += len(outcomes) - sent
             ledger.record(
-                session, campaign_id, claim_id, outcomes, max_consecutive_failures=1 << 30, held=held
-            )
+                session, campaign_id, claim_id, outcomes, max_consecutive_failures=1 << 30, held=held,
+                now=ctx.clock(),
+            )  # fmt: skip
             reason = f"paused by the provider: {exc}"
             # already paused or cancelled by someone else: nothing to change
             ledger.set_status(
@@ -275,9 +281,10 @@ def _send_claimed_stepwise(
             try:
                 session.rollback()
                 ledger.record(
-                    session, campaign_id, claim_id, outcomes, max_consecutive_failures=1 << 30, held=held
-                )
-                ledger.release(session, campaign_id, claim_id, held=held)
+                    session, campaign_id, claim_id, outcomes, max_consecutive_failures=1 << 30, held=held,
+                    now=ctx.clock(),
+                )  # fmt: skip
+                ledger.release(session, campaign_id, claim_id, held=held, now=ctx.clock())
                 session.commit()
                 sent = sum(1 for o in outcomes if o.sent)
                 counters.record(sent, len(outcomes) - sent)
@@ -292,7 +299,7 @@ def _send_claimed_stepwise(
                 writer.close()
             raise
         if report.sent + report.failed < len(rows):  # stopped early: give back what was not sent
-            report.released = ledger.release(session, campaign_id, claim_id, held=held)
+            report.released = ledger.release(session, campaign_id, claim_id, held=held, now=ctx.clock())
             session.commit()
         writer.close()
 

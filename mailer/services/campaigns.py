@@ -405,6 +405,7 @@ def _fill_stepwise(env: AppEnv, campaign_id: int, issue: Issue) -> int:
         issue,
         env.brand,
         enqueue=env.enqueue,
+        clock=env.clock,
         registry=env.registry,
         batch_size=env.settings.batch_size,
         insert_chunk=env.settings.fill_chunk,

@@ -141,7 +141,7 @@ class AppEnv:
 
         context = getattr(self._local, "context", None)
         if context is None:
-            context = SendContext(self.settings, self.sessions, identity=self.identity)
+            context = SendContext(self.settings, self.sessions, self.clock, identity=self.identity)
             self._local.context = context
             self._shared.setdefault("contexts", []).append(context)
         assert isinstance(context, SendContext)

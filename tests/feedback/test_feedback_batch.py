@@ -24,7 +24,7 @@ from subscribers.db import make_session_factory, open_database
 from subscribers.models import Subscriber, SubscriberEvent, Suppression
 from subscribers.preferences import add_subscriber
 
-NOW = dt.datetime.now(dt.UTC)
+NOW = dt.datetime.now(dt.UTC)  # every message of this module is sent and verified at this moment
 SIGNER = SnsSigner()
 VERIFIER = SnsVerifier(CachedCertificates(lambda _url: SIGNER.certificate_pem), topic_arns={DEFAULT_TOPIC})
 
@@ -228,7 +228,11 @@ def test_a_deadlock_with_another_writer_is_tried_again_not_answered_503(database
 
     factory = _database(database_url)
     complaints = [
-        SIGNER.envelope(complaint_notification(address, message_id=f"d-{i}", at=NOW), message_id=f"md-{i}")  # type: ignore[arg-type]
+        SIGNER.envelope(
+            complaint_notification(address, message_id=f"d-{i}", at=NOW),  # type: ignore[arg-type]
+            message_id=f"md-{i}",
+            timestamp=NOW,  # the module's one clock: verified "now" below (the wall clock has moved on)
+        )
         for i, address in enumerate(["angry@example.org", "hard@example.org"])
     ]
     messages = [

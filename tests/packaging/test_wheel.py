@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from support.paths import PROJECT_ROOT, REFERENCE_ISSUE
 from support.services import free_port
-from support.waiting import wait_until
+from support.waiting import wait_for_start
 
 pytestmark = pytest.mark.slow
 
@@ -90,13 +90,14 @@ def test_the_installed_wheel_renders_migrates_and_runs_the_demo_outside_the_chec
     assert len(emails) >= 20
 
     # the web side from the installed package answers every link of a sent email
+    log = tmp_path / "serve.log"
     server = subprocess.Popen(
         [newsletter, "serve", "--port", str(port)], cwd=elsewhere, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(base + "/healthz") == 200, timeout=30, what="newsletter serve")
+        wait_for_start(server, lambda: _answers(base + "/healthz") == 200, what="newsletter serve", log=log)
         message = email.message_from_bytes(emails[2].read_bytes(), policy=email.policy.default)
         text = message.get_body(("plain",)).get_content()
         links = set(re.findall(rf"{re.escape(base)}[^\s<>\"]*", text))

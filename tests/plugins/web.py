@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import httpx
 import pytest
 from support.paths import SHARED_FIXTURES
 from support.services import free_port
+from support.waiting import wait_for_start
 
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
@@ -137,21 +137,18 @@ def start_web(root: Path, *, database_url: str | None = None, **extra: str) -> L
     process = subprocess.Popen(
         command, cwd=root, env=environ, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"the web app did not start: {log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.1)
+    wait_for_start(process, lambda: _healthy(url), what="the web app", log=log)
     settings = Settings(
         **{name.removeprefix("NEWSLETTER_").lower(): value for name, value in variables.items()}  # type: ignore[arg-type]
     )
     return LiveWeb(url, settings, AppEnv.from_settings(settings), process, log, signer, trap)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,7 @@ def test_bad_recipients_fail_alone_and_everyone_else_gets_the_issue(tmp_path, da
     with env.transaction() as session:
         campaign_id = campaigns.create(session, draft, now=env.now()).id
     campaigns.start_stepwise(env, campaign_id)
-    context = SendContext(settings, env.sessions, sleep=lambda _s: None)
+    context = SendContext(settings, env.sessions, env.clock, sleep=lambda _s: None)
     for cid, ids in batches:
         send_batch_stepwise(context, cid, ids)
     context.close()

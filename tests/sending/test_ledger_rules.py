@@ -56,7 +56,7 @@ class Setup:
         return campaign_id
 
     def context(self) -> SendContext:
-        return SendContext(self.settings, self.env.sessions, sleep=lambda _s: None)
+        return SendContext(self.settings, self.env.sessions, self.clock, sleep=lambda _s: None)
 
     def send_all(self, context: SendContext | None = None) -> None:
         context = context or self.context()
@@ -76,8 +76,8 @@ def test_start_fills_the_ledger_in_batches_and_a_claim_is_exclusive(tmp_path, da
     assert len(ids) == len(set(ids)) == len(setup.population.expected)
     assert all(len(batch) <= 10 for _, batch in setup.batches)
     with setup.env.sessions() as session:
-        first, skipped = ledger.claim(session, campaign_id, ids[:10], "claim-a")
-        again, _ = ledger.claim(session, campaign_id, ids[:10], "claim-b")
+        first, skipped = ledger.claim(session, campaign_id, ids[:10], "claim-a", now=setup.clock())
+        again, _ = ledger.claim(session, campaign_id, ids[:10], "claim-b", now=setup.clock())
         session.commit()
         assert len(first) == 10 and skipped == 0 and again == []
         # a record by another claim changes nothing
@@ -87,11 +87,12 @@ def test_start_fills_the_ledger_in_batches_and_a_claim_is_exclusive(tmp_path, da
             "claim-b",
             [ledger.Outcome(first[0].id, True, "x")],
             max_consecutive_failures=9,
+            now=setup.clock(),
         )
         session.commit()
         assert status == "sending"
         assert session.scalar(select(Campaign.sent).where(Campaign.id == campaign_id)) == 0
-        assert ledger.release(session, campaign_id, "claim-a") == 10
+        assert ledger.release(session, campaign_id, "claim-a", now=setup.clock()) == 10
         session.commit()
     assert setup.progress(campaign_id).by_status == {"queued": len(ids)}
 
@@ -126,7 +127,7 @@ def test_concurrent_claims_on_postgresql_never_overlap(tmp_path, database_url):
         with setup.env.sessions() as session:
             barrier.wait()
             for start in range(0, len(ids), 25):  # everyone tries every row
-                rows, _ = ledger.claim(session, campaign_id, ids[start : start + 25], name)
+                rows, _ = ledger.claim(session, campaign_id, ids[start : start + 25], name, now=setup.clock())
                 session.commit()
                 got.setdefault(name, []).extend(r.id for r in rows)
 

@@ -137,7 +137,7 @@ def test_the_reaper_resolves_a_dead_claim_row_by_row(tmp_path, database_url, pol
     with env.transaction() as session:  # a sender claims ten rows, sends three, dies sending the fourth
         ids = sorted(enqueued)[:10]
         writer = journal.open("ee55ee55ee55ee55")
-        claimed, _ = ledger.claim(session, campaign_id, ids, "ee55ee55ee55ee55")
+        claimed, _ = ledger.claim(session, campaign_id, ids, "ee55ee55ee55ee55", now=env.now())
     rows = sorted(row.id for row in claimed)
     writer.attempt(rows[0])
     writer.attempt(rows[1], (rows[0], "m0"))
@@ -174,7 +174,11 @@ def test_a_dead_claim_without_a_journal_is_in_doubt_as_before(tmp_path, database
     started = _started(tmp_path, database_url, 20)
     with started.env.transaction() as session:
         claimed, _ = ledger.claim(
-            session, started.campaign_id, sorted(started.enqueued)[:5], "ff66ff66ff66ff66"
+            session,
+            started.campaign_id,
+            sorted(started.enqueued)[:5],
+            "ff66ff66ff66ff66",
+            now=started.clock(),
         )
     started.clock.advance(started.settings.lease_seconds + 1)
     report = campaigns.reap_stepwise(started.env)

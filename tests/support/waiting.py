@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -33,3 +35,24 @@ def holds_for(
     while time.monotonic() < deadline:
         assert probe(), f"{what} stopped holding"
         time.sleep(interval)
+
+
+def wait_for_start(
+    process: subprocess.Popen[Any], ready: Callable[[], object], *, what: str, log: Path, timeout: float = 300
+) -> None:
+    """Wait until a server process we started is ready (``ready()`` truthy): for as long as it takes while
+    the process lives, since on a loaded machine its imports alone may take tens of seconds; at once, with
+    the end of its log, when it exits; ``timeout`` only guards against a hang. The process is killed when it
+    does not become ready."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            how = (
+                f"exited with {process.returncode}"
+                if process.poll() is not None
+                else f"hung for {timeout:.0f} s"
+            )
+            process.kill()
+            tail = log.read_bytes()[-3000:].decode(errors="replace") if log.exists() else "(no log)"
+            raise RuntimeError(f"{what} did not start ({how}):\n{tail}")
+        time.sleep(0.1)

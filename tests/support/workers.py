@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from support.paths import PROJECT_ROOT
+from support.waiting import wait_for_start
 
 
 class Workers:
@@ -20,7 +22,6 @@ class Workers:
     def start(self, index: int) -> None:
         import subprocess
         import sys
-        import time
 
         self.starts += 1
         log = (self.log_dir / f"worker{index}-{self.starts}.log").open("wb")
@@ -33,15 +34,8 @@ class Workers:
             command, cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         self.processes[index] = process
-        deadline = time.monotonic() + 30
-        path = log.name
-        while time.monotonic() < deadline:
-            if b" ready." in open(path, "rb").read():  # noqa: SIM115
-                return
-            if process.poll() is not None:
-                raise RuntimeError(f"worker exited: {open(path, 'rb').read()[-3000:].decode()}")  # noqa: SIM115
-            time.sleep(0.1)
-        raise RuntimeError("worker did not become ready in 30 s")
+        path = Path(log.name)
+        wait_for_start(process, lambda: b" ready." in path.read_bytes(), what=f"worker {index}", log=path)
 
     def kill(self, index: int) -> None:
         import signal
