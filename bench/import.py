@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import text  # noqa: E402
 
-from subscribers.db import make_session_factory, open_database  # noqa: E402
+from subscribers.db import make_session_factory, open_database, utcnow  # noqa: E402
 from subscribers.importer import import_csv_stepwise  # noqa: E402
 from subscribers.store import segment_counts, stream_audience, sync_topics  # noqa: E402
 
@@ -134,13 +134,13 @@ def import_child(url: str, csv_path: Path) -> dict[str, float]:
         session.commit()
     started = time.perf_counter()
     with csv_path.open("rb") as stream:
-        report = import_csv_stepwise(factory, stream)
+        report = import_csv_stepwise(factory, stream, now=utcnow())
     seconds = time.perf_counter() - started
     assert report.added == report.rows and report.rejected == 0, report
     # a second run: every row is looked up and found unchanged
     started = time.perf_counter()
     with csv_path.open("rb") as stream:
-        again = import_csv_stepwise(factory, stream)
+        again = import_csv_stepwise(factory, stream, now=utcnow())
     reimport = time.perf_counter() - started
     assert again.unchanged == again.rows, again
     engine.dispose()
@@ -333,7 +333,7 @@ def main() -> None:
             finally:
                 drop_pg(name)
 
-        targets = [("SQLite", f"sqlite:///{folder / 'stream.db'}", None)]
+        targets: list[tuple[str, str, str | None]] = [("SQLite", f"sqlite:///{folder / 'stream.db'}", None)]
         if not args.skip_postgres:
             name, url = fresh_pg()
             targets.append(("PostgreSQL", url, name))
@@ -352,9 +352,9 @@ def main() -> None:
                     f" segment_counts {s['counts_seconds']:.2f} s [fill {filled:.0f} s]"
                 )
         finally:
-            for _, _, name in targets:
-                if name:
-                    drop_pg(name)
+            for _, _, database in targets:
+                if database:
+                    drop_pg(database)
 
 
 if __name__ == "__main__":

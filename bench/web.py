@@ -381,14 +381,16 @@ def main() -> None:
 
         first = args.notifications
         prefs = [
-            http_request("GET", "/preferences/" + make_token(SECRET, i + 1, "preferences", salt=SALT))
+            http_request(
+                "GET", "/preferences/" + make_token(SECRET, i + 1, "preferences", salt=SALT, now=utcnow())
+            )
             for i in range(first, first + args.requests + WARM_UP)
         ]
         form = {"Content-Type": "application/x-www-form-urlencoded"}
         first += args.requests + WARM_UP
         unsubscribe = [
             http_request(
-                "POST", "/unsubscribe/" + make_token(SECRET, i + 1, "unsubscribe", salt=SALT),
+                "POST", "/unsubscribe/" + make_token(SECRET, i + 1, "unsubscribe", salt=SALT, now=utcnow()),
                 b"List-Unsubscribe=One-Click", form,
             )
             for i in range(first, first + args.requests + WARM_UP)

@@ -11,7 +11,6 @@ from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from subscribers.bulk import insert_rows
-from subscribers.db import utcnow
 from subscribers.models import SubscriberEvent
 
 __all__ = ["event_row", "record_event", "record_events"]
@@ -27,7 +26,7 @@ def event_row(
     *,
     source: str,
     detail: Mapping[str, Any] | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> dict[str, Any]:
     return {
         "subscriber_id": subscriber_id,
@@ -35,7 +34,7 @@ def event_row(
         "kind": kind,
         "source": source[:32],
         "detail": json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str) if detail else None,
-        "created_at": now or utcnow(),
+        "created_at": now,
     }
 
 
@@ -47,7 +46,7 @@ def record_event(
     *,
     source: str,
     detail: Mapping[str, Any] | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> None:
     # on the table, not the entity (the ORM's bulk-insert path costs more than the insert itself), and
     # one statement built once: ``.values(row)`` per call cost as much again

@@ -23,7 +23,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from subscribers.csvreader import CsvRow, ReadState, Reject, read_rows
-from subscribers.db import utcnow
 from subscribers.errors import InvalidInput
 from subscribers.models import STATUSES, Subscriber, Topic
 from subscribers.normalise import DEFAULT_LOCALE
@@ -100,7 +99,7 @@ def import_csv_stepwise(
     progress: Callable[[int, int], None] | None = None,
     chunk_size: int = CHUNK_SIZE,
     source: str = "import",
-    now: datetime | None = None,
+    now: datetime,
 ) -> ImportReport:
     """Import a subscriber CSV (columns email, name, topics, locale, status; a header row is required).
 
@@ -235,10 +234,10 @@ def _apply(
     default_status: str,
     default_locale: str,
     source: str,
-    now: datetime | None,
+    now: datetime,
     report: ImportReport,
 ) -> None:
-    sql = _Sql(session.connection(), now or utcnow())
+    sql = _Sql(session.connection(), now)
     source = source[:32]
     keys = [row.key for row, _ in rows]
     existing = {

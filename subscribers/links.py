@@ -74,7 +74,7 @@ def _verified(
     purpose: str,
     scope: str,
     max_age: float | None,
-    now: datetime | None,
+    now: datetime,
 ) -> LinkedSubscriber:
     if row is None:
         raise InvalidToken("this link is not valid")
@@ -91,7 +91,7 @@ def read_link(
     *,
     scope: str = "",
     max_age: float | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> LinkedSubscriber:
     subscriber_id = _subject(token)  # a malformed token takes no connection
     row = session.connection().execute(_BY_ID, {"id": subscriber_id}).first()
@@ -106,7 +106,7 @@ def read_link_with_topics(
     *,
     scope: str = "",
     max_age: float | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> tuple[LinkedSubscriber, frozenset[str]]:
     """``read_link`` and the keys of the topics the subscriber follows, in one query."""
     subscriber_id = _subject(token)

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from subscribers.db import not_within, utcnow
+from subscribers.db import not_within
 from subscribers.errors import RateLimited
 from subscribers.events import record_event
 from subscribers.links import read_link
@@ -77,7 +77,7 @@ def signup(
     name: str | None = None,
     rate_limit_seconds: float = 3600,
     source: str = "web",
-    now: datetime | None = None,
+    now: datetime,
 ) -> SignupResult:
     """Record a signup. RateLimited when a confirmation email went to this address too recently; no
     email for an address that is active (nothing to confirm) or suppressed (no send may reach it)."""
@@ -85,7 +85,6 @@ def signup(
     wanted = require_topics(session, topics)
     lang = normalise_locale(locale)
     clean_name = normalise_name(name)
-    now = now or utcnow()
 
     def result(outcome: SignupOutcome, subscriber_id: int | None, token: str | None) -> SignupResult:
         return SignupResult(outcome, subscriber_id, address.email, clean_name, lang, frozenset(wanted), token)
@@ -159,11 +158,10 @@ def confirm(
     secret: str | Sequence[str],
     max_age: float = CONFIRM_MAX_AGE,
     source: str = "web",
-    now: datetime | None = None,
+    now: datetime,
 ) -> ConfirmResult:
     """Activate the pending subscriber a confirmation token names (idempotent). ``secret``: the keys
     links may be signed with, newest first."""
-    now = now or utcnow()
     subscriber_id = read_link(session, secret, token, "confirm", max_age=max_age, now=now).id
     suppressed = Suppression.email_key == Subscriber.email_key
     # pending, or unsubscribed and signed up again: the click on the emailed link proves the address

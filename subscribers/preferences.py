@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, delete, insert, literal, null, or_, select, up
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from subscribers.db import not_within, utcnow
+from subscribers.db import not_within
 from subscribers.errors import AlreadyExists, InvalidInput
 from subscribers.events import EVENTS, record_event
 from subscribers.models import STATUSES, Subscriber, Suppression, Topic, subscriber_topics
@@ -110,7 +110,7 @@ def set_topics(
     topics: Collection[str],
     *,
     source: str,
-    now: datetime | None = None,
+    now: datetime,
 ) -> TopicChange:
     """Make the subscriber follow exactly ``topics`` (keys); what that added and removed."""
     ids = require_topics(session, topics)
@@ -120,7 +120,6 @@ def set_topics(
     change = TopicChange(wanted - before, before - wanted)
     if not change:
         return change
-    now = now or utcnow()
     _replace_topics(session, subscriber_id, ids)
     subscriber.changed_at = now
     record_event(
@@ -137,7 +136,7 @@ def set_topics(
 
 
 def unsubscribe_topic(
-    session: Session, subscriber_id: int, topic: str, *, source: str, now: datetime | None = None
+    session: Session, subscriber_id: int, topic: str, *, source: str, now: datetime
 ) -> bool:
     """Stop following one topic (the subscriber stays subscribed to the rest); True when it changed."""
     require_topics(session, [topic])
@@ -148,14 +147,11 @@ def unsubscribe_topic(
     return bool(set_topics(session, subscriber_id, followed - {topic}, source=source, now=now))
 
 
-def set_locale(
-    session: Session, subscriber_id: int, locale: str, *, source: str, now: datetime | None = None
-) -> bool:
+def set_locale(session: Session, subscriber_id: int, locale: str, *, source: str, now: datetime) -> bool:
     value = normalise_locale(locale)
     subscriber = get_subscriber(session, subscriber_id)
     if subscriber.locale == value:
         return False
-    now = now or utcnow()
     detail = {"from": subscriber.locale, "to": value}
     subscriber.locale, subscriber.changed_at = value, now
     record_event(
@@ -194,11 +190,8 @@ _UNSUBSCRIBE_ALL_LOGGED = (
 )
 
 
-def unsubscribe_all(
-    session: Session, subscriber_id: int, *, source: str, now: datetime | None = None
-) -> bool:
+def unsubscribe_all(session: Session, subscriber_id: int, *, source: str, now: datetime) -> bool:
     """Unsubscribe from everything; True when the subscriber was pending or active until now."""
-    now = now or utcnow()
     params = {"subscriber_id": subscriber_id, "now": now}
     if session.get_bind().dialect.name == "postgresql":
         row = session.execute(_UNSUBSCRIBE_ALL_LOGGED, {**params, "event_source": source[:32]}).first()
@@ -215,10 +208,9 @@ def unsubscribe_all(
     return True
 
 
-def rejoin(session: Session, subscriber_id: int, *, source: str, now: datetime | None = None) -> bool:
+def rejoin(session: Session, subscriber_id: int, *, source: str, now: datetime) -> bool:
     """Undo an unsubscribe (the reader followed a signed link of their own mail, which proves the
     address); True when the subscriber was unsubscribed until now. Suppressed addresses stay suppressed."""
-    now = now or utcnow()
     suppressed = select(Suppression.id).where(Suppression.email_key == Subscriber.email_key).exists()
     row = session.execute(
         update(Subscriber)
@@ -271,7 +263,7 @@ def add_subscriber(
     locale: str | None = None,
     status: str = SubscriberStatus.ACTIVE,
     source: str = "cli",
-    now: datetime | None = None,
+    now: datetime,
 ) -> Subscriber:
     """Create one subscriber (AlreadyExists if the address is taken). A suppressed address is created
     with the status its suppression implies, never active."""
@@ -284,7 +276,6 @@ def add_subscriber(
     reason = session.scalar(select(Suppression.reason).where(Suppression.email_key == address.key))
     if reason is not None:
         status = STATUS_FOR_REASON[reason]
-    now = now or utcnow()
     subscriber = Subscriber(
         email=address.email,
         email_key=address.key,
@@ -314,7 +305,7 @@ def add_subscriber(
 
 
 def remove_subscriber(
-    session: Session, email_or_id: str | int, *, source: str = "cli", now: datetime | None = None
+    session: Session, email_or_id: str | int, *, source: str = "cli", now: datetime
 ) -> Subscriber:
     """Delete a subscriber and what it follows; the event log keeps the address key of the removal.
     A suppression of the address stays (it protects the address, not the row)."""

@@ -12,7 +12,7 @@ from sqlalchemy import Table, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from subscribers.bulk import insert_rows
-from subscribers.db import epoch_seconds, utcnow
+from subscribers.db import epoch_seconds
 from subscribers.errors import InvalidInput
 from subscribers.events import event_row, record_event, record_events
 from subscribers.models import SUPPRESSION_REASONS, Subscriber, Suppression
@@ -50,7 +50,7 @@ class Suppressed:
 
 
 def suppress(
-    session: Session, email: str, reason: str, *, evidence: str | None = None, now: datetime | None = None
+    session: Session, email: str, reason: str, *, evidence: str | None = None, now: datetime
 ) -> bool:
     """Put an address on the suppression list; True when it was not there yet.
 
@@ -61,12 +61,11 @@ def suppress(
 
 
 def suppress_many(
-    session: Session, items: Sequence[tuple[str, str, str | None]], *, now: datetime | None = None
+    session: Session, items: Sequence[tuple[str, str, str | None]], *, now: datetime
 ) -> list[Suppressed]:
     """``suppress`` for many ``(email, reason, evidence)`` at once, in a few statements whatever their
     number (the webhook applies notifications in batches); one answer per item, in order. An address
     named twice is suppressed by its first item."""
-    now = now or utcnow()
     wanted: dict[str, tuple[str, str, str | None]] = {}  # key -> (email, reason, evidence), first wins
     keys = []
     for email, reason, evidence in items:
@@ -143,11 +142,10 @@ def is_suppressed(session: Session, email: str) -> bool:
 
 
 def record_soft_bounce(
-    session: Session, email: str, *, limit: int, evidence: str | None = None, now: datetime | None = None
+    session: Session, email: str, *, limit: int, evidence: str | None = None, now: datetime
 ) -> bool:
     """Count a soft bounce; True when this one reached ``limit`` and the address got suppressed."""
     address = normalise_address(email)
-    now = now or utcnow()
     row = session.execute(
         update(Subscriber)
         .where(Subscriber.email_key == address.key)
@@ -185,7 +183,7 @@ def unsuppress(
     email: str,
     *,
     source: str = "admin",
-    now: datetime | None = None,
+    now: datetime,
     note: str | None = None,
 ) -> bool:
     """Take an address off the list (an admin's decision, logged with ``note``, the admin's reason); its

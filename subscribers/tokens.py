@@ -24,7 +24,6 @@ from functools import lru_cache
 from hashlib import sha256
 from typing import Any
 
-from subscribers.db import utcnow
 from subscribers.errors import InvalidToken
 
 __all__ = ["PURPOSES", "make_token", "token_subject", "verify_token"]
@@ -62,14 +61,14 @@ def _b36(number: int) -> str:
 
 
 def make_token(
-    key: str, subscriber_id: int, purpose: str, *, salt: str, scope: str = "", now: datetime | None = None
+    key: str, subscriber_id: int, purpose: str, *, salt: str, scope: str = "", now: datetime
 ) -> str:
     """A token for ``subscriber_id`` (whose row holds ``salt``), signed with ``key``."""
     if subscriber_id < 0:
         raise ValueError("subscriber ids are not negative")
     if not salt:
         raise ValueError("a token needs the subscriber's salt")
-    issued = int((now or utcnow()).timestamp())
+    issued = int(now.timestamp())
     payload = f"{_b36(subscriber_id)}.{_b36(issued)}"
     return f"{payload}.{_signature(key, purpose, payload, scope, salt)}"
 
@@ -96,7 +95,7 @@ def verify_token(
     salt: str,
     scope: str = "",
     max_age: float | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> int:
     """The subscriber id of a token signed by one of ``keys`` for this purpose, scope and salt;
     InvalidToken (saying nothing of why, beyond malformed or expired) otherwise."""
@@ -107,6 +106,6 @@ def verify_token(
             break
     else:
         raise InvalidToken(_FORGED)
-    if max_age is not None and (now or utcnow()).timestamp() - int(issued_text, 36) > max_age:
+    if max_age is not None and now.timestamp() - int(issued_text, 36) > max_age:
         raise InvalidToken("this link has expired")
     return int(id_text, 36)

@@ -210,8 +210,9 @@ def show_command(who: Annotated[str, typer.Argument(help="Address or id")]) -> N
 @subscribers_app.command("remove")
 def remove_command(who: Annotated[str, typer.Argument(help="Address or id")]) -> None:
     """Delete a subscriber (its suppression, if any, stays)."""
-    with environment().transaction() as session:
-        removed = service.remove(session, who)
+    env = environment()
+    with env.transaction() as session:
+        removed = service.remove(session, who, now=env.now())
     say(f"removed #{removed.id} {removed.email}")
 
 

@@ -216,13 +216,14 @@ def _send_claimed_stepwise(
         try:
             last = rows[-1]
             accepted: tuple[int, str | None] | None = None  # the last row sent, not journaled as sent yet
+            issued = ctx.clock()  # the links' issue time: a batch takes minutes, a token lasts months
             for row in rows:
                 try:
                     sid, salt = row.subscriber_id, row.salt
                     links = RecipientLinks(
-                        unsubscribe=make_token(key, sid, "unsubscribe", salt=salt),
-                        preferences=make_token(key, sid, "preferences", salt=salt),
-                        view=make_token(key, sid, "view", salt=salt, scope=view_scope),
+                        unsubscribe=make_token(key, sid, "unsubscribe", salt=salt, now=issued),
+                        preferences=make_token(key, sid, "preferences", salt=salt, now=issued),
+                        view=make_token(key, sid, "view", salt=salt, scope=view_scope, now=issued),
                     )
                     values = link_values(ctx.sender, campaign_id, row.email, links)
                     built = compiled[row.segment_id].build(

@@ -135,6 +135,7 @@ def import_stepwise(
     return import_csv_stepwise(
         env.sessions,
         stream,
+        now=env.now(),
         topics=topic_keys(env, topics),
         status=status,
         default_locale=env.settings.default_lang,
@@ -199,11 +200,11 @@ def events_of(session: Session, who: str | int, *, limit: int = 200) -> tuple[Ev
     )
 
 
-def remove(session: Session, who: str | int, *, source: str = "cli") -> SubscriberRow:
+def remove(session: Session, who: str | int, *, now: datetime, source: str = "cli") -> SubscriberRow:
     """Delete a subscriber (a suppression of the address stays: it protects the address)."""
     subscriber = store.find_subscriber(session, who)
     row = SubscriberRow.of(subscriber)
-    preferences.remove_subscriber(session, subscriber.id, source=source)
+    preferences.remove_subscriber(session, subscriber.id, source=source, now=now)
     return row
 
 

@@ -19,6 +19,7 @@ from support.waiting import wait_until
 
 from mailer.services import admins
 from subscribers import suppression
+from subscribers.db import utcnow
 from subscribers.models import Subscriber, SubscriberEvent
 from subscribers.preferences import add_subscriber
 
@@ -51,7 +52,9 @@ def readers(live_web) -> dict[str, int]:
     ids = {}
     with live_web.env.transaction() as session:
         for address, topics in plan.items():
-            ids[address] = add_subscriber(session, address, topics=topics, locale="zh", source="test").id
+            ids[address] = add_subscriber(
+                session, address, topics=topics, locale="zh", source="test", now=utcnow()
+            ).id
     return ids
 
 
@@ -237,8 +240,10 @@ def test_subscribers_search_edit_import_and_export(live_web, api, readers):
 
 def test_suppression_list_and_removal_with_a_reason(live_web, api):
     with live_web.env.transaction() as session:
-        add_subscriber(session, "bounced@example.org", topics=["nova"], source="test")
-        suppression.suppress(session, "bounced@example.org", "hard_bounce", evidence="feedback-1")
+        add_subscriber(session, "bounced@example.org", topics=["nova"], source="test", now=utcnow())
+        suppression.suppress(
+            session, "bounced@example.org", "hard_bounce", evidence="feedback-1", now=utcnow()
+        )
     listed = api.get("/api/suppressions").json()
     assert listed[0]["email"] == "bounced@example.org" and listed[0]["reason"] == "hard_bounce"
     no_reason = api.delete("/api/suppressions/bounced@example.org")

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from support.paths import REFERENCE_ISSUE
 
 from mailer.services import admins, campaigns
+from subscribers.db import utcnow
 from subscribers.preferences import add_subscriber
 
 pytestmark = [pytest.mark.slow]
@@ -26,7 +27,7 @@ def test_no_authenticated_request_gets_a_server_error(live_web):
         admins.create_user(session, "fuzzer", "a fuzzing password", now=datetime.now(UTC))
         token = admins.create_token(session, "fuzzer", "fuzz", now=datetime.now(UTC)).secret
         for n in range(5):
-            add_subscriber(session, f"f{n}@example.org", topics=["nova"], source="test")
+            add_subscriber(session, f"f{n}@example.org", topics=["nova"], source="test", now=utcnow())
         draft = campaigns.read_draft(live_web.env, REFERENCE_ISSUE)
         campaigns.create(session, draft, now=datetime.now(UTC))
     schema = schemathesis.openapi.from_url(f"{live_web.url}/openapi.json")

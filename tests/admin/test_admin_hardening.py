@@ -18,6 +18,7 @@ from support.paths import REFERENCE_ISSUE
 
 from mailer.services import admins
 from mailer.settings import DEFAULT_SECRET_KEY
+from subscribers.db import utcnow
 from subscribers.preferences import add_subscriber
 
 PASSWORD = "hardening test password"
@@ -28,7 +29,7 @@ def token(live_web) -> str:
     with live_web.env.transaction() as session:
         admins.create_user(session, "hard", PASSWORD, now=datetime.now(UTC))
         for n in range(3):
-            add_subscriber(session, f"h{n}@example.org", topics=["nova"], source="test")
+            add_subscriber(session, f"h{n}@example.org", topics=["nova"], source="test", now=utcnow())
         return admins.create_token(session, "hard", "tests", now=datetime.now(UTC)).secret
 
 

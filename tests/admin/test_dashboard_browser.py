@@ -14,6 +14,7 @@ from support.paths import REFERENCE_ISSUE
 from support.services import REDIS_URL
 
 from mailer.services import admins
+from subscribers.db import utcnow
 from subscribers.preferences import add_subscriber
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.slow]
@@ -53,7 +54,9 @@ def test_log_in_upload_preview_check_start_and_watch(browser, web_with_workers, 
     with web.env.transaction() as session:
         admins.create_user(session, "editor", PASSWORD, now=datetime.now(UTC))
         for n in range(40):
-            add_subscriber(session, f"reader{n}@example.org", topics=TOPICS[n % len(TOPICS)], source="test")
+            add_subscriber(
+                session, f"reader{n}@example.org", topics=TOPICS[n % len(TOPICS)], source="test", now=utcnow()
+            )
 
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
     page = context.new_page()

@@ -19,6 +19,7 @@ from mailer.rendering.transactional import confirmation_email, preferences_link_
 from mailer.sending.message import RecipientLinks, SegmentMessage, SenderIdentity, link_values
 from mailer.settings import Settings
 from mailer.urls import ROUTES, SAMPLE_TOKEN, Urls, route_of, view_scope
+from subscribers.db import utcnow
 from subscribers.optin import signup
 from subscribers.tokens import make_token
 
@@ -46,9 +47,9 @@ def test_every_link_of_a_sent_message_is_a_route_of_the_contract(registry):
         issue.topics
     ]
     tokens = RecipientLinks(
-        make_token("k", 5, "unsubscribe", salt="s"),
-        make_token("k", 5, "preferences", salt="s"),
-        make_token("k", 5, "view", salt="s", scope=view_scope(3)),
+        make_token("k", 5, "unsubscribe", salt="s", now=utcnow()),
+        make_token("k", 5, "preferences", salt="s", now=utcnow()),
+        make_token("k", 5, "view", salt="s", scope=view_scope(3), now=utcnow()),
     )
     built = SegmentMessage(rendering, campaign_id=3, identity=identity).build(
         subscriber_id=5,

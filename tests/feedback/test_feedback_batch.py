@@ -20,7 +20,7 @@ from mailer.feedback.models import FeedbackMessage
 from mailer.feedback.samples import bounce_notification, complaint_notification
 from mailer.feedback.sns import CachedCertificates, SnsVerifier
 from mailer.testing.sns_signer import DEFAULT_TOPIC, SnsSigner
-from subscribers.db import make_session_factory, open_database
+from subscribers.db import make_session_factory, open_database, utcnow
 from subscribers.models import Subscriber, SubscriberEvent, Suppression
 from subscribers.preferences import add_subscriber
 
@@ -53,7 +53,7 @@ def _database(url: str):  # type: ignore[no-untyped-def]
     factory = make_session_factory(open_database(url, migrate=True))
     with factory() as session:
         for address in ("hard@example.org", "angry@example.org", "soft@example.org"):
-            add_subscriber(session, address, topics=[], source="test")
+            add_subscriber(session, address, topics=[], source="test", now=utcnow())
         session.commit()
     return factory
 

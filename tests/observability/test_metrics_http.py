@@ -20,6 +20,7 @@ from mailer.sending.models import Delivery
 from mailer.services import campaigns
 from mailer.settings import Settings
 from mailer.web.metrics import access
+from subscribers.db import utcnow
 from subscribers.preferences import add_subscriber
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -68,9 +69,9 @@ def test_metrics_count_a_campaign_and_its_notifications(tmp_path):
     try:
         with env.transaction() as session:
             for address in READERS:
-                add_subscriber(session, address, topics=["nova"], source="test")
-            add_subscriber(session, "waiting@example.org", status="pending", source="test")
-            add_subscriber(session, "gone@example.org", status="unsubscribed", source="test")
+                add_subscriber(session, address, topics=["nova"], source="test", now=utcnow())
+            add_subscriber(session, "waiting@example.org", status="pending", source="test", now=utcnow())
+            add_subscriber(session, "gone@example.org", status="unsubscribed", source="test", now=utcnow())
         sent_before = _sent_here()
         draft = campaigns.read_draft(env, REFERENCE_ISSUE)
         with env.transaction() as session:

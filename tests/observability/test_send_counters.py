@@ -9,6 +9,7 @@ from support.paths import REFERENCE_ISSUE
 from mailer.services import campaigns
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
+from subscribers.db import utcnow
 from subscribers.preferences import add_subscriber
 
 RATE = 5.0  # messages per second, a bucket of one: every message after the first waits (at most 1/RATE)
@@ -32,7 +33,9 @@ def test_messages_and_rate_limiter_waits_are_counted(tmp_path):
     try:
         with env.transaction() as session:
             for i in range(6):
-                add_subscriber(session, f"reader{i}@example.org", topics=["nova"], source="test")
+                add_subscriber(
+                    session, f"reader{i}@example.org", topics=["nova"], source="test", now=utcnow()
+                )
         draft = campaigns.read_draft(env, REFERENCE_ISSUE)
         with env.transaction() as session:
             campaign_id = campaigns.create(session, draft, now=env.now()).id

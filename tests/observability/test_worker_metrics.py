@@ -19,6 +19,7 @@ from mailer.services import campaigns
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 from mailer.web.collector import StoreCollector
+from subscribers.db import utcnow
 from subscribers.preferences import add_subscriber
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -92,7 +93,7 @@ def test_a_worker_serves_its_counts_and_sends_task_events(tmp_path, redis_prefix
     try:
         with env.transaction() as session:
             for address in READERS:
-                add_subscriber(session, address, topics=["nova"], source="test")
+                add_subscriber(session, address, topics=["nova"], source="test", now=utcnow())
         assert queue_depth(env) == 0
         events.start(env)
         draft = campaigns.read_draft(env, REFERENCE_ISSUE)

@@ -40,12 +40,14 @@ def test_bad_recipients_fail_alone_and_everyone_else_gets_the_issue(tmp_path, da
     population = populate(database_url, 2000 - 25, TOPICS, issue_topics=draft.issue.topics)
     with env.transaction() as session:
         idn = {
-            add_subscriber(session, f"reader{n}@例え{n}.jp", name=LONG_NAME if n % 4 == 0 else f"读者{n}").id
+            add_subscriber(
+                session, f"reader{n}@例え{n}.jp", name=LONG_NAME if n % 4 == 0 else f"读者{n}", now=utcnow()
+            ).id
             for n in range(20)
         }
         refused = [f"refused{n}@example.net" for n in range(3)]
         for address in refused:
-            add_subscriber(session, address, name="Refused")
+            add_subscriber(session, address, name="Refused", now=utcnow())
             smtp_sink.refuse[address] = (550, "5.1.1 no such mailbox")
         now = utcnow()
         # rows from before addresses were normalised to ASCII: no SMTP envelope or header can carry them

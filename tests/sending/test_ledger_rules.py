@@ -20,6 +20,7 @@ from mailer.sending.sender import SendContext, send_batch_stepwise
 from mailer.services import campaigns
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
+from subscribers.db import utcnow
 from subscribers.models import Subscriber
 from subscribers.suppression import suppress
 
@@ -146,7 +147,7 @@ def test_unsubscribed_or_suppressed_after_start_is_skipped_at_send_time(tmp_path
     victims = sorted(setup.population.expected)[:2]
     with setup.env.transaction() as session:
         session.execute(update(Subscriber).where(Subscriber.id == victims[0]).values(status="unsubscribed"))
-        suppress(session, setup.population.expected[victims[1]][0], "complaint")
+        suppress(session, setup.population.expected[victims[1]][0], "complaint", now=utcnow())
     first = setup.batches[0]
     context = setup.context()
     setup.send_all(context)

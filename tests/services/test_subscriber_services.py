@@ -11,6 +11,7 @@ from mailer.errors import InputError
 from mailer.services import subscribers as service
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
+from subscribers.db import utcnow
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_a_subscribers_events_come_oldest_first_with_the_actions_it_allows(env):
         from subscribers.preferences import set_topics
 
         row = service.show(session, "reader03@example.org").row
-        set_topics(session, row.id, ["octavia"], source="test")
+        set_topics(session, row.id, ["octavia"], source="test", now=utcnow())
     with env.transaction() as session:
         detail = service.show(session, "READER03@example.org")
         events = service.events_of(session, row.id)

@@ -124,7 +124,7 @@ def test_preferences_change_and_log_events(session):
     assert set_locale(session, s.id, "中文", source="web", now=T0) is True
     assert set_locale(session, s.id, "zh", source="web", now=T0) is False
     with pytest.raises(InvalidInput, match="'swift'"):
-        set_topics(session, s.id, ["swift"], source="web")
+        set_topics(session, s.id, ["swift"], source="web", now=T0)
     prefs = get_preferences(session, s.id)
     assert (prefs.topics, prefs.locale, prefs.status) == (frozenset({"neutron"}), "zh", "active")
     assert unsubscribe_all(session, s.id, source="web", now=T0) is True
@@ -165,9 +165,9 @@ def test_add_and_remove(session):
     s = add_subscriber(session, "X@Example.org", name="  Xiao\tMing ", topics=["nova"], now=T0)
     assert s.name == "Xiao Ming" and s.email == "X@example.org" and s.email_key == "x@example.org"
     with pytest.raises(AlreadyExists):
-        add_subscriber(session, "x@EXAMPLE.org")
+        add_subscriber(session, "x@EXAMPLE.org", now=T0)
     suppress(session, "sup@example.org", "hard_bounce", now=T0)
-    assert add_subscriber(session, "sup@example.org", status="active").status == "bounced"
+    assert add_subscriber(session, "sup@example.org", status="active", now=T0).status == "bounced"
     removed = remove_subscriber(session, "x@example.org", now=T0)
     session.commit()
     assert session.get(Subscriber, removed.id) is None
@@ -225,7 +225,7 @@ def test_concurrent_changes_of_one_subscriber_run_one_after_the_other(session, d
 
     def save(topics: list[str]) -> TopicChange:
         with factory() as mine:
-            change = set_topics(mine, subscriber.id, topics, source="test")
+            change = set_topics(mine, subscriber.id, topics, source="test", now=T0)
             mine.commit()
             return change
 

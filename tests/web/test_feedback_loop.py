@@ -20,6 +20,7 @@ from mailer.sending.models import Campaign, Delivery
 from mailer.services import campaigns
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
+from subscribers.db import utcnow
 from subscribers.models import Subscriber, Suppression
 from subscribers.preferences import add_subscriber
 
@@ -51,7 +52,7 @@ def test_bounces_and_complaints_close_the_loop(tmp_path, database_url, redis_pre
     try:
         with env.transaction() as session:
             for address in [*READERS, BOUNCER, COMPLAINER]:
-                add_subscriber(session, address, topics=["nova"], source="test")
+                add_subscriber(session, address, topics=["nova"], source="test", now=utcnow())
         worker_settings = {
             "database_url": database_url,
             "secret_key": SECRET,

@@ -16,6 +16,7 @@ from support.waiting import wait_until
 
 from mailer import samples
 from mailer.services import campaigns
+from subscribers.db import utcnow
 from subscribers.models import Subscriber
 from subscribers.preferences import add_subscriber, get_preferences
 from subscribers.tokens import make_token
@@ -39,7 +40,7 @@ def page(browser, live_web):
 
 def _subscriber(web, address: str, topics=("nova",)) -> Subscriber:
     with web.env.transaction() as session:
-        found = add_subscriber(session, address, topics=topics, locale="en", source="test")
+        found = add_subscriber(session, address, topics=topics, locale="en", source="test", now=utcnow())
         session.expunge(found)
     return found
 
@@ -62,7 +63,7 @@ def _messages_to(web, address: str) -> list[email.message.EmailMessage]:
 def test_the_preference_page_adds_one_topic_and_removes_another(live_web, page, artifacts_dir):
     web = live_web
     ann = _subscriber(web, "browser-ann@example.org", topics=("nova", "cinder"))
-    token = make_token(web.settings.signing_key, ann.id, "preferences", salt=ann.token_salt)
+    token = make_token(web.settings.signing_key, ann.id, "preferences", salt=ann.token_salt, now=utcnow())
     page.goto(f"{web.url}/preferences/{token}")
     assert page.is_checked("#topic-nova") and page.is_checked("#topic-cinder")
     assert not page.is_checked("#topic-heat")

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from mailer import database
 from mailer.settings import Settings
+from subscribers.db import utcnow
 from subscribers.models import Subscriber, SubscriberEvent
 from subscribers.optin import signup
 from subscribers.preferences import add_subscriber
@@ -27,7 +28,7 @@ def test_a_read_only_session_reads_and_cannot_write(database_url, tmp_path):
     settings = Settings(data_dir=tmp_path, database_url=database_url)
     try:
         with database.session_factory(settings)() as session:
-            add_subscriber(session, "reader@example.org")
+            add_subscriber(session, "reader@example.org", now=utcnow())
             session.commit()
         with database.read_session_factory(settings)() as session:
             assert session.scalar(select(func.count()).select_from(Subscriber)) == 1
@@ -56,11 +57,20 @@ def test_a_crowd_of_page_views_one_clicks_and_confirmations_on_postgresql(pg_web
     web = pg_web
     key = web.settings.signing_key
     with web.env.transaction() as session:
-        readers = [add_subscriber(session, f"crowd{i}@example.org", topics=["nova"]) for i in range(40)]
-        pending = [signup(session, f"new{i}@example.org", secret=key, topics=["nova"]) for i in range(60)]
-    pages = [f"/preferences/{make_token(key, r.id, 'preferences', salt=r.token_salt)}" for r in readers[:20]]
+        readers = [
+            add_subscriber(session, f"crowd{i}@example.org", topics=["nova"], now=utcnow()) for i in range(40)
+        ]
+        pending = [
+            signup(session, f"new{i}@example.org", secret=key, topics=["nova"], now=utcnow())
+            for i in range(60)
+        ]
+    pages = [
+        f"/preferences/{make_token(key, r.id, 'preferences', salt=r.token_salt, now=utcnow())}"
+        for r in readers[:20]
+    ]
     leaving = [
-        f"/unsubscribe/{make_token(key, r.id, 'unsubscribe', salt=r.token_salt)}" for r in readers[20:]
+        f"/unsubscribe/{make_token(key, r.id, 'unsubscribe', salt=r.token_salt, now=utcnow())}"
+        for r in readers[20:]
     ]
     confirms = [f"/confirm/{p.confirm_token}" for p in pending]  # a route on the ReadSession dependency
 

@@ -17,6 +17,7 @@ from support.waiting import holds_for, wait_until
 
 from mailer import samples
 from mailer.services import campaigns
+from subscribers.db import utcnow
 from subscribers.models import Subscriber, SubscriberEvent
 from subscribers.preferences import add_subscriber, get_preferences
 from subscribers.tokens import make_token
@@ -27,13 +28,17 @@ CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
 def _subscriber(web, address: str, topics=("nova",), locale: str = "en") -> Subscriber:
     with web.env.transaction() as session:
-        subscriber = add_subscriber(session, address, topics=topics, locale=locale, source="test")
+        subscriber = add_subscriber(
+            session, address, topics=topics, locale=locale, source="test", now=utcnow()
+        )
         session.expunge(subscriber)
     return subscriber
 
 
 def _token(web, subscriber: Subscriber, purpose: str) -> str:
-    return make_token(web.settings.signing_key, subscriber.id, purpose, salt=subscriber.token_salt)
+    return make_token(
+        web.settings.signing_key, subscriber.id, purpose, salt=subscriber.token_salt, now=utcnow()
+    )
 
 
 def _state(web, address: str) -> tuple[str, frozenset[str], str]:
@@ -100,7 +105,7 @@ def test_bad_forged_and_foreign_links_get_the_same_400_page(live_web):
     good = _token(web, ann, "preferences")
     forged = good[:-2] + ("AA" if not good.endswith("AA") else "BB")
     other_purpose = _token(web, ann, "unsubscribe")
-    other_key = make_token("another-key", ann.id, "preferences", salt=ann.token_salt)
+    other_key = make_token("another-key", ann.id, "preferences", salt=ann.token_salt, now=utcnow())
     bodies = set()
     for token in ["x", "1.2.3", forged, other_purpose, other_key, "%E4%B8%AD", "a" * 99, "0.0." + "A" * 22]:
         response = web.client.get(f"/preferences/{token}")
@@ -475,7 +480,7 @@ def test_a_signup_with_someone_elses_address_changes_nothing_until_they_confirm(
     with web.env.transaction() as session:
         from subscribers.preferences import unsubscribe_all
 
-        unsubscribe_all(session, owner.id, source="test")
+        unsubscribe_all(session, owner.id, source="test", now=utcnow())
     csrf = _csrf(web.client.get("/subscribe").text)
     form = {"csrf": csrf, "email": "owner@example.org", "topics": ["heat"], "locale": "zh"}
     assert web.client.post("/subscribe", data=form, headers=_same_site(web)).status_code == 200

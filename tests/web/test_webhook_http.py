@@ -20,6 +20,7 @@ from support.sns import split_http
 
 from mailer.feedback.models import FeedbackMessage
 from mailer.feedback.samples import bounce_notification, complaint_notification
+from subscribers.db import utcnow
 from subscribers.models import Subscriber, Suppression
 from subscribers.preferences import add_subscriber
 
@@ -201,8 +202,8 @@ def test_a_topic_not_in_the_allow_list_is_refused(live_web):
 def test_signed_bounce_and_complaint_update_subscribers_once(live_web):
     web = live_web
     with web.env.transaction() as session:
-        add_subscriber(session, "hard@example.org", source="test")
-        add_subscriber(session, "angry@example.org", source="test")
+        add_subscriber(session, "hard@example.org", source="test", now=utcnow())
+        add_subscriber(session, "angry@example.org", source="test", now=utcnow())
     bounce = web.signer.envelope(bounce_notification("hard@example.org", message_id="ses-1", at=_now()))
     complaint = web.signer.envelope(
         complaint_notification("angry@example.org", message_id="ses-2", at=_now())
@@ -232,7 +233,7 @@ def test_many_notifications_at_once_are_each_stored_and_applied_once(live_web):
     web = live_web
     with web.env.transaction() as session:
         for i in range(60):
-            add_subscriber(session, f"burst{i}@example.org", source="test")
+            add_subscriber(session, f"burst{i}@example.org", source="test", now=utcnow())
     bodies = [
         web.signer.envelope(bounce_notification(f"burst{i}@example.org", message_id=f"b{i}", at=_now()))
         for i in range(60)
@@ -292,7 +293,7 @@ def test_characters_no_database_stores_fail_nothing_and_never_give_a_5xx(live_we
     web = live_web
     with web.env.transaction() as session:
         for i in range(30):
-            add_subscriber(session, f"mix{i}@example.org", source="test")
+            add_subscriber(session, f"mix{i}@example.org", source="test", now=utcnow())
     good = [
         web.signer.envelope(bounce_notification(f"mix{i}@example.org", message_id=f"g{i}", at=_now()))
         for i in range(30)

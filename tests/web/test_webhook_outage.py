@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from mailer import database
 from mailer.feedback.samples import bounce_notification
+from subscribers.db import utcnow
 from subscribers.models import Subscriber
 from subscribers.preferences import add_subscriber
 
@@ -31,7 +32,7 @@ def test_an_outage_answers_503_and_the_redelivery_is_applied_once(tmp_path):
     web = start_web(tmp_path, database_url=create_pg_database(name))
     try:
         with web.env.transaction() as session:
-            add_subscriber(session, "down@example.org", source="test")
+            add_subscriber(session, "down@example.org", source="test", now=utcnow())
         web.env.close()
         body = web.signer.envelope(
             bounce_notification("down@example.org", message_id="x", at=dt.datetime.now(dt.UTC))
