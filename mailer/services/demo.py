@@ -89,7 +89,7 @@ class DemoSigner(Protocol):
     def certificate_pem(self) -> bytes: ...
 
     def envelope(
-        self, payload: Mapping[str, Any], *, topic_arn: str, timestamp: dt.datetime, version: str
+        self, payload: Mapping[str, Any], *, topic_arn: str, timestamp: dt.datetime | None = ..., version: str
     ) -> str: ...
 
 

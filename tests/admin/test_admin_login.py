@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,7 +37,27 @@ def _csrf(html: str) -> str:
     return match.group(1)
 
 
-def _login(web, name="root", password=PASSWORD, next_path="/admin/", **headers) -> httpx.Response:
+@dataclass(frozen=True)
+class Login:
+    """A login form's answer, and the client that sent it (holding the session cookie when it worked)."""
+
+    response: httpx.Response
+    client: httpx.Client
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status_code
+
+    @property
+    def headers(self) -> httpx.Headers:
+        return self.response.headers
+
+    @property
+    def text(self) -> str:
+        return self.response.text
+
+
+def _login(web, name="root", password=PASSWORD, next_path="/admin/", **headers) -> Login:
     client = httpx.Client(base_url=web.url, follow_redirects=False)
     token = _csrf(client.get("/admin/login").text)
     answer = client.post(
@@ -48,8 +69,7 @@ def _login(web, name="root", password=PASSWORD, next_path="/admin/", **headers) 
         # httpx keeps a Secure cookie for https only (browsers keep it for 127.0.0.1 too): sent by hand
         value = answer.headers["set-cookie"].split(";", 1)[0]
         client.headers["cookie"] = value
-    answer.client = client  # type: ignore[attr-defined]
-    return answer
+    return Login(answer, client)
 
 
 def test_login_sets_a_strict_cookie_and_goes_where_it_was_asked(web):

@@ -26,7 +26,9 @@ PIN = re.compile(
 def pins(path) -> dict[str, tuple[str, str | None, int]]:
     """name -> (version, marker, number of hashes)."""
     text = path.read_text(encoding="utf-8")
-    found = {canonicalize_name(m[1]): (m[2], m[3], m[4].count("--hash=")) for m in PIN.finditer(text)}
+    found: dict[str, tuple[str, str | None, int]] = {
+        canonicalize_name(m[1]): (m[2], m[3], m[4].count("--hash=")) for m in PIN.finditer(text)
+    }
     requirement_lines = re.findall(r"^[A-Za-z0-9]", text, re.M)
     assert len(found) == len(requirement_lines), f"{path.name}: a requirement without == or hashes"
     return found

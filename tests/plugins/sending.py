@@ -83,10 +83,10 @@ class MotoSes:
 
         def quota() -> Any:
             answer = own(backend)
-            answer.max_send_rate = rate
+            answer.max_send_rate = rate  # type: ignore[assignment]  # moto's annotation says int; SES's is a float
             return answer
 
-        backend.get_send_quota = quota
+        backend.get_send_quota = quota  # type: ignore[method-assign]  # this backend's answer, not the class's
 
 
 @pytest.fixture(scope="session")

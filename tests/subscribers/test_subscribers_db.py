@@ -44,7 +44,7 @@ def test_fresh_sqlite_file_is_created_migrated_and_tuned(tmp_path):
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 1000
     # opening again is a no-op, not a second migration
     open_database(url).dispose()
     engine.dispose()

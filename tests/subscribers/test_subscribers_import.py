@@ -7,7 +7,7 @@ import io
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from subscribers.csvreader import Reject
 from subscribers.db import make_session_factory
@@ -214,7 +214,7 @@ def test_export_round_trips(session, db_engine):
 
     # into an emptied database and out again: the same subscribers
     with db_engine.begin() as connection:
-        connection.execute(Subscriber.__table__.delete())
+        connection.execute(delete(Subscriber))
     report, rejects = run(session, first.getvalue().encode(), status="active")
     assert rejects == [] and report.added == 4
     second = io.StringIO()

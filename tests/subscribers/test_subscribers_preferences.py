@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from subscribers.errors import AlreadyExists, InvalidInput, InvalidToken, RateLimited
 from subscribers.models import Subscriber, SubscriberEvent
-from subscribers.optin import confirm, signup
+from subscribers.optin import SignupResult, confirm, signup
 from subscribers.preferences import (
     TopicChange,
     add_subscriber,
@@ -45,34 +45,42 @@ def kinds(session, subscriber_id: int) -> list[str]:
     )
 
 
+def _id(result: SignupResult) -> int:
+    assert result.subscriber_id is not None, result
+    return result.subscriber_id
+
+
+def _token(result: SignupResult) -> str:
+    assert result.confirm_token is not None, result
+    return result.confirm_token
+
+
 def test_signup_then_confirm_activates(session):
     result = signup(session, "Li.Lei@Example.com", secret=SECRET, topics=["nova"], locale="zh-CN", now=T0)
     session.commit()
     assert result.outcome == "confirmation_sent" and result.confirm_token
-    assert get_preferences(session, result.subscriber_id).status == "pending"
+    assert get_preferences(session, _id(result)).status == "pending"
     assert list(stream_audience(session, ["nova"])) == []  # pending is not audience
 
-    confirmed = confirm(session, result.confirm_token, secret=SECRET, now=T0 + timedelta(minutes=5))
+    confirmed = confirm(session, _token(result), secret=SECRET, now=T0 + timedelta(minutes=5))
     session.commit()
     assert confirmed.changed and confirmed.status == "active"
-    prefs = get_preferences(session, result.subscriber_id)
+    prefs = get_preferences(session, _id(result))
     assert (prefs.email, prefs.locale, prefs.topics) == ("Li.Lei@example.com", "zh", frozenset({"nova"}))
     [[member]] = list(stream_audience(session, ["nova", "heat"]))
     assert member.segment == frozenset({"nova"})
     # confirming twice is harmless
-    assert (
-        confirm(session, result.confirm_token, secret=SECRET, now=T0 + timedelta(minutes=6)).changed is False
-    )
-    assert kinds(session, result.subscriber_id) == ["subscribed", "confirmation_sent", "confirmed"]
+    assert confirm(session, _token(result), secret=SECRET, now=T0 + timedelta(minutes=6)).changed is False
+    assert kinds(session, _id(result)) == ["subscribed", "confirmation_sent", "confirmed"]
 
 
 def test_confirm_rejects_forged_wrong_purpose_and_expired_tokens(session):
     result = signup(session, "a@example.org", secret=SECRET, now=T0)
     with pytest.raises(InvalidToken):
-        confirm(session, result.confirm_token, secret="other", now=T0)
+        confirm(session, _token(result), secret="other", now=T0)
     with pytest.raises(InvalidToken, match="expired"):
-        confirm(session, result.confirm_token, secret=SECRET, now=T0 + timedelta(days=8))
-    assert get_preferences(session, result.subscriber_id).status == "pending"
+        confirm(session, _token(result), secret=SECRET, now=T0 + timedelta(days=8))
+    assert get_preferences(session, _id(result)).status == "pending"
 
 
 def test_one_confirmation_per_address_per_hour(session):
@@ -83,15 +91,15 @@ def test_one_confirmation_per_address_per_hour(session):
     assert 0 < excinfo.value.retry_after <= 60
     session.rollback()
     # the refused signup changed nothing
-    assert get_preferences(session, first.subscriber_id).topics == frozenset({"nova"})
+    assert get_preferences(session, _id(first)).topics == frozenset({"nova"})
     later = signup(
         session, "flood@example.org", secret=SECRET, topics=["heat"], now=T0 + timedelta(minutes=61)
     )
     assert later.outcome == "confirmation_sent" and later.subscriber_id == first.subscriber_id
     # the row waits for the owner's click: the second form's choices apply once its link is confirmed
-    assert get_preferences(session, first.subscriber_id).topics == frozenset({"nova"})
-    confirm(session, later.confirm_token, secret=SECRET, now=T0 + timedelta(minutes=62))
-    assert get_preferences(session, first.subscriber_id).topics == frozenset({"heat"})
+    assert get_preferences(session, _id(first)).topics == frozenset({"nova"})
+    confirm(session, _token(later), secret=SECRET, now=T0 + timedelta(minutes=62))
+    assert get_preferences(session, _id(first)).topics == frozenset({"heat"})
     # other addresses are not affected by someone else's limit
     assert signup(
         session, "other@example.org", secret=SECRET, now=T0 + timedelta(minutes=62)
@@ -110,7 +118,7 @@ def test_signup_of_active_or_suppressed_address_sends_nothing(session):
 def test_confirm_does_not_activate_an_address_suppressed_meanwhile(session):
     result = signup(session, "late@example.org", secret=SECRET, now=T0)
     suppress(session, "late@example.org", "hard_bounce", now=T0)
-    confirmed = confirm(session, result.confirm_token, secret=SECRET, now=T0)
+    confirmed = confirm(session, _token(result), secret=SECRET, now=T0)
     assert not confirmed.changed and confirmed.status == "bounced"
 
 
@@ -156,7 +164,7 @@ def test_unsubscribed_can_sign_up_again_through_double_opt_in(session):
     # anyone can type the address into the form: nothing changes until the owner confirms
     before = get_preferences(session, s.id)
     assert (before.status, before.topics, before.locale) == ("unsubscribed", frozenset({"nova"}), "zh")
-    assert confirm(session, again.confirm_token, secret=SECRET, now=T0 + timedelta(days=1)).status == "active"
+    assert confirm(session, _token(again), secret=SECRET, now=T0 + timedelta(days=1)).status == "active"
     after = get_preferences(session, s.id)
     assert (after.status, after.topics, after.locale) == ("active", frozenset({"heat"}), "en")
 
@@ -187,7 +195,7 @@ def test_two_racing_signups_send_one_confirmation(db_engine, session):
     from subscribers.db import make_session_factory
 
     factory = make_session_factory(db_engine)
-    first_session, results = factory(), {}
+    first_session, results = factory(), dict[str, SignupResult | RateLimited]()
     first = signup(first_session, "race@example.org", secret=SECRET, now=T0)  # not committed yet
 
     def second() -> None:

@@ -35,8 +35,10 @@ def populate(
         session.commit()
         topic_ids = dict(session.execute(select(Topic.key, Topic.id)).all())
         now = utcnow()
-        rows, follows, suppressions = [], [], []
-        plan = []
+        rows: list[dict[str, object]] = []
+        follows: list[dict[str, int]] = []
+        suppressions: list[dict[str, object]] = []
+        plan: list[tuple[str, frozenset[str], str, bool]] = []
         for n in range(count):
             followed = frozenset(t for t in topics if rng.random() < 0.35)
             roll = rng.random()

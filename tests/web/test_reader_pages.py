@@ -296,8 +296,8 @@ def test_atom_feeds_all_issues_and_per_topic(live_web, sent_issue):
     whole = ET.fromstring(web.client.get("/issues/feed.xml").content)
     nova = ET.fromstring(web.client.get("/issues/feed.xml?topic=nova").content)
     assert whole.find("a:entry/a:title", ns).text
-    whole_summary = whole.find("a:entry/a:summary", ns).text
-    nova_summary = nova.find("a:entry/a:summary", ns).text
+    whole_summary = whole.find("a:entry/a:summary", ns).text or ""
+    nova_summary = nova.find("a:entry/a:summary", ns).text or ""
     assert "Cinder" in whole_summary and "Cinder" not in nova_summary and "Nova" in nova_summary
     assert web.client.get("/issues/feed.xml?topic=nope").status_code == 404
     assert web.client.get("/issues/feed.xml?topic=<script>").status_code == 400
