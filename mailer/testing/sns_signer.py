@@ -34,7 +34,7 @@ from cryptography.x509.oid import NameOID
 
 from mailer.feedback.sns import NOTIFICATION
 
-__all__ = ["DEFAULT_TOPIC", "LocalCa", "SnsSigner", "default_ca", "string_to_sign"]
+__all__ = ["DEFAULT_TOPIC", "LocalCa", "SnsSigner", "default_ca", "sns_host", "string_to_sign"]
 
 DEFAULT_TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-feedback"
 
@@ -47,6 +47,11 @@ _LAMBDA_NAMES = {
     "UnsubscribeURL": "UnsubscribeUrl",
     "SubscribeURL": "SubscribeUrl",
 }
+
+
+def sns_host(region: str) -> str:
+    """SNS's host in ``region``; the China partition's end in .cn."""
+    return f"sns.{region}.amazonaws.com" + (".cn" if region.startswith("cn-") else "")
 
 
 def string_to_sign(fields: Mapping[str, str]) -> bytes:
@@ -130,7 +135,7 @@ class SnsSigner:
             not_before=start, not_after=start + dt.timedelta(days=valid_days)
         )
         self.region = region
-        self.cert_url = f"https://sns.{region}.amazonaws.com/{cert_name}"
+        self.cert_url = f"https://{sns_host(region)}/{cert_name}"
         self.cert_name = cert_name
 
     def certificate(
@@ -196,14 +201,14 @@ class SnsSigner:
         if kind != NOTIFICATION:
             fields["Token"] = uuid.uuid4().hex
             fields["SubscribeURL"] = subscribe_url or (
-                f"https://sns.{self.region}.amazonaws.com/?Action=ConfirmSubscription&TopicArn={topic_arn}"
+                f"https://{sns_host(self.region)}/?Action=ConfirmSubscription&TopicArn={topic_arn}"
                 f"&Token={fields['Token']}"
             )
         else:
             if subscribe_url is not None:
                 fields["SubscribeURL"] = subscribe_url
             fields["UnsubscribeURL"] = unsubscribe_url or (
-                f"https://sns.{self.region}.amazonaws.com/?Action=Unsubscribe&SubscriptionArn={topic_arn}:"
+                f"https://{sns_host(self.region)}/?Action=Unsubscribe&SubscriptionArn={topic_arn}:"
                 f"{uuid.uuid5(uuid.NAMESPACE_URL, topic_arn)}"
             )
         body: dict[str, Any] = self.sign_fields(fields, version=version)
