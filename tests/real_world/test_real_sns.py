@@ -1,0 +1,178 @@
+"""Replays of the AWS-signed SNS messages in ../shared/fixtures/sns (see its README for sources and
+licences): four messages signed by AWS with the certificates their SigningCertURL names, and the AWS
+developer guide's unsigned HTTP examples.
+
+Every property checked here is also checked with messages and certificates made by the project
+(tests/feedback/test_feedback_sns.py, test_feedback_apply.py, tests/web/test_webhook_http.py,
+tests/cli/test_feedback_cli.py); these add AWS's own signatures as cases. The fixture certificates
+expired years ago, so verifying those messages switches the expiry and age checks off, or verifies "as
+of" the message's own time.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.paths import SHARED_FIXTURES
+from support.sns import split_http
+
+from mailer.feedback.sns import (
+    CachedCertificates,
+    CertificateDirectory,
+    SnsSignatureError,
+    SnsVerifier,
+    canonical_string,
+    parse_sns_message,
+)
+
+SNS_DIR = SHARED_FIXTURES / "sns"
+CERTS = SNS_DIR / "certs"
+SIGNED = sorted(SNS_DIR.glob("*.json"))
+UNSIGNED = sorted((SNS_DIR / "http-examples-unsigned").glob("*-json-format.http"))
+BOUNCE = SNS_DIR / "notification-ses-bounce-no-subject-sigv1.json"
+COMPLAINT = SNS_DIR / "notification-ses-event-complaint-sigv1.json"
+HELLO = SNS_DIR / "notification-sigv2-sha256.json"
+CONFIRMATION = SNS_DIR / "subscriptionconfirmation-sigv1.json"
+NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+
+# the topics of the real signed messages: the allow-list accepts nothing else
+FIXTURE_TOPICS = (
+    "arn:aws:sns:us-east-1:364852123998:test-email",
+    "arn:aws:sns:us-east-2:295079676684:publish-and-verify-62674b1d-4295-426b-88e7-5fb75652a04e",
+    "arn:aws:sns:us-east-1:246796806071:snsNetTest",
+)
+
+
+def fixture_certs() -> CachedCertificates:
+    return CachedCertificates(CertificateDirectory(CERTS))
+
+
+def lenient(certs: CachedCertificates | None = None) -> SnsVerifier:
+    """Signature, names and topic: the fixture certificates and messages are years old."""
+    return SnsVerifier(certs or fixture_certs(), max_age=None, check_validity=False, topic_arns=FIXTURE_TOPICS)
+
+
+def test_fixture_set_is_complete() -> None:
+    assert [p.name for p in SIGNED] == [BOUNCE.name, COMPLAINT.name, HELLO.name, CONFIRMATION.name]
+    assert len(UNSIGNED) == 3
+    assert len(list(CERTS.glob("*.pem"))) == 2
+
+
+@pytest.mark.parametrize("path", SIGNED, ids=lambda p: p.name)
+def test_real_signed_messages_verify_with_their_certificate(path: Path) -> None:
+    lenient().verify(parse_sns_message(path.read_bytes()), now=NOW)
+
+
+@pytest.mark.parametrize("path", SIGNED, ids=lambda p: p.name)
+def test_real_messages_pass_every_check_as_of_their_own_time(path: Path) -> None:
+    message = parse_sns_message(path.read_text())
+    SnsVerifier(fixture_certs(), topic_arns=FIXTURE_TOPICS).verify(
+        message, now=message.timestamp + dt.timedelta(seconds=2)
+    )
+
+
+@pytest.mark.parametrize("path", SIGNED, ids=lambda p: p.name)
+def test_real_messages_fail_today_for_age_and_for_expired_certificate(path: Path) -> None:
+    message = parse_sns_message(path.read_text())
+    with pytest.raises(SnsSignatureError, match="older than"):
+        SnsVerifier(fixture_certs(), topic_arns=FIXTURE_TOPICS).verify(message, now=NOW)
+    with pytest.raises(SnsSignatureError, match="not valid at"):
+        SnsVerifier(fixture_certs(), max_age=None, topic_arns=FIXTURE_TOPICS).verify(message, now=NOW)
+
+
+def test_parsed_fields_of_the_real_bounce_notification() -> None:
+    message = parse_sns_message(BOUNCE.read_text())
+    assert message.type == "Notification"
+    assert message.message_id == "71a6b82e-0f1a-58db-b902-e2ef60f87541"
+    assert message.subject is None
+    assert message.timestamp == dt.datetime(2022, 4, 1, 21, 24, 50, 200000, tzinfo=dt.UTC)
+    assert json.loads(message.message)["notificationType"] == "Bounce"
+    assert canonical_string(message).startswith(b"Message\n{")
+    assert b"\nSubject\n" not in canonical_string(message)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("Message", "Hello world!"),
+        ("MessageId", "17dea24b-55c2-540b-8362-f916557af766"),
+        ("Timestamp", "2022-07-28T21:24:09.324Z"),
+        ("Subject", "injected"),
+        ("SignatureVersion", "1"),
+        ("Signature", "QUJD"),
+    ],
+)
+def test_any_tampered_field_of_a_real_message_fails(field: str, value: str) -> None:
+    data = json.loads(HELLO.read_text())
+    data[field] = value
+    with pytest.raises(SnsSignatureError, match="signature does not match"):
+        lenient().verify(parse_sns_message(json.dumps(data)), now=NOW)
+
+
+def test_tampered_signature_bytes_of_a_real_message_fail() -> None:
+    data = json.loads(CONFIRMATION.read_text())
+    sig = bytearray(base64.b64decode(data["Signature"]))
+    sig[10] ^= 1
+    data["Signature"] = base64.b64encode(bytes(sig)).decode()
+    with pytest.raises(SnsSignatureError):
+        lenient().verify(parse_sns_message(data), now=NOW)
+
+
+def test_a_real_signature_checked_against_the_other_real_certificate_fails() -> None:
+    data = json.loads(CONFIRMATION.read_text())
+    other = "SimpleNotificationService-7ff5318490ec183fbaddaa2a969abfda.pem"
+    data["SigningCertURL"] = f"https://sns.us-east-1.amazonaws.com/{other}"
+    with pytest.raises(SnsSignatureError, match="signature does not match"):
+        lenient().verify(parse_sns_message(data), now=NOW)
+
+
+@pytest.mark.parametrize("path", UNSIGNED, ids=lambda p: p.name)
+def test_the_unsigned_documentation_examples_fail(path: Path) -> None:
+    headers, body = split_http(path)
+    # Even a source that hands out a genuine AWS certificate for any URL must not make them pass.
+    genuine = CertificateDirectory(CERTS)("x/SimpleNotificationService-7ff5318490ec183fbaddaa2a969abfda.pem")
+    certs = CachedCertificates(lambda _url: genuine)
+    message = parse_sns_message(body, message_type_header=headers["x-amz-sns-message-type"])
+    with pytest.raises(SnsSignatureError):
+        SnsVerifier(certs, max_age=None, check_validity=False, topic_arns={message.topic_arn}).verify(
+            message, now=NOW
+        )
+
+
+def test_real_certificates_are_fetched_once_per_url() -> None:
+    calls: list[str] = []
+    directory = CertificateDirectory(CERTS)
+
+    def fetch(url: str) -> bytes:
+        calls.append(url)
+        return directory(url)
+
+    verifier = lenient(CachedCertificates(fetch))
+    for _ in range(3):
+        for path in SIGNED:
+            verifier.verify(parse_sns_message(path.read_text()), now=NOW)
+    assert len(calls) == 3  # two us-east-1 certificates + the us-east-2 URL of the SHA256 message
+
+
+def test_with_the_allow_list_empty_a_real_message_is_refused() -> None:
+    message = parse_sns_message(BOUNCE.read_text())
+    lenient().verify(message, now=NOW)
+    empty = SnsVerifier(fixture_certs(), max_age=None, check_validity=False, topic_arns=())
+    with pytest.raises(SnsSignatureError, match="NEWSLETTER_SNS_TOPIC_ARNS lists no topic"):
+        empty.verify(message, now=NOW)
+
+
+def test_a_real_message_with_attributes_and_lambda_names_verifies() -> None:
+    data = json.loads(HELLO.read_text())
+    data["MessageAttributes"] = {"campaign": {"Type": "String", "Value": "12"}}  # an object, not signed
+    lenient().verify(parse_sns_message(data), now=NOW)
+    data["SigningCertUrl"] = data.pop("SigningCertURL")  # how AWS Lambda hands a message over
+    data["UnsubscribeUrl"] = data.pop("UnsubscribeURL")
+    message = parse_sns_message(json.dumps(data))
+    assert message.unsubscribe_url is not None
+    lenient().verify(message, now=NOW)
