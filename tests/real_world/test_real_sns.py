@@ -16,11 +16,17 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 from support.paths import SHARED_FIXTURES
 from support.sns import split_http
 
+from mailer.errors import InputError
+from mailer.feedback.apply import FeedbackResult, receive_stepwise
+from mailer.feedback.models import FeedbackMessage
 from mailer.feedback.sns import (
     CachedCertificates,
     CertificateDirectory,
@@ -29,6 +35,9 @@ from mailer.feedback.sns import (
     canonical_string,
     parse_sns_message,
 )
+from subscribers.db import make_session_factory, open_database
+from subscribers.models import Subscriber, Suppression
+from subscribers.preferences import add_subscriber
 
 SNS_DIR = SHARED_FIXTURES / "sns"
 CERTS = SNS_DIR / "certs"
@@ -54,7 +63,9 @@ def fixture_certs() -> CachedCertificates:
 
 def lenient(certs: CachedCertificates | None = None) -> SnsVerifier:
     """Signature, names and topic: the fixture certificates and messages are years old."""
-    return SnsVerifier(certs or fixture_certs(), max_age=None, check_validity=False, topic_arns=FIXTURE_TOPICS)
+    return SnsVerifier(
+        certs or fixture_certs(), max_age=None, check_validity=False, topic_arns=FIXTURE_TOPICS
+    )
 
 
 def test_fixture_set_is_complete() -> None:
@@ -176,3 +187,80 @@ def test_a_real_message_with_attributes_and_lambda_names_verifies() -> None:
     message = parse_sns_message(json.dumps(data))
     assert message.unsubscribe_url is not None
     lenient().verify(message, now=NOW)
+
+
+# --- applied to a database, as tests/feedback/test_feedback_apply.py applies the project's own --------
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = open_database(database_url)
+    factory = make_session_factory(engine)
+    with factory() as session:
+        for email in ("bounce@simulator.amazonses.com", "complaint@simulator.amazonses.com"):
+            add_subscriber(session, email, now=NOW)
+        session.commit()
+    yield factory
+    engine.dispose()
+
+
+def feed(sessions: sessionmaker[Session], body: str | bytes | dict[str, Any]) -> FeedbackResult:
+    return receive_stepwise(body, sessions=sessions, verifier=lenient(), now=NOW, soft_bounce_limit=3)
+
+
+def stored(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(FeedbackMessage)) or 0
+
+
+def status_and_suppression(sessions: sessionmaker[Session], email: str) -> tuple[str | None, str | None]:
+    with sessions() as session:
+        status = session.scalar(select(Subscriber.status).where(Subscriber.email_key == email))
+        reason = session.scalar(select(Suppression.reason).where(Suppression.email_key == email))
+    return status, reason
+
+
+def test_the_real_bounce_and_complaint_are_applied_once(sessions: sessionmaker[Session]) -> None:
+    result = feed(sessions, BOUNCE.read_bytes())
+    assert result.verified and not result.duplicate
+    assert any("suppressed (hard_bounce)" in line for line in result.lines())
+    assert status_and_suppression(sessions, "bounce@simulator.amazonses.com") == ("bounced", "hard_bounce")
+    with sessions() as session:
+        row = session.scalar(select(FeedbackMessage))
+        assert row is not None and row.message_id == "71a6b82e-0f1a-58db-b902-e2ef60f87541"
+        assert json.loads(row.body)["Signature"].startswith("K27nwTcT") and row.verified
+    feed(sessions, COMPLAINT.read_text())
+    assert status_and_suppression(sessions, "complaint@simulator.amazonses.com") == (
+        "complained",
+        "complaint",
+    )
+    before = stored(sessions)
+    assert feed(sessions, BOUNCE.read_text()).duplicate and feed(sessions, COMPLAINT.read_text()).duplicate
+    assert stored(sessions) == before
+
+
+def test_a_changed_real_message_and_the_documentation_example_store_nothing(
+    sessions: sessionmaker[Session],
+) -> None:
+    data = json.loads(BOUNCE.read_text())
+    data["Message"] = data["Message"].replace("Permanent", "Transient")
+    with pytest.raises(SnsSignatureError):
+        feed(sessions, data)
+    unsigned = (SNS_DIR / "http-examples-unsigned" / "http-https-notification-json-format.http").read_text()
+    with pytest.raises(SnsSignatureError):
+        feed(sessions, unsigned.partition("\n\n")[2])
+    assert stored(sessions) == 0
+    assert status_and_suppression(sessions, "bounce@simulator.amazonses.com") == ("active", None)
+
+
+def test_the_real_hello_world_is_stored_then_refused_and_the_confirmation_stored(
+    sessions: sessionmaker[Session],
+) -> None:
+    with pytest.raises(InputError, match="not JSON"):
+        feed(sessions, HELLO.read_text())
+    assert feed(sessions, HELLO.read_text()).duplicate
+    result = feed(sessions, CONFIRMATION.read_text())
+    assert result.kind == "SubscriptionConfirmation" and result.subscribe_url is not None
+    assert result.subscribe_url.startswith("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription")
+    assert stored(sessions) == 2
+    assert feed(sessions, CONFIRMATION.read_text()).duplicate
