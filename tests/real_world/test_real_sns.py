@@ -14,6 +14,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from support.paths import SHARED_FIXTURES
+from support.paths import PROJECT_ROOT, SHARED_FIXTURES
 from support.sns import split_http
 
 from mailer.errors import InputError
@@ -264,3 +267,43 @@ def test_the_real_hello_world_is_stored_then_refused_and_the_confirmation_stored
     assert result.subscribe_url.startswith("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription")
     assert stored(sessions) == 2
     assert feed(sessions, CONFIRMATION.read_text()).duplicate
+
+
+# --- replayed by the command line, as tests/cli/test_feedback_cli.py replays the project's own ----------
+
+
+def run_cli(db_url: str, *args: str, topics: str = FIXTURE_TOPICS[0]) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "NEWSLETTER_DATABASE_URL": db_url,
+        "NEWSLETTER_DATA_DIR": str(Path(db_url.removeprefix("sqlite:///")).parent),
+        "NEWSLETTER_SNS_TOPIC_ARNS": topics,
+    }
+    return subprocess.run(
+        [sys.executable, "-c", "from mailer.cli import main; main()", "feedback", "apply", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        timeout=60,
+    )
+
+
+@pytest.mark.slow
+def test_the_real_bounce_replayed_by_the_cli_as_of_its_time(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'cli.db'}"
+    engine = open_database(db_url)
+    with make_session_factory(engine)() as session:
+        add_subscriber(session, "bounce@simulator.amazonses.com", now=NOW)
+        session.commit()
+    engine.dispose()
+    today = run_cli(db_url, str(BOUNCE), "--cert-dir", str(CERTS))
+    assert today.returncode == 2 and "older than" in today.stderr and "Traceback" not in today.stderr
+    args = [str(BOUNCE), "--cert-dir", str(CERTS), "--as-of", "2022-04-01T21:25:00Z"]
+    unlisted = run_cli(db_url, *args, topics="")
+    assert unlisted.returncode == 2 and "NEWSLETTER_SNS_TOPIC_ARNS" in unlisted.stderr
+    first = run_cli(db_url, *args)
+    assert first.returncode == 0, first.stderr
+    assert "(verified)" in first.stdout and "suppressed (hard_bounce), status bounced" in first.stdout
+    second = run_cli(db_url, *args)
+    assert second.returncode == 0 and "duplicate" in second.stdout
