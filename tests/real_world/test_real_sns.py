@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from plugins.web import LiveWeb, start_web
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from support.paths import PROJECT_ROOT, SHARED_FIXTURES
@@ -307,3 +308,83 @@ def test_the_real_bounce_replayed_by_the_cli_as_of_its_time(tmp_path: Path) -> N
     assert "(verified)" in first.stdout and "suppressed (hard_bounce), status bounced" in first.stdout
     second = run_cli(db_url, *args)
     assert second.returncode == 0 and "duplicate" in second.stdout
+
+
+# --- posted to the live webhook, as tests/web/test_webhook_http.py posts the project's own -------------
+
+
+@pytest.fixture(scope="module")
+def real_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveWeb]:
+    """A server that trusts the fixture certificates and topics, with the age and date checks off: the
+    messages and certificates are years old."""
+    web = start_web(
+        tmp_path_factory.mktemp("real-web"),
+        certificates=sorted(CERTS.glob("*.pem")),
+        topics=FIXTURE_TOPICS,
+        NEWSLETTER_SNS_MAX_AGE_SECONDS="0",
+        NEWSLETTER_SNS_CHECK_CERTIFICATE_DATES="false",
+    )
+    try:
+        yield web
+    finally:
+        web.stop()
+        web.trap.close()
+
+
+def _web_stored(web: LiveWeb) -> int:
+    with web.env.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(FeedbackMessage)) or 0)
+
+
+def _web_reason(web: LiveWeb, email: str) -> str | None:
+    with web.env.sessions() as session:
+        return session.scalar(select(Suppression.reason).where(Suppression.email_key == email))
+
+
+def test_real_signed_messages_are_accepted_by_the_webhook_and_applied_once(real_web: LiveWeb) -> None:
+    web = real_web
+    results = {}
+    for path in SIGNED:
+        body = path.read_text()
+        before = web.trap.connections
+        response = web.post_sns(body, json.loads(body)["Type"])
+        results[path] = (response.status_code, response.json(), web.trap.connections - before)
+    assert results[BOUNCE][0] == 200 and results[BOUNCE][1]["status"] == "applied", results[BOUNCE]
+    assert results[COMPLAINT][0] == 200 and results[COMPLAINT][1]["status"] == "applied", results[COMPLAINT]
+    assert results[HELLO][0] == 200 and results[HELLO][1]["status"] == "ignored"
+    # verified, so the server visited its SubscribeURL: through the trap (no network here), which failed
+    assert results[CONFIRMATION][0] == 502 and results[CONFIRMATION][2] == 1, results[CONFIRMATION]
+    assert _web_reason(web, "bounce@simulator.amazonses.com") == "hard_bounce"
+    assert _web_reason(web, "complaint@simulator.amazonses.com") == "complaint"
+    stored = _web_stored(web)
+    for path in (BOUNCE, COMPLAINT, HELLO):  # SNS delivers at least once
+        response = web.post_sns(path.read_text(), "Notification")
+        assert response.status_code == 200 and response.json()["status"] in ("duplicate", "ignored")
+    assert _web_stored(web) == stored
+
+
+@pytest.mark.parametrize("field", ["Message", "Subject", "Timestamp", "TopicArn"])
+def test_one_changed_byte_of_a_real_message_is_refused_by_the_webhook(real_web: LiveWeb, field: str) -> None:
+    body = json.loads(COMPLAINT.read_text())
+    value = body[field]
+    index = next(i for i, ch in enumerate(value) if ch.isdigit() or ch.isalpha())
+    body[field] = value[:index] + ("1" if value[index] != "1" else "2") + value[index + 1 :]
+    body["MessageId"] = f"tampered-{field}"  # not a duplicate of the genuine one: it must fail on its own
+    before, trapped = _web_stored(real_web), real_web.trap.connections
+    response = real_web.post_sns(json.dumps(body), "Notification")
+    assert response.status_code == 403, response.text
+    assert _web_stored(real_web) == before and real_web.trap.connections == trapped
+
+
+@pytest.mark.parametrize("path", UNSIGNED, ids=lambda p: p.name)
+def test_the_documentation_examples_are_refused_by_the_webhook(real_web: LiveWeb, path: Path) -> None:
+    headers, body = split_http(path)
+    before = _web_stored(real_web)
+    assert real_web.post_sns(body, headers["x-amz-sns-message-type"]).status_code == 403
+    assert _web_stored(real_web) == before
+
+
+def test_the_webhook_wants_the_real_messages_type_in_the_header(real_web: LiveWeb) -> None:
+    body = BOUNCE.read_text()
+    assert real_web.post_sns(body, "SubscriptionConfirmation").status_code == 400
+    assert real_web.post_sns(body, None).status_code == 400
