@@ -107,7 +107,9 @@ def test_old_messages_pass_as_of_their_time_and_fail_today_for_age_and_certifica
     check refuses it, and with that check off the certificate's expiry does."""
     then = dt.datetime(2022, 4, 1, 21, 24, 50, 200000, tzinfo=dt.UTC)
     old = SnsSigner(valid_from=then - dt.timedelta(days=100), valid_days=365)
-    message = parse_sns_message(old.envelope(ses.bounce("jane@example.com", at=then), timestamp=then))
+    body = old.envelope(ses.bounce("jane@example.com", at=then), timestamp=then, version=version)
+    message = parse_sns_message(body)
+    assert message.signature_version == version
     checking(old).verify(message, now=message.timestamp + dt.timedelta(seconds=2))
     with pytest.raises(SnsSignatureError, match="older than"):
         checking(old).verify(message, now=NOW)
