@@ -246,6 +246,7 @@ def test_a_certificate_not_issued_to_sns_is_refused(live_web: LiveWeb) -> None:
     impostor = SnsSigner(
         common_name="attacker.amazonaws.com", cert_name="SimpleNotificationService-impostor.pem"
     )
+    assert live_web.settings.sns_cert_dir is not None
     impostor.write_certificate(live_web.settings.sns_cert_dir)
     body = impostor.envelope(bounce_notification("impostor@example.org", message_id="m", at=_now()))
     assert live_web.post_sns(body).status_code == 403
