@@ -1,6 +1,8 @@
 """``newsletter feedback apply`` as a user runs it: a real process on an SQLite file.
 
-Uses the signed SNS bounce of shared/fixtures/sns (django-ses tests, MIT) and its certificate.
+Replays an SNS bounce signed here (mailer.testing.sns_signer) in 2022 with a certificate of that time,
+read from a folder as ``--cert-dir`` reads it; tests/real_world/test_real_sns.py replays an AWS-signed
+one the same way when ../shared/fixtures exists.
 """
 
 from __future__ import annotations
@@ -14,18 +16,33 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from support.paths import PROJECT_ROOT, SHARED_FIXTURES
+from support import ses
+from support.paths import PROJECT_ROOT
+from support.sns import tampered
 
 from mailer.feedback import samples
+from mailer.testing.sns_signer import DEFAULT_TOPIC, SnsSigner
 from subscribers.db import make_session_factory, open_database
 from subscribers.models import Subscriber
 from subscribers.preferences import add_subscriber
 
 pytestmark = pytest.mark.slow  # runs the console script in real processes
 
-SNS_DIR = SHARED_FIXTURES / "sns"
-BOUNCE = SNS_DIR / "notification-ses-bounce-no-subject-sigv1.json"
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+THEN = dt.datetime(2022, 4, 1, 21, 24, 50, 200000, tzinfo=dt.UTC)  # when the bounce was signed
+AS_OF = "2022-04-01T21:25:00Z"
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A hard bounce of bounce@simulator.amazonses.com signed at THEN, and the folder holding the
+    certificate, valid then (and expired by the time of the test: only --as-of makes it pass)."""
+    folder = tmp_path_factory.mktemp("signed")
+    signer = SnsSigner(valid_from=THEN - dt.timedelta(days=100), valid_days=365)
+    signer.write_certificate(folder / "certs")
+    bounce = folder / "bounce.json"
+    bounce.write_text(signer.envelope(ses.bounce("bounce@simulator.amazonses.com", at=THEN), timestamp=THEN))
+    return bounce, folder / "certs"
 
 
 @pytest.fixture
@@ -40,14 +57,12 @@ def db_url(tmp_path: Path) -> str:
     return url
 
 
-def run(
-    db_url: str, *args: str, topics: str = "arn:aws:sns:us-east-1:364852123998:test-email"
-) -> subprocess.CompletedProcess[str]:
+def run(db_url: str, *args: str, topics: str = DEFAULT_TOPIC) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "NEWSLETTER_DATABASE_URL": db_url,
         "NEWSLETTER_DATA_DIR": str(Path(db_url[10:]).parent),
-        "NEWSLETTER_SNS_TOPIC_ARNS": topics,  # the fixtures' topic, in the form an operator types
+        "NEWSLETTER_SNS_TOPIC_ARNS": topics,  # the signer's topic, in the form an operator types
     }
     return subprocess.run(
         [sys.executable, "-c", "from mailer.cli import main; main()", "feedback", "apply", *args],
@@ -67,8 +82,11 @@ def status(db_url: str, email: str) -> str | None:
     return found
 
 
-def test_signed_message_replayed_as_of_its_time_is_applied_once(db_url: str) -> None:
-    args = [str(BOUNCE), "--cert-dir", str(SNS_DIR / "certs"), "--as-of", "2022-04-01T21:25:00Z"]
+def test_signed_message_replayed_as_of_its_time_is_applied_once(
+    db_url: str, signed: tuple[Path, Path]
+) -> None:
+    bounce, certs = signed
+    args = [str(bounce), "--cert-dir", str(certs), "--as-of", AS_OF]
     first = run(db_url, *args)
     assert first.returncode == 0, first.stderr
     assert "(verified)" in first.stdout and "suppressed (hard_bounce), status bounced" in first.stdout
@@ -77,10 +95,18 @@ def test_signed_message_replayed_as_of_its_time_is_applied_once(db_url: str) -> 
     assert second.returncode == 0 and "duplicate" in second.stdout
 
 
-def test_an_old_message_is_refused_today_with_one_line(db_url: str) -> None:
-    result = run(db_url, str(BOUNCE), "--cert-dir", str(SNS_DIR / "certs"))
+def test_an_old_or_changed_message_is_refused_with_one_line(
+    db_url: str, signed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bounce, certs = signed
+    result = run(db_url, str(bounce), "--cert-dir", str(certs))
     assert result.returncode == 2
     assert "older than" in result.stderr and "Traceback" not in result.stderr
+    changed = tmp_path / "changed.json"
+    changed.write_text(tampered(bounce.read_text(), "Message"))
+    result = run(db_url, str(changed), "--cert-dir", str(certs), "--as-of", AS_OF)
+    assert result.returncode == 2
+    assert "signature does not match" in result.stderr and "Traceback" not in result.stderr
     assert status(db_url, "bounce@simulator.amazonses.com") == "active"
 
 
@@ -107,16 +133,11 @@ def test_missing_and_malformed_files_are_input_errors(db_url: str, tmp_path: Pat
     )
 
 
-def test_with_no_topic_listed_a_genuine_message_is_refused_with_the_setting_named(db_url: str) -> None:
-    done = run(
-        db_url,
-        str(BOUNCE),
-        "--cert-dir",
-        str(SNS_DIR / "certs"),
-        "--as-of",
-        "2022-04-01T21:25:00Z",
-        topics="",
-    )
+def test_with_no_topic_listed_a_genuine_message_is_refused_with_the_setting_named(
+    db_url: str, signed: tuple[Path, Path]
+) -> None:
+    bounce, certs = signed
+    done = run(db_url, str(bounce), "--cert-dir", str(certs), "--as-of", AS_OF, topics="")
     assert (
         done.returncode == 2 and "NEWSLETTER_SNS_TOPIC_ARNS" in done.stderr and "Traceback" not in done.stderr
     )

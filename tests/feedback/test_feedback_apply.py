@@ -1,33 +1,39 @@
 """Applying feedback to a real database (SQLite and PostgreSQL through the ``database_url`` fixture).
 
-Uses the real signed SNS fixtures (shared/fixtures/sns, django-ses tests, MIT) with their certificates,
-and locally generated SES notifications from mailer.feedback.samples.
+SNS messages are signed here (mailer.testing.sns_signer) and verified with every check on; the SES
+notifications inside come from support/ses.py and mailer.feedback.samples. tests/real_world/
+test_real_sns.py applies the AWS-signed messages of ../shared/fixtures the same way when it exists.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from support.paths import SHARED_FIXTURES
+from support import ses
+from support.sns import documentation_example, split_http_text
 
 from mailer.errors import InputError
 from mailer.feedback import samples
-from mailer.feedback.apply import SKIP_VERIFICATION, receive_stepwise
+from mailer.feedback.apply import SKIP_VERIFICATION, FeedbackResult, Verification, receive_stepwise
 from mailer.feedback.models import FeedbackMessage
-from mailer.feedback.sns import CachedCertificates, CertificateDirectory, SnsSignatureError, SnsVerifier
+from mailer.feedback.sns import SUBSCRIPTION_CONFIRMATION, CachedCertificates, SnsSignatureError, SnsVerifier
 from mailer.sending.models import Campaign, Delivery, SegmentRendering
+from mailer.testing.sns_signer import DEFAULT_TOPIC, SnsSigner
 from subscribers.db import make_session_factory, open_database
 from subscribers.models import Subscriber, SubscriberEvent, Suppression
 from subscribers.preferences import add_subscriber
 
-SNS_DIR = SHARED_FIXTURES / "sns"
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+SENT = NOW - dt.timedelta(minutes=1)
 LIMIT = 3
+SIGNER = SnsSigner(valid_from=NOW - dt.timedelta(days=30), valid_days=60)
+BOUNCE_ID = "71a6b82e-0f1a-58db-b902-e2ef60f87541"  # the SNS MessageId of the signed bounce
 
 
 @pytest.fixture
@@ -43,17 +49,21 @@ def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def lenient() -> SnsVerifier:
-    return SnsVerifier(
-        CachedCertificates(CertificateDirectory(SNS_DIR / "certs")),
-        max_age=None,
-        check_validity=False,
-        topic_arns={  # the fixtures' topics
-            "arn:aws:sns:us-east-1:364852123998:test-email",
-            "arn:aws:sns:us-east-2:295079676684:publish-and-verify-62674b1d-4295-426b-88e7-5fb75652a04e",
-            "arn:aws:sns:us-east-1:246796806071:snsNetTest",
-        },
-    )
+def checking() -> SnsVerifier:
+    """Every check on: age, certificate dates and names, topic."""
+    return SnsVerifier(CachedCertificates(lambda _url: SIGNER.certificate_pem), topic_arns={DEFAULT_TOPIC})
+
+
+def signed_bounce() -> str:
+    """A hard bounce of bounce@simulator.amazonses.com, identity form, SignatureVersion 1, no Subject."""
+    notification = ses.bounce("bounce@simulator.amazonses.com", message_id="ses-bounce-1", at=SENT)
+    return SIGNER.envelope(notification, message_id=BOUNCE_ID, timestamp=SENT)
+
+
+def signed_complaint() -> str:
+    """A complaint, event-publishing form, with SES's Subject and the newline SES ends Message with."""
+    notification = json.dumps(ses.complaint("complaint@simulator.amazonses.com", at=SENT, form="event"))
+    return SIGNER.envelope(notification + "\n", subject="Amazon SES Email Event Notification", timestamp=SENT)
 
 
 def subscriber(sessions: sessionmaker[Session], email: str) -> Subscriber:
@@ -77,31 +87,32 @@ def table_counts(sessions: sessionmaker[Session]) -> tuple[int, int, int]:
         )
 
 
-def feed(sessions: sessionmaker[Session], body: object, verifier: object = None) -> object:
+def feed(
+    sessions: sessionmaker[Session],
+    body: str | bytes | Mapping[str, Any],
+    verification: Verification | None = None,
+) -> FeedbackResult:
     return receive_stepwise(
-        body,  # type: ignore[arg-type]
-        sessions=sessions,
-        verifier=verifier or lenient(),  # type: ignore[arg-type]
-        now=NOW,
-        soft_bounce_limit=LIMIT,
+        body, sessions=sessions, verifier=verification or checking(), now=NOW, soft_bounce_limit=LIMIT
     )
 
 
 def test_signed_bounce_suppresses_and_sets_status(sessions: sessionmaker[Session]) -> None:
-    result = feed(sessions, (SNS_DIR / "notification-ses-bounce-no-subject-sigv1.json").read_bytes())
-    assert result.verified and not result.duplicate  # type: ignore[attr-defined]
+    body = signed_bounce()
+    result = feed(sessions, body.encode())
+    assert result.verified and not result.duplicate
     assert subscriber(sessions, "bounce@simulator.amazonses.com").status == "bounced"
     assert suppression_reason(sessions, "bounce@simulator.amazonses.com") == "hard_bounce"
-    assert any("suppressed (hard_bounce)" in line for line in result.lines())  # type: ignore[attr-defined]
+    assert any("suppressed (hard_bounce)" in line for line in result.lines())
     with sessions() as session:
         row = session.scalar(select(FeedbackMessage))
-        assert row is not None and row.message_id == "71a6b82e-0f1a-58db-b902-e2ef60f87541"
-        assert json.loads(row.body)["Signature"].startswith("K27nwTcT")
+        assert row is not None and row.message_id == BOUNCE_ID
+        assert row.body == body  # stored as received, signature and all
         assert row.verified and "hard_bounce" in (row.outcome or "")
 
 
 def test_signed_complaint_suppresses_and_unsubscribes(sessions: sessionmaker[Session]) -> None:
-    feed(sessions, (SNS_DIR / "notification-ses-event-complaint-sigv1.json").read_text())
+    feed(sessions, signed_complaint())
     email = "complaint@simulator.amazonses.com"
     assert subscriber(sessions, email).status == "complained"
     assert suppression_reason(sessions, email) == "complaint"
@@ -110,12 +121,23 @@ def test_signed_complaint_suppresses_and_unsubscribes(sessions: sessionmaker[Ses
     assert "unsubscribed" in kinds and "complained" in kinds and "suppressed" in kinds
 
 
+def test_a_signed_bounce_of_several_recipients_without_a_dsn_bounces_each(
+    sessions: sessionmaker[Session],
+) -> None:
+    notification = ses.bounce(["jane@example.com", "richard@example.com"], dsn=False, at=SENT)
+    result = feed(sessions, SIGNER.envelope(notification, version="2", timestamp=SENT))
+    assert result.verified
+    for email in ("jane@example.com", "richard@example.com"):
+        assert subscriber(sessions, email).status == "bounced"
+        assert suppression_reason(sessions, email) == "hard_bounce"
+
+
 def test_duplicate_delivery_changes_nothing(sessions: sessionmaker[Session]) -> None:
-    body = (SNS_DIR / "notification-ses-bounce-no-subject-sigv1.json").read_text()
+    body = signed_bounce()
     feed(sessions, body)
     before = table_counts(sessions)
     again = feed(sessions, body)
-    assert again.duplicate and again.lines()[0].endswith("nothing changed")  # type: ignore[attr-defined]
+    assert again.duplicate and again.lines()[0].endswith("nothing changed")
     assert table_counts(sessions) == before
 
 
@@ -135,7 +157,7 @@ def test_the_same_bounce_under_two_sns_messages_counts_once(sessions: sessionmak
     )
     feed(sessions, notification, SKIP_VERIFICATION)
     notification["eventType"] = notification.pop("notificationType")
-    assert feed(sessions, notification, SKIP_VERIFICATION).duplicate  # type: ignore[attr-defined]
+    assert feed(sessions, notification, SKIP_VERIFICATION).duplicate
     assert subscriber(sessions, "soft@example.com").soft_bounces == 1
 
 
@@ -143,13 +165,13 @@ def test_soft_bounces_suppress_at_the_limit(sessions: sessionmaker[Session]) -> 
     email = "soft@example.com"
     for n in range(1, LIMIT + 1):
         at = NOW + dt.timedelta(days=n)
-        kind = "Transient" if n % 2 else "Undetermined"
+        kind: Literal["Transient", "Undetermined"] = "Transient" if n % 2 else "Undetermined"
         result = feed(
             sessions,
             samples.bounce_notification(email, message_id=f"m{n}", at=at, bounce_type=kind),
             SKIP_VERIFICATION,
         )
-        assert any(f"soft bounce {n}/{LIMIT}" in line for line in result.lines())  # type: ignore[attr-defined]
+        assert any(f"soft bounce {n}/{LIMIT}" in line for line in result.lines())
         expected = ("bounced", "soft_bounce_limit") if n == LIMIT else ("active", None)
         assert (subscriber(sessions, email).status, suppression_reason(sessions, email)) == expected
 
@@ -162,34 +184,32 @@ def test_a_delivery_resets_the_soft_bounce_count(sessions: sessionmaker[Session]
         SKIP_VERIFICATION,
     )
     assert subscriber(sessions, email).soft_bounces == 1
-    delivery = json.loads(
-        (
-            SHARED_FIXTURES / "ses" / "notification-examples--amazon-sns-delivery-notification-example.json"
-        ).read_text()
-    )
+    delivery = ses.delivery(email)
     result = feed(sessions, delivery, SKIP_VERIFICATION)
     assert subscriber(sessions, email).soft_bounces == 0
-    assert any("soft bounce count 1 -> 0" in line for line in result.lines())  # type: ignore[attr-defined]
+    assert any("soft bounce count 1 -> 0" in line for line in result.lines())
 
 
 def test_bare_notification_needs_the_explicit_skip(sessions: sessionmaker[Session]) -> None:
     notification = samples.complaint_notification("jane@example.com", message_id="m1", at=NOW)
     with pytest.raises(SnsSignatureError, match="bare SES notification"):
-        feed(sessions, notification, lenient())
+        feed(sessions, notification, checking())
     assert table_counts(sessions)[0] == 0
     result = feed(sessions, notification, SKIP_VERIFICATION)
-    assert not result.verified and result.key.startswith("local-")  # type: ignore[attr-defined]
+    assert not result.verified and result.key.startswith("local-")
     assert subscriber(sessions, "jane@example.com").status == "complained"
 
 
 def test_unverifiable_messages_store_nothing(sessions: sessionmaker[Session]) -> None:
-    data = json.loads((SNS_DIR / "notification-ses-bounce-no-subject-sigv1.json").read_text())
+    data = json.loads(signed_bounce())
     data["Message"] = data["Message"].replace("Permanent", "Transient")
-    with pytest.raises(SnsSignatureError):
+    with pytest.raises(SnsSignatureError, match="signature does not match"):
         feed(sessions, data)
-    unsigned = (SNS_DIR / "http-examples-unsigned" / "http-https-notification-json-format.http").read_text()
-    with pytest.raises(SnsSignatureError):
-        feed(sessions, unsigned.partition("\n\n")[2])
+    example = documentation_example(
+        "Notification", topic_arn=DEFAULT_TOPIC, signing_cert_url=SIGNER.cert_url, at=SENT
+    )
+    with pytest.raises(SnsSignatureError, match="signature does not match"):
+        feed(sessions, split_http_text(example)[1])
     assert table_counts(sessions)[0] == 0
     assert subscriber(sessions, "bounce@simulator.amazonses.com").status == "active"
 
@@ -197,21 +217,23 @@ def test_unverifiable_messages_store_nothing(sessions: sessionmaker[Session]) ->
 def test_verified_message_with_a_non_ses_payload_is_stored_then_refused(
     sessions: sessionmaker[Session],
 ) -> None:
-    body = (SNS_DIR / "notification-sigv2-sha256.json").read_text()  # Message: "Hello world"
+    body = SIGNER.envelope("Hello world", version="2", timestamp=SENT)
     with pytest.raises(InputError, match="not JSON"):
         feed(sessions, body)
-    assert feed(sessions, body).duplicate  # type: ignore[attr-defined]
+    assert feed(sessions, body).duplicate
     with sessions() as session:
         row = session.scalar(select(FeedbackMessage))
         assert row is not None and "not JSON" in (row.outcome or "")
 
 
 def test_subscription_confirmation_is_stored_and_hands_back_the_url(sessions: sessionmaker[Session]) -> None:
-    result = feed(sessions, (SNS_DIR / "subscriptionconfirmation-sigv1.json").read_text())
-    assert result.kind == "SubscriptionConfirmation"  # type: ignore[attr-defined]
-    assert result.subscribe_url.startswith("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription")  # type: ignore[attr-defined]
+    body = SIGNER.envelope("You have chosen to subscribe...", kind=SUBSCRIPTION_CONFIRMATION, timestamp=SENT)
+    result = feed(sessions, body)
+    assert result.kind == "SubscriptionConfirmation"
+    assert result.subscribe_url is not None and result.subscribe_url == json.loads(body)["SubscribeURL"]
+    assert result.subscribe_url.startswith("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription")
     assert table_counts(sessions)[0] == 1
-    assert feed(sessions, (SNS_DIR / "subscriptionconfirmation-sigv1.json").read_text()).duplicate  # type: ignore[attr-defined]
+    assert feed(sessions, body).duplicate
 
 
 def test_feedback_for_unknown_addresses_still_suppresses(sessions: sessionmaker[Session]) -> None:
@@ -221,13 +243,13 @@ def test_feedback_for_unknown_addresses_still_suppresses(sessions: sessionmaker[
         SKIP_VERIFICATION,
     )
     assert suppression_reason(sessions, "stranger@example.com") == "hard_bounce"
-    assert any("no subscriber with this address" in line for line in result.lines())  # type: ignore[attr-defined]
+    assert any("no subscriber with this address" in line for line in result.lines())
 
 
 def test_an_invalid_recipient_address_is_skipped_not_fatal(sessions: sessionmaker[Session]) -> None:
     notification = samples.bounce_notification("not an address", message_id="m", at=NOW)
     result = feed(sessions, notification, SKIP_VERIFICATION)
-    assert any("skipped" in line for line in result.lines())  # type: ignore[attr-defined]
+    assert any("skipped" in line for line in result.lines())
     assert table_counts(sessions)[:2] == (1, 0)
 
 
@@ -265,10 +287,10 @@ def test_feedback_names_the_ledger_row_of_the_original_message(sessions: session
     notification = samples.bounce_notification(
         "jane@example.com", message_id="ses-message-1", at=NOW, campaign="7"
     )
-    lines = feed(sessions, notification, SKIP_VERIFICATION).lines()  # type: ignore[attr-defined]
+    lines = feed(sessions, notification, SKIP_VERIFICATION).lines()
     assert "campaign 7" in lines[1]
     assert (
         f"  ledger: jane@example.com: bounced; delivery {ids[0]} of campaign {ids[1]} (ledger: sent)" in lines
     )
     other = samples.complaint_notification("richard@example.com", message_id="elsewhere", at=NOW)
-    assert any("not in the ledger" in line for line in feed(sessions, other, SKIP_VERIFICATION).lines())  # type: ignore[attr-defined]
+    assert any("not in the ledger" in line for line in feed(sessions, other, SKIP_VERIFICATION).lines())

@@ -15,7 +15,13 @@ import pytest
 from plugins.db import create_pg_database, drop_pg_database
 from sqlalchemy import select
 
-from mailer.feedback.apply import UnusablePayload, receive_batch_stepwise, receive_stepwise, verified_message
+from mailer.feedback.apply import (
+    FeedbackResult,
+    UnusablePayload,
+    receive_batch_stepwise,
+    receive_stepwise,
+    verified_message,
+)
 from mailer.feedback.models import FeedbackMessage
 from mailer.feedback.samples import bounce_notification, complaint_notification
 from mailer.feedback.sns import CachedCertificates, SnsVerifier
@@ -142,7 +148,7 @@ def test_the_writer_answers_a_group_on_its_loop_and_not_a_request_that_gave_up(d
 
     errors: list[dict[str, object]] = []
 
-    async def main() -> list[object]:
+    async def main() -> list[FeedbackResult | BaseException]:
         asyncio.get_running_loop().set_exception_handler(lambda _loop, context: errors.append(context))
         futures = [writer.submit(message) for message in messages[:4]]
         futures[1].cancel()  # gave up before the writer answered

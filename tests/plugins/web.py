@@ -1,8 +1,9 @@
 """The web app under a real uvicorn process on 127.0.0.1 (registered in conftest.py through pytest_plugins).
 
 ``live_web``: one server per test module, on a fresh SQLite file (or the URL a test passes), file outbox,
-its own secret key, SNS certificates read from a folder holding the ../shared fixture certificates and a
-signer's made here, and every outbound HTTPS request of the server sent through ``trap``: a listening
+its own secret key, SNS certificates read from a folder holding the certificate of a signer made here
+(and any a test passes), every SNS check on as in production (topic allow-list, message age,
+certificate dates), and every outbound HTTPS request of the server sent through ``trap``: a listening
 socket that counts connections, so a test can prove that a refused message made no request at all.
 """
 
@@ -14,14 +15,13 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from support.paths import SHARED_FIXTURES
 from support.services import free_port
 from support.waiting import wait_for_start
 
@@ -30,11 +30,6 @@ from mailer.settings import Settings
 from mailer.testing.sns_signer import DEFAULT_TOPIC, SnsSigner
 
 SECRET = "web-test-secret-key"
-FIXTURE_TOPICS = (
-    "arn:aws:sns:us-east-1:364852123998:test-email",
-    "arn:aws:sns:us-east-2:295079676684:publish-and-verify-62674b1d-4295-426b-88e7-5fb75652a04e",
-    "arn:aws:sns:us-east-1:246796806071:snsNetTest",
-)
 
 
 class ConnectionTrap:
@@ -99,12 +94,21 @@ class LiveWeb:
         self.env.close()
 
 
-def start_web(root: Path, *, database_url: str | None = None, **extra: str) -> LiveWeb:
-    """A uvicorn process serving ``create_app`` with settings of its own under ``root``."""
+def start_web(
+    root: Path,
+    *,
+    database_url: str | None = None,
+    certificates: Iterable[Path] = (),
+    topics: Iterable[str] = (),
+    **extra: str,
+) -> LiveWeb:
+    """A uvicorn process serving ``create_app`` with settings of its own under ``root``; ``certificates``
+    (PEM files) join the signer's in its certificate folder, ``topics`` the signer's topic in the
+    allow-list, ``extra`` are NEWSLETTER_* settings."""
     root.mkdir(parents=True, exist_ok=True)
     certs = root / "certs"
     certs.mkdir(exist_ok=True)
-    for pem in (SHARED_FIXTURES / "sns" / "certs").glob("*.pem"):
+    for pem in certificates:
         shutil.copy(pem, certs / pem.name)
     signer = SnsSigner()
     signer.write_certificate(certs)
@@ -116,11 +120,8 @@ def start_web(root: Path, *, database_url: str | None = None, **extra: str) -> L
         "NEWSLETTER_BASE_URL": url,
         "NEWSLETTER_SECRET_KEY": SECRET,
         "NEWSLETTER_SENDER_ADDRESS": "news@example.org",
-        "NEWSLETTER_SNS_TOPIC_ARNS": ",".join((DEFAULT_TOPIC, *FIXTURE_TOPICS)),
+        "NEWSLETTER_SNS_TOPIC_ARNS": ",".join((DEFAULT_TOPIC, *topics)),
         "NEWSLETTER_SNS_CERT_DIR": str(certs),
-        # the fixture messages and certificates are years old (see ../shared/fixtures/README.md)
-        "NEWSLETTER_SNS_MAX_AGE_SECONDS": "0",
-        "NEWSLETTER_SNS_CHECK_CERTIFICATE_DATES": "false",
         **({"NEWSLETTER_DATABASE_URL": database_url} if database_url else {}),
         **extra,
     }
