@@ -1,6 +1,6 @@
 """SES notification JSON -> typed, frozen events. Pure: no database, no clock, no network.
 
-Two shapes arrive (both documented in the SES developer guide, examples in shared/fixtures/ses):
+Two shapes arrive (both documented in the SES developer guide; tests/support/ses.py builds each):
 identity notifications carry ``notificationType`` (Bounce, Complaint, Delivery); event publishing through
 a configuration set carries ``eventType`` (Send, Reject, Bounce, Complaint, Delivery, Open, Click,
 Rendering Failure, DeliveryDelay, Subscription). Both have the same ``bounce``/``complaint``/``delivery``
