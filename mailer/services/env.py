@@ -90,6 +90,13 @@ class AppEnv:
 
         return session_factory(self.settings)
 
+    @property
+    def read_sessions(self) -> sessionmaker[Session]:
+        """Sessions for work that only reads, on connections the database keeps from writing."""
+        from mailer.database import read_session_factory
+
+        return read_session_factory(self.settings)
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session whose work is committed at the end of the block (rolled back on an error)."""

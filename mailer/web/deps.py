@@ -21,7 +21,6 @@ import anyio.to_thread
 from fastapi import Depends, Form, HTTPException, Request
 from sqlalchemy.orm import Session
 
-from mailer.database import read_session_factory
 from mailer.services.env import AppEnv
 from mailer.web.pages import Pages
 from mailer.web.ratelimit import ClientLimiter
@@ -76,7 +75,7 @@ def request_transaction(env: AppEnv) -> Iterator[Session]:
 def read_only(env: AppEnv) -> Iterator[Session]:
     """A GET's session, begun and ended in the calling thread, on a connection that cannot write (a GET
     changes nothing: mail scanners follow every link) and runs without BEGIN and ROLLBACK."""
-    session = read_session_factory(env.settings)()
+    session = env.read_sessions()
     try:
         yield session
     finally:
