@@ -103,7 +103,9 @@ def test_a_start_renders_from_the_stored_markdown_and_starts_once(tmp_path, data
         session.execute(
             update(Campaign)
             .where(Campaign.id == campaign_id)
-            .values(issue_markdown=setup.draft.markdown.replace("OpenStack社区动态第六期", "第六期(修订)"))
+            .values(
+                issue_markdown=setup.draft.markdown.replace("OpenStack社区动态样刊第六期", "第六期(修订)")
+            )
         )
     campaigns.start_stepwise(setup.env, campaign_id)
     with setup.env.sessions() as session:
