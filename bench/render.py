@@ -1,6 +1,9 @@
 """Benchmark: rendering the reference issue per segment, against a bare baseline in the same run.
 
-    .venv/bin/python bench/render.py [--runs 60]
+    .venv/bin/python bench/render.py [--runs 60] [--issue FILE.md]
+
+The issue is the project's sample reference issue (tests/fixtures/issues), or any issue file given, e.g.
+the real reference issue: --issue ../shared/fixtures/issues/2014-01-16-openstack-activity-1226-0116.md.
 
 Prints medians over the runs (measurements interleaved, so machine noise hits all alike):
 - baseline: markdown-it render of the issue body + mjml2html of a one-column MJML around it + premailer
@@ -33,7 +36,8 @@ from mailer.rendering.issue import load_issue  # noqa: E402
 from mailer.rendering.render import Brand, render, render_segments  # noqa: E402
 from mailer.topics import load_registry  # noqa: E402
 
-REFERENCE = ROOT.parent / "shared" / "fixtures" / "issues" / "2014-01-16-openstack-activity-1226-0116.md"
+# the project's sample reference issue (tests/support/paths.py: REFERENCE_ISSUE): zh, CRLF, four topics
+REFERENCE = ROOT / "tests" / "fixtures" / "issues" / "2025-06-12-community-weekly-06.md"
 
 
 def baseline_factory(body: str) -> Callable[[], str]:
@@ -59,10 +63,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=60, help="runs per measurement (>= 50 for the figures)")
+    parser.add_argument(
+        "--issue",
+        type=Path,
+        default=REFERENCE,
+        help="the issue file (default: the sample reference issue); every subset of its topics is rendered",
+    )
     args = parser.parse_args()
 
     registry = load_registry(ROOT / "templates" / "topics.yaml")
-    issue = load_issue(REFERENCE, registry)
+    issue = load_issue(args.issue, registry)
     brand = Brand(
         name="OpenStack社区动态",
         sender_name="OpenStack社区动态",
@@ -101,7 +111,7 @@ def main() -> None:
             timings[name].append((time.perf_counter() - start) * 1000 / per)
 
     baseline = statistics.median(timings[next(iter(cases))])
-    print(f"reference issue: {REFERENCE.name} ({len(body.encode())} bytes of Markdown, topics {topics})")
+    print(f"issue: {args.issue.name} ({len(body.encode())} bytes of Markdown, topics {topics})")
     print(f"runs: {args.runs} per measurement, medians in ms")
     for name, values in timings.items():
         median = statistics.median(values)

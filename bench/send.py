@@ -5,7 +5,10 @@ email.message.EmailMessage. Prints figures, with the CPU per message of every pr
 Redis and PostgreSQL on 127.0.0.1.
 
     .venv/bin/python bench/send.py [--recipients 100000] [--bare 20000] [--database postgresql|sqlite]
-        [--pool solo|threads|prefork] [--concurrency 1] [--workers 2]
+        [--pool solo|threads|prefork] [--concurrency 1] [--workers 2] [--issue FILE.md]
+
+The issue is the project's sample reference issue (tests/fixtures/issues), or any issue file given, e.g.
+the real reference issue: --issue ../shared/fixtures/issues/2014-01-16-openstack-activity-1226-0116.md.
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ from subscribers.db import utcnow  # noqa: E402
 from subscribers.models import Subscriber, Topic, subscriber_topics  # noqa: E402
 from subscribers.tokens import make_token  # noqa: E402
 
-REFERENCE = ROOT.parent / "shared/fixtures/issues/2014-01-16-openstack-activity-1226-0116.md"
+# the issue sent; --issue replaces it. The default: the project's sample reference issue
+# (tests/support/paths.py: REFERENCE_ISSUE), zh, CRLF, four topics
+REFERENCE = ROOT / "tests" / "fixtures" / "issues" / "2025-06-12-community-weekly-06.md"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BENCH_SECRET = "bench-secret"  # sending through ses refuses the published default key
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -437,6 +442,7 @@ def mime_build(count: int = 3000) -> tuple[float, float]:
 
 
 def main() -> None:
+    global REFERENCE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipients", type=int, default=100_000)
     parser.add_argument("--bare", type=int, default=20_000, help="messages of the bare boto3 loop")
@@ -444,7 +450,13 @@ def main() -> None:
     parser.add_argument("--pool", choices=["threads", "solo", "prefork"], default="solo")
     parser.add_argument("--concurrency", type=int, default=1, help="threads (or children) per worker")
     parser.add_argument("--workers", type=int, default=2, help="celery worker processes")
+    parser.add_argument(
+        "--issue", type=Path, default=REFERENCE, help="the issue file sent (default: %(default)s)"
+    )
     args = parser.parse_args()
+    # read by the campaign, the prebuilt messages and the MIME build, all in this process
+    REFERENCE = args.issue
+    print(f"issue: {REFERENCE}")
     print(f"load before: {os.getloadavg()[0]:.2f}")
     ours, theirs = mime_build()
     print(f"MIME build per recipient: {ours:.1f} us (tokens + substitution + headers); "

@@ -10,6 +10,7 @@ import io
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from plugins.web import outbox_messages
@@ -150,7 +151,7 @@ def test_start_runs_the_checklist_and_progress_follows_it(live_web, api, readers
     assert started.status_code == 202, started.text
     assert started.json()["ready"] is True
 
-    def finished() -> dict | None:
+    def finished() -> dict[str, Any] | None:
         state = api.get(f"/api/campaigns/{campaign}/progress").json()
         return state if state["status"] == "done" else None
 

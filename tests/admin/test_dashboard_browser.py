@@ -20,7 +20,7 @@ from subscribers.preferences import add_subscriber
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.slow]
 
 PASSWORD = "a long enough dashboard password"
-TOPICS = (["nova"], ["neutron"], ["nova", "neutron"], [], ["cinder"])
+TOPICS: tuple[list[str], ...] = (["nova"], ["neutron"], ["nova", "neutron"], [], ["cinder"])
 
 
 @pytest.fixture

@@ -103,13 +103,13 @@ def _one_line_error(run: Run) -> str:
 def test_render_for_nova_writes_both_parts_and_reports(runs: dict[str, Run]) -> None:
     run = runs["nova"]
     assert run.code == 0, run.err
-    assert "OpenStack社区动态第六期(12.26-01.16)" in run.out
+    assert "OpenStack社区动态样刊第六期(05.29-06.12)" in run.out
     assert "Sections: 业界动态 · 社区跟踪 · Common · Nova\n" in run.out
     folder = Path(runs["_root"].out) / "nova"
     html = (folder / "email.html").read_text(encoding="utf-8")
     text = (folder / "email.txt").read_text(encoding="utf-8")
-    assert "cloudbase-init" in html and "cloudbase-init" in text
-    assert "ovs-vswitchd" not in html and "ovs-vswitchd" not in text  # the Tempest section's
+    assert "resize-inplace" in html and "resize-inplace" in text
+    assert "flaky-finder" not in html and "flaky-finder" not in text  # the Tempest section's
     assert "%%NL:unsubscribe_url%%" in html and "OpenStack社区动态" in html
 
 
@@ -119,7 +119,7 @@ def test_render_defaults_to_all_topics(runs: dict[str, Run]) -> None:
     assert run.code == 0, run.err
     assert "Segment:  ceilometer, neutron, nova, tempest" in run.out
     html = (Path(runs["_root"].out) / "all" / "email.html").read_text(encoding="utf-8")
-    assert "ovs-vswitchd" in html and "cloudbase-init" in html
+    assert "flaky-finder" in html and "resize-inplace" in html
 
 
 def run_main(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
@@ -201,4 +201,4 @@ def test_preview_writes_an_index_and_two_frames_per_segment(runs: dict[str, Run]
         email = (folder / f"email-{slug}.html").read_text(encoding="utf-8")
         assert "%%NL:" not in email and "reader@example.org" in email
     general = (folder / "email-general.html").read_text(encoding="utf-8")
-    assert "业界动态" in general and "cloudbase-init" not in general
+    assert "业界动态" in general and "resize-inplace" not in general

@@ -80,11 +80,8 @@ def test_metrics_count_a_campaign_and_its_notifications(tmp_path):
         assert _sent_here() - sent_before == len(READERS)  # the send path's counter, in this process
 
         with env.sessions() as session:
-            ids = dict(
-                session.execute(
-                    select(Delivery.email, Delivery.message_id).where(Delivery.campaign_id == campaign_id)
-                ).all()
-            )
+            sent = select(Delivery.email, Delivery.message_id).where(Delivery.campaign_id == campaign_id)
+            ids = {email: str(message_id) for email, message_id in session.execute(sent)}
         now = dt.datetime.now(dt.UTC)
         bounce = web.signer.envelope(
             bounce_notification(READERS[0], message_id=ids[READERS[0]], at=now, campaign=str(campaign_id))

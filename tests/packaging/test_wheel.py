@@ -78,7 +78,7 @@ def test_the_installed_wheel_renders_migrates_and_runs_the_demo_outside_the_chec
     rendered = _run([newsletter, "render", str(REFERENCE_ISSUE), "--out", "out"], elsewhere, env)
     assert "Subject:" in rendered
     html = (elsewhere / "out" / "email.html").read_text(encoding="utf-8")
-    assert "OpenStack社区动态第六期" in html and "Nova" in html
+    assert "OpenStack社区动态样刊第六期" in html and "Nova" in html
     assert (elsewhere / "out" / "email.txt").stat().st_size > 1000
 
     upgraded = _run([newsletter, "db", "upgrade"], elsewhere, env)

@@ -1,39 +1,65 @@
+"""Parsing issue files into sections and topics, on the project's sample issues (tests/fixtures/issues)
+and on hand-written snippets; ``tests/real_world`` replays the same checks on the real issues."""
+
 from __future__ import annotations
 
 import datetime as dt
-import re
 from pathlib import Path
 
 import pytest
-from support.paths import REFERENCE_ISSUE, TYPO_ISSUE, fixture_issues
+from support.issue_checks import sections_follow_the_file
+from support.paths import (
+    ENGLISH_ISSUE,
+    LONG_ISSUE,
+    REFERENCE_ISSUE,
+    SAMPLE_ISSUES_DIR,
+    TYPO_ISSUE,
+    sample_issues,
+)
 
 from mailer.errors import IssueError
 from mailer.rendering.issue import load_issue, parse_issue
 from mailer.topics import TopicRegistry
 
+# what each sample's front matter (or file name) says: title, date, language
+SAMPLES = {
+    REFERENCE_ISSUE.name: ("OpenStack社区动态样刊第六期(05.29-06.12)", dt.date(2025, 6, 12), "zh"),
+    TYPO_ISSUE.name: ("OpenStack社区动态样刊第五期(05.15-05.29)", dt.date(2025, 5, 29), "zh"),
+    LONG_ISSUE.name: ("OpenStack社区动态样刊第八期(06.19-07.03)·峰会特刊", dt.date(2025, 7, 3), "zh"),
+    ENGLISH_ISSUE.name: (
+        "OpenStack Community Weekly, sample issue 7 (06.12-06.19)",
+        dt.date(2025, 6, 19),
+        "en",
+    ),
+}
 
-def test_there_are_ten_fixture_issues() -> None:
-    assert len(fixture_issues()) == 10
+
+def test_the_sample_issues_are_the_ones_the_fixtures_readme_describes() -> None:
+    assert sorted(p.name for p in sample_issues()) == sorted(SAMPLES)
+    readme = (SAMPLE_ISSUES_DIR.parent / "README.md").read_text(encoding="utf-8")
+    for name in SAMPLES:
+        assert f"`{name}`" in readme, name
 
 
-@pytest.mark.parametrize("path", fixture_issues(), ids=lambda p: p.name[:10])
-def test_every_fixture_issue_parses_and_topic_headings_land_in_their_topic(
+def test_the_crlf_samples_kept_their_line_endings() -> None:
+    """Most real issues are CRLF: the reference and typo samples are too, byte for byte (.gitattributes
+    keeps git from converting them), with their hard breaks (two spaces before the line end)."""
+    for path in (REFERENCE_ISSUE, TYPO_ISSUE):
+        raw = path.read_bytes()
+        assert raw.count(b"\r\n") == raw.count(b"\n") > 50, path.name
+        assert b"  \r\n" in raw, path.name
+    for path in (LONG_ISSUE, ENGLISH_ISSUE):
+        assert b"\r" not in path.read_bytes(), path.name
+
+
+@pytest.mark.parametrize("path", sample_issues(), ids=lambda p: p.stem)
+def test_every_sample_issue_parses_and_topic_headings_land_in_their_topic(
     path: Path, registry: TopicRegistry
 ) -> None:
-    issue = load_issue(path, registry)
-    assert issue.title.startswith("OpenStack社区动态")
-    assert issue.date == dt.date.fromisoformat(path.name[:10])
-    text = path.read_text(encoding="utf-8").replace("\r\n", "\n")
-    headings = re.findall(r"^#{2,3} +(.+?)\s*$", text, flags=re.M)
-    assert [s.heading for s in issue.sections if s.level] == headings
-    for section in issue.sections:
-        expected = registry.match(section.heading) if section.level == 3 else None
-        if section.level == 3:
-            assert section.topic == expected, section.heading
-    # the sections hold the whole body: no line of text is lost between them
-    body_words = set(re.findall(r"https?://\S+?(?=[>)\s]|$)", text))
-    section_words = set(re.findall(r"https?://\S+?(?=[>)\s]|$)", "".join(s.markdown for s in issue.sections)))
-    assert body_words == section_words
+    issue = sections_follow_the_file(path, registry)
+    assert (issue.title, issue.date, issue.lang) == SAMPLES[path.name]
+    assert issue.description
+    assert bool(issue.warnings) == (path == TYPO_ISSUE), issue.warnings
 
 
 def test_common_and_top_sections_are_general(registry: TopicRegistry) -> None:
@@ -45,9 +71,10 @@ def test_common_and_top_sections_are_general(registry: TopicRegistry) -> None:
 
 def test_typo_heading_is_a_warning_with_suggestion(registry: TopicRegistry) -> None:
     issue = load_issue(TYPO_ISSUE, registry)
-    assert any(w.startswith("Tempst: did you mean Tempest?") for w in issue.warnings)
+    assert len(issue.warnings) == 1 and issue.warnings[0].startswith("Tempst: did you mean Tempest?")
     tempst = next(s for s in issue.sections if s.heading == "Tempst")
     assert tempst.topic is None  # a typo is not guessed into a topic: it goes to everyone
+    assert "tempest" not in issue.topics
 
 
 def test_sections_for_a_segment(registry: TopicRegistry) -> None:
@@ -56,6 +83,32 @@ def test_sections_for_a_segment(registry: TopicRegistry) -> None:
     assert nova == ["业界动态", "社区跟踪", "Common", "Nova"]
     everything = [s.heading for s in issue.sections_for(issue.topics)]
     assert everything == ["业界动态", "社区跟踪", "Common", "Tempest", "Nova", "Ceilometer", "Neutron"]
+
+
+def test_the_long_issue_has_many_topics_and_a_topic_section_at_level_two(registry: TopicRegistry) -> None:
+    issue = load_issue(LONG_ISSUE, registry)
+    assert len(issue.topics) == 17 and len([s for s in issue.sections if s.level]) == 25
+    assert issue.sections[0].markdown.startswith("本期是峰会特刊")  # the intro, for everyone
+    # "## Ceph 与存储" names a topic: its ### children go to the Ceph readers only
+    ceph = [s.heading for s in issue.sections_for({"ceph"}) if s.topic]
+    assert ceph == ["Ceph 与存储", "性能测试", "运维经验"]
+    general = [s.heading for s in issue.sections_for(set()) if s.level]
+    assert general[-1] == "活动预告" and "运维经验" not in general  # the next ## is general again
+    # the long paragraphs are long
+    assert max(len(p) for s in issue.sections for p in s.markdown.split("\n\n")) > 300
+
+
+def test_english_headings_match_topics_by_name_and_alias(registry: TopicRegistry) -> None:
+    issue = load_issue(ENGLISH_ISSUE, registry)
+    assert [(s.heading, s.topic) for s in issue.sections if s.level > 2] == [
+        ("Common", None),
+        ("Compute", "nova"),
+        ("Networking", "neutron"),
+        ("Block Storage", "cinder"),
+        ("Swift", "swift"),
+        ("Keystone", "keystone"),
+    ]
+    assert issue.sections[0].markdown.startswith("A short week")  # an intro before the first heading
 
 
 def test_heading_only_general_section_is_dropped_when_nothing_follows(registry: TopicRegistry) -> None:

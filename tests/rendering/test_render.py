@@ -7,7 +7,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from support.paths import REFERENCE_ISSUE, fixture_issues
+from support.issue_checks import GMAIL_CLIP_BYTES, renders_for_every_preview_segment
+from support.paths import ENGLISH_ISSUE, LONG_ISSUE, REFERENCE_ISSUE, sample_issues
 
 from mailer.errors import TemplateError
 from mailer.rendering import placeholders
@@ -21,7 +22,6 @@ BRAND = Brand(
     postal_address="OpenStack 中国社区 · 示例路 1 号",
     base_url="https://news.example.org",
 )
-GMAIL_CLIP_BYTES = 102 * 1024
 _URL_RE = re.compile(r"https?://[^\s<>()（）]+")
 
 
@@ -61,22 +61,28 @@ def reference(registry: TopicRegistry) -> Issue:
     return load_issue(REFERENCE_ISSUE, registry)
 
 
-@pytest.mark.parametrize("path", fixture_issues(), ids=lambda p: p.name[:10])
-def test_every_fixture_issue_renders_for_every_preview_segment(path: Path, registry: TopicRegistry) -> None:
-    issue = load_issue(path, registry)
-    segments = [issue.topics, frozenset()] + [frozenset({t}) for t in issue.topics]
-    renderings = render_segments(issue, segments, BRAND, registry=registry)
-    assert set(renderings) == set(segments)
-    for segment, rendering in renderings.items():
-        assert rendering.segment == segment
-        assert rendering.subject == issue.title
-        assert placeholders.find(rendering.html) == set(placeholders.NAMES)
-        assert placeholders.find(rendering.text) == set(placeholders.NAMES)
-        kept = [s for s in issue.sections_for(segment) if s.level]
-        assert rendering.section_headings == tuple(s.heading for s in kept)
-        for section in kept:
-            assert f'id="{section.anchor}"' in rendering.html
-        assert len(renderings[issue.topics].html.encode()) < GMAIL_CLIP_BYTES
+@pytest.mark.parametrize("path", sample_issues(), ids=lambda p: p.stem)
+def test_every_sample_issue_renders_for_every_preview_segment(path: Path, registry: TopicRegistry) -> None:
+    renders_for_every_preview_segment(path, registry, BRAND)
+
+
+def test_the_long_issue_is_long_and_still_under_the_clip(reference: Issue, registry: TopicRegistry) -> None:
+    long = load_issue(LONG_ISSUE, registry)
+    html = render(long, long.topics, BRAND, registry=registry).html.encode()
+    assert 1.6 * len(render(reference, reference.topics, BRAND, registry=registry).html.encode()) < len(html)
+    assert len(html) < GMAIL_CLIP_BYTES
+    # one topic's email leaves out the other sixteen topics' sections
+    nova = render(long, {"nova"}, BRAND, registry=registry)
+    assert len(nova.html.encode()) < 0.75 * len(html)
+    assert nova.section_headings == (
+        "业界动态",
+        "峰会回顾",
+        "厂商与市场",
+        "社区跟踪",
+        "Common",
+        "Nova",
+        "活动预告",
+    )
 
 
 def test_reference_for_nova_holds_nova_and_general_sections_only(reference: Issue, registry) -> None:
@@ -101,8 +107,8 @@ def test_reference_for_nova_holds_nova_and_general_sections_only(reference: Issu
         for url in only_here:
             assert url not in rendering.html and url not in rendering.text, (heading, url)
     # A sentence of the Nova section, full-width punctuation as written.
-    assert "Linux可以使用ssh免密码登录，window怎么办？" in rendering.html
-    assert "Linux可以使用ssh免密码登录，window怎么办？" in rendering.text
+    assert "虚拟机能不能不关机就调整规格？目前调整内存和处理器都要重启虚拟机，" in rendering.html
+    assert "虚拟机能不能不关机就调整规格？目前调整内存和处理器都要重启虚拟机，" in rendering.text
 
 
 def test_reference_for_all_topics_holds_every_section(reference: Issue, registry) -> None:
@@ -159,8 +165,8 @@ def test_chinese_reads_well(reference: Issue, registry) -> None:
     assert "PingFang SC" in CJK_FONT_STACK and "Noto Sans CJK SC" in html
     assert "overflow-wrap:anywhere" in html.replace(" ", "")
     # Bare <http://...> autolinks become links; lines ending in two spaces become hard breaks.
-    assert '<a href="http://www.openstack.cn/p709.html"' in html
-    assert re.search(r'社区活跃度比较<br\s*/?>\s*<a href="http://www.qyjohn.net/\?p=3431"', html)
+    assert '<a href="http://cn.example.org/posts/709.html"' in html
+    assert re.search(r'活跃度统计<br\s*/?>\s*<a href="http://stats.example.net/\?p=2025"', html)
     # The preheader is hidden text at the top of the body.
     assert rendering.preheader == reference.description
     assert re.search(r'<div style="display:none[^"]*">' + re.escape(reference.description), html)
@@ -173,6 +179,21 @@ def test_language_from_front_matter_switches_lang_and_labels(registry: TopicRegi
     assert "Unsubscribe" in rendering.html and "退订" not in rendering.html
     assert "6 May 2024" in rendering.html
     assert "Unsubscribe: " + placeholders.marker("unsubscribe_url") in rendering.text
+
+
+def test_the_english_sample_reads_in_english(registry: TopicRegistry) -> None:
+    issue = load_issue(ENGLISH_ISSUE, registry)
+    rendering = render(issue, issue.topics, BRAND, registry=registry)
+    assert re.search(r'<html[^>]* lang="en"', rendering.html)
+    assert "19 June 2025" in rendering.html and "19 June 2025" in rendering.text
+    assert "Unsubscribe" in rendering.html and "退订" not in rendering.html
+    # a section headed by a topic's alias ("Compute") is labelled with the topic's English name
+    assert (
+        "Nova" in rendering.html
+        and "Nova 计算" not in rendering.html
+        and "Cinder 块存储" not in rendering.html
+    )
+    assert "<strong>1.8 seconds</strong>" in rendering.html and "1.8 seconds" in rendering.text
 
 
 def test_link_policy_resolves_relative_and_drops_non_http(registry: TopicRegistry) -> None:

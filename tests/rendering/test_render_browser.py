@@ -1,12 +1,13 @@
-"""The reference issue's email in a real browser (headless Chromium): nothing scrolls sideways at phone
-(375 px) or desktop-email (600 px) width, and the screenshots are kept under test-artifacts/."""
+"""The reference and the long sample issue's emails in a real browser (headless Chromium): nothing scrolls
+sideways at phone (375 px) or desktop-email (600 px) width, and the screenshots are kept under
+test-artifacts/."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from support.paths import REFERENCE_ISSUE
+from support.paths import LONG_ISSUE, REFERENCE_ISSUE
 
 from mailer.rendering import placeholders
 from mailer.rendering.issue import load_issue
@@ -24,30 +25,35 @@ BRAND = Brand(
 )
 
 
-@pytest.fixture(scope="module")
-def reference_html(registry: TopicRegistry, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    issue = load_issue(REFERENCE_ISSUE, registry)
+ISSUES = {"reference": REFERENCE_ISSUE, "long": LONG_ISSUE}  # the long one has a table and a code block
+
+
+@pytest.fixture(scope="module", params=sorted(ISSUES))
+def email_html(request: pytest.FixtureRequest, registry: TopicRegistry, tmp_path_factory) -> tuple[str, Path]:
+    """(the issue's name, its email for all its topics with the sample links filled in)."""
+    issue = load_issue(ISSUES[request.param], registry)
     rendering = render(issue, issue.topics, BRAND, registry=registry)
     filled = placeholders.SplitTemplate.split(rendering.html, escape_html=True).fill(sample_values(BRAND))
     path = tmp_path_factory.mktemp("browser") / "email.html"
     path.write_text(filled, encoding="utf-8")
-    return path
+    return request.param, path
 
 
 @pytest.mark.parametrize("width", [375, 600])
-def test_reference_issue_fits_the_viewport(
-    page_at, reference_html: Path, artifacts_dir: Path, width: int
+def test_the_issue_fits_the_viewport(
+    page_at, email_html: tuple[str, Path], artifacts_dir: Path, width: int
 ) -> None:
+    name, html = email_html
     page = page_at(width)
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
-    page.goto(reference_html.as_uri())
+    page.goto(html.as_uri())
     page.wait_for_load_state("load")
     scroll_width, inner_width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    page.screenshot(path=str(artifacts_dir / f"render-reference-{width}.png"), full_page=True)
+    page.screenshot(path=str(artifacts_dir / f"render-{name}-{width}.png"), full_page=True)
     assert scroll_width <= inner_width, f"{scroll_width}px of content in a {inner_width}px viewport"
     # The email stands alone: the browser fetched nothing but the file itself.
-    assert requests == [reference_html.as_uri()]
+    assert requests == [html.as_uri()]
     # Chinese text is laid out and the body reads at a comfortable size.
     assert page.evaluate("document.documentElement.lang") == "zh"
     assert "业界动态" in page.inner_text("body")

@@ -84,7 +84,7 @@ def test_reference_issue_text_part(registry: TopicRegistry) -> None:
     assert [int(n) for n, _ in references] == list(range(1, len(references) + 1))
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", text.split("\n链接\n")[0])}
     assert cited == set(range(1, len(references) + 1))
-    assert "主要观点见中国社区中文意译[1]" in text
+    assert "要点见社区博客的中文译文[1]" in text
     assert "业界动态\n========\n" in text and "Nova\n----\n" in text
     for name in placeholders.NAMES:
         assert placeholders.marker(name) in text

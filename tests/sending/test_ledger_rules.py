@@ -105,7 +105,9 @@ def test_a_start_renders_from_the_stored_markdown_and_starts_once(tmp_path, data
         session.execute(
             update(Campaign)
             .where(Campaign.id == campaign_id)
-            .values(issue_markdown=setup.draft.markdown.replace("OpenStack社区动态第六期", "第六期(修订)"))
+            .values(
+                issue_markdown=setup.draft.markdown.replace("OpenStack社区动态样刊第六期", "第六期(修订)")
+            )
         )
     campaigns.start_stepwise(setup.env, campaign_id)
     with setup.env.sessions() as session:
@@ -275,7 +277,7 @@ def test_a_fill_whose_process_died_is_resumed_by_the_reaper_once(tmp_path, datab
             raise _Died
         record(cid, ids)
 
-    setup.enqueue = dying_enqueue  # type: ignore[method-assign]
+    setup.enqueue = dying_enqueue  # type: ignore[method-assign,assignment]
     dying = AppEnv.from_settings(setup.settings, clock=setup.clock, enqueue=dying_enqueue)
     with pytest.raises(_Died):
         campaigns.start_stepwise(dying, campaign_id)

@@ -176,7 +176,7 @@ def test_html_values_are_escaped_and_text_values_are_not():
     assert "a&b<c>@example.com" in message.get_body(("plain",)).get_content()
 
 
-_alphabet = st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\x00")
+_alphabet = st.characters(exclude_categories=["Cs"], exclude_characters="\r\x00")
 _chunk = st.text(alphabet=_alphabet, max_size=300)
 
 

@@ -15,6 +15,10 @@ TOPICS_FILE = PROJECT_ROOT / "templates" / "topics.yaml"
 
 # the project's own sample issues, written for the tests (tests/fixtures/README.md says what each is for)
 SAMPLE_ISSUES_DIR = PROJECT_ROOT / "tests" / "fixtures" / "issues"
+REFERENCE_ISSUE = SAMPLE_ISSUES_DIR / "2025-06-12-community-weekly-06.md"  # zh, CRLF, four topics
+TYPO_ISSUE = SAMPLE_ISSUES_DIR / "2025-05-29-community-weekly-05.md"  # a "### Tempst" heading, CRLF
+LONG_ISSUE = SAMPLE_ISSUES_DIR / "2025-07-03-community-weekly-08.md"  # 17 topics, long paragraphs, LF
+ENGLISH_ISSUE = SAMPLE_ISSUES_DIR / "community-weekly-en.md"  # lang: en, date in the front matter, LF
 
 # optional: real-world data beside the checkout; only tests/real_world may read it
 SHARED_FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"

@@ -12,7 +12,11 @@ T = TypeVar("T")
 
 
 def wait_until(
-    probe: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05, what: str = "the condition"
+    probe: Callable[[], T | None],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "the condition",
 ) -> T:
     """Call ``probe`` until it returns something truthy and return that; AssertionError at the deadline
     naming ``what`` and the last value seen."""

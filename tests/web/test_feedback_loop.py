@@ -152,9 +152,8 @@ def test_bounces_and_complaints_close_the_loop(tmp_path, database_url, redis_pre
         assert response.status_code == 200 and response.json()["changes"] >= 2  # the suppression, the pause
         paused = status(third)
         assert paused.status == "paused", paused.status
-        assert (
-            "complaint rate" in paused.status_reason
-            and "NEWSLETTER_PAUSE_COMPLAINT_RATE" in paused.status_reason
+        assert "complaint rate" in (paused.status_reason or "") and "NEWSLETTER_PAUSE_COMPLAINT_RATE" in (
+            paused.status_reason or ""
         )
         wait_until(
             lambda: _sending(env, third) == 0,
