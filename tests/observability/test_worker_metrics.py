@@ -11,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.paths import REFERENCE_ISSUE
-from support.services import REDIS_URL, free_port
+from support.services import REDIS_URL, free_port_run
 from support.waiting import wait_until
 
 from mailer.sending.models import Campaign
@@ -102,7 +102,7 @@ def test_a_worker_serves_its_counts_and_sends_task_events(tmp_path, redis_prefix
         campaigns.start_stepwise(env, campaign_id)
         assert queue_depth(env) == 3  # no worker yet
 
-        port = free_port()  # two workers on this machine: port and port + 1
+        port = free_port_run(2)  # two workers on this machine: port and port + 1
         workers = start_workers(
             2, database_url=database, secret_key=SECRET, worker_metrics_port=port, log_format="json"
         )
