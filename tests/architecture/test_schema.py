@@ -157,9 +157,9 @@ def test_migration_0007_rewrites_unicode_domains_to_ascii(database_url):
         )
     upgrade(engine, "0007")
     with engine.begin() as connection:
-        emails: dict[int, str] = dict(
-            connection.execute(text("SELECT id, email FROM subscribers")).tuples().all()
-        )
+        emails: dict[int, str] = {
+            row.id: row.email for row in connection.execute(text("SELECT id, email FROM subscribers"))
+        }
         suppressed = connection.execute(text("SELECT email_key FROM suppressions")).scalar()
         # the tables are those of the newest revision still: say so, for the tests after this one
         connection.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head_revision()})

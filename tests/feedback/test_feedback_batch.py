@@ -221,13 +221,14 @@ def test_a_bounce_whose_diagnostic_holds_nul_or_a_lone_surrogate_is_applied(data
     assert raw == body  # exactly as received
 
 
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)  # SQLite: one writer at a time
 def test_a_deadlock_with_another_writer_is_tried_again_not_answered_503(database_url):
     """Two processes applying feedback for the same addresses can deadlock; PostgreSQL ends one of the
     transactions, and the writer does its group again instead of failing it (a 503 to SNS). Here another
     connection holds one subscriber's row and then asks for the row the group holds: the group, which
     waited first, is the one PostgreSQL ends."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite takes one writer at a time: no deadlock")
     import threading
 
     import psycopg

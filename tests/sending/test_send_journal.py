@@ -197,12 +197,20 @@ campaigns.start_stepwise(env, int(sys.argv[1]))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("journal_in", ["a file", "redis"])
+@pytest.mark.parametrize(
+    ("journal_in", "database_url"),
+    [
+        ("a file", "sqlite"),
+        pytest.param("a file", "postgresql", marks=pytest.mark.postgres),
+        pytest.param(
+            "redis", "postgresql", marks=pytest.mark.postgres
+        ),  # the Redis journal runs with PostgreSQL
+    ],
+    indirect=["database_url"],
+)
 def test_a_sender_killed_mid_batch_leaves_at_most_its_message_in_flight_in_doubt(
     tmp_path, database_url, journal_in, redis_prefix
 ):
-    if journal_in == "redis" and not database_url.startswith("postgresql"):
-        pytest.skip("the Redis journal runs with PostgreSQL (the file journal with SQLite)")
     values: dict[str, object] = {
         "data_dir": tmp_path / "data", "database_url": database_url, "secret_key": "k", "batch_size": 100,
         "fill_chunk": 100, "file_send_rate": 150.0, "rate_burst": 1,

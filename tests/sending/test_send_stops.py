@@ -55,12 +55,18 @@ def _ledger(env: AppEnv, campaign_id: int) -> Counter[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", ["connections killed", "a bug"])
+@pytest.mark.parametrize(
+    ("fault", "database_url"),
+    [
+        pytest.param("connections killed", "postgresql", marks=pytest.mark.postgres),  # a server kills them
+        ("a bug", "sqlite"),
+        pytest.param("a bug", "postgresql", marks=pytest.mark.postgres),
+    ],
+    indirect=["database_url"],
+)
 def test_a_send_whose_work_dies_stops_following_pauses_and_resumes_exactly_once(
     tmp_path, database_url, fault
 ):
-    if fault == "connections killed" and not database_url.startswith("postgresql"):
-        pytest.skip("the server kills connections only on PostgreSQL")
     settings = Settings(
         data_dir=tmp_path, database_url=database_url, secret_key="k", batch_size=20, fill_chunk=20
     )  # type: ignore[call-arg]

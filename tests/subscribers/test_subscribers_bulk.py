@@ -40,12 +40,13 @@ def test_values_arrive_as_given_and_taken_keys_are_skipped(db_session):
     assert insert_rows(session, SUPPRESSIONS, [], returning="email_key") == []
 
 
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)  # SQLite does not enforce VARCHAR lengths
 def test_a_value_too_long_for_its_column_is_refused_not_cut(db_session, database_url):
     """A cast to VARCHAR(n) would cut a long value without a word on PostgreSQL; the arrays travel as
     TEXT, so the insert refuses it like a single-row INSERT does."""
     session = db_session
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite does not enforce VARCHAR lengths")
     with pytest.raises(DBAPIError, match="too long"):
         insert_rows(session, SUPPRESSIONS, [_row("x" * 330 + "@example.org", None)], returning="email_key")
     session.rollback()
