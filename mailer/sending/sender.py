@@ -126,183 +126,221 @@ class BatchReport:
     status: str = CampaignStatus.SENDING
 
 
-class _Stop(Exception):
-    """The campaign stopped sending (paused, cancelled, done elsewhere): give the rest back."""
-
-
 def send_batch_stepwise(ctx: SendContext, campaign_id: int, delivery_ids: Iterable[int]) -> BatchReport:
     """Send the still-queued rows among ``delivery_ids``, committing the claim and every record as it goes.
     Each message is journaled before it leaves (``journal``), so a crash leaves at most the message in
     flight in doubt. Safe to run twice: a second run claims nothing."""
-    report = BatchReport()
     claim_id = secrets.token_hex(8)
     # opened before the claim: a kill right after the claim leaves a journal saying "nothing attempted"
     writer = ctx.journal.open(claim_id)
     try:
-        _send_claimed_stepwise(ctx, campaign_id, claim_id, list(delivery_ids), writer, report)
+        with ctx.factory() as session:
+            return _ClaimedBatch(ctx, session, campaign_id, claim_id, writer).run(list(delivery_ids))
     finally:
         writer.abandon()  # unless closed (every outcome in the ledger), the journal stays for the reaper
-    return report
 
 
-def _send_claimed_stepwise(
-    ctx: SendContext,
-    campaign_id: int,
-    claim_id: str,
-    delivery_ids: list[int],
-    writer: ClaimWriter,
-    report: BatchReport,
-) -> None:
-    """The body of ``send_batch_stepwise``; closes the claim's journal once every outcome is in the
-    ledger."""
-    with ctx.factory() as session:
-        settings = ctx.settings
-        rows, report.skipped = ledger.claim(session, campaign_id, delivery_ids, claim_id, now=ctx.clock())
-        session.commit()
-        report.claimed = len(rows) + report.skipped
-        if not rows:
-            if report.skipped:  # the campaign's last rows may all have been skipped
-                ledger.record(
-                    session, campaign_id, claim_id, [], max_consecutive_failures=1 << 30, now=ctx.clock()
-                )
-                session.commit()
-                transport_name = queries.get_campaign(session, campaign_id).transport
-                send_counters(transport_name).skipped.inc(report.skipped)
-            writer.close()
-            return
-        held = [row.id for row in rows]
-        campaign = queries.get_campaign(session, campaign_id)
-        compiled = {row.segment_id: ctx.segment(session, campaign, row.segment_id) for row in rows}
-        transport = ctx.transport(campaign.transport)
-        counters = send_counters(campaign.transport)
-        if report.skipped:
-            counters.skipped.inc(report.skipped)
-        tokens = _Tokens(ctx.rate_limiter(campaign.transport), settings.rate_burst, counters)
-        outcomes: list[ledger.Outcome] = []
-        last_flush = last_renewal = time.monotonic()
+class _ClaimedBatch:
+    """One claim of ledger rows, from the claim to its last record: claim, then for each row build the
+    message, journal the attempt, send, and record the outcomes every ``FLUSH_EVERY`` messages or
+    ``FLUSH_SECONDS`` (at once after a failure); give back what was not sent."""
 
-        def flush(final: bool = False) -> None:
-            nonlocal last_flush, last_renewal
-            sent = sum(1 for o in outcomes if o.sent)
-            report.sent += sent
-            report.failed += len(outcomes) - sent
-            # rewriting claimed_at of every held row at each record doubled the ledger's writes; a lease
-            # only needs renewing a few times per lease time
-            renew = not final and time.monotonic() - last_renewal >= settings.lease_seconds / 4
-            report.status = ledger.record(
-                session,
-                campaign_id,
-                claim_id,
-                outcomes,
-                max_consecutive_failures=settings.max_consecutive_failures,
-                held=held,
-                final=final,
-                renew=renew,
-                now=ctx.clock(),
-            )
-            session.commit()
-            counters.record(sent, len(outcomes) - sent)
-            outcomes.clear()
-            if not final:
-                writer.check()  # what the journal holds for the rows not recorded yet really arrived
-            last_flush = time.monotonic()
-            if renew:
-                last_renewal = last_flush
-            if report.status != CampaignStatus.SENDING:
-                raise _Stop
+    def __init__(
+        self, ctx: SendContext, session: Session, campaign_id: int, claim_id: str, writer: ClaimWriter
+    ) -> None:
+        self.ctx, self.session, self.settings = ctx, session, ctx.settings
+        self.campaign_id, self.claim_id, self.writer = campaign_id, claim_id, writer
+        self.report = BatchReport()
+        self.held: list[int] = []  # the claimed row ids
+        self.outcomes: list[ledger.Outcome] = []  # sent or failed since the last record
+        self.accepted: tuple[int, str | None] | None = None  # the last row sent, not journaled as sent yet
 
-        view_scope = urls.view_scope(campaign_id)
-        key = settings.signing_key
-        try:
-            last = rows[-1]
-            accepted: tuple[int, str | None] | None = None  # the last row sent, not journaled as sent yet
-            issued = ctx.clock()  # the links' issue time: a batch takes minutes, a token lasts months
-            for row in rows:
-                try:
-                    sid, salt = row.subscriber_id, row.salt
-                    links = RecipientLinks(
-                        unsubscribe=make_token(key, sid, "unsubscribe", salt=salt, now=issued),
-                        preferences=make_token(key, sid, "preferences", salt=salt, now=issued),
-                        view=make_token(key, sid, "view", salt=salt, scope=view_scope, now=issued),
-                    )
-                    values = link_values(ctx.sender, campaign_id, row.email, links)
-                    built = compiled[row.segment_id].build(
-                        subscriber_id=row.subscriber_id, email=row.email, name=row.name, values=values
-                    )
-                except Exception as exc:  # this recipient's message cannot be made: its row fails, alone
-                    ids = {"campaign_id": campaign_id, "delivery_id": row.id}
-                    log.warning("campaign %s row %s: %s", campaign_id, row.id, exc, extra=ids)
-                    error = f"the message cannot be built: {type(exc).__name__}: {exc}"
-                    outcome = ledger.Outcome(row.id, False, error=error, error_code="build")
-                else:
-                    message = OutgoingMessage(
-                        sender=ctx.sender.sender_address,
-                        recipients=(row.email,),
-                        raw=built.raw,
-                        message_id=built.message_id,
-                        campaign_id=campaign_id,
-                    )
-                    writer.attempt(row.id, accepted)
-                    accepted = None
-                    outcome = _send_one(ctx, transport, tokens, row.id, message, flush)
-                    if outcome.sent:
-                        accepted = (row.id, outcome.message_id)
-                outcomes.append(outcome)
-                # a failure is recorded at once, so the campaign pauses exactly at its failure limit; the
-                # last row is left to the final record (one statement group, not an extra empty one)
-                if row is not last and (
-                    not outcome.sent
-                    or len(outcomes) >= FLUSH_EVERY
-                    or time.monotonic() - last_flush >= FLUSH_SECONDS
-                ):
-                    flush()
-            flush(final=True)
-        except AccountPausedError as exc:
-            sent = sum(1 for o in outcomes if o.sent)
-            report.sent += sent
-            report.failed += len(outcomes) - sent
-            ledger.record(
-                session, campaign_id, claim_id, outcomes, max_consecutive_failures=1 << 30, held=held,
-                now=ctx.clock(),
-            )  # fmt: skip
-            reason = f"paused by the provider: {exc}"
-            # already paused or cancelled by someone else: nothing to change
-            ledger.set_status(
-                session, campaign_id, CampaignAction.PAUSE, CampaignStatus.PAUSED, status_reason=reason
-            )
-            session.commit()
-            counters.record(sent, len(outcomes) - sent)
-            log.warning("campaign %s %s", campaign_id, reason, extra={"campaign_id": campaign_id})
-            report.status = CampaignStatus.PAUSED
-        except _Stop:
-            pass
-        except Exception:
-            # a bug, a lost database, a journal that cannot be written: keep what was sent, give the rest
-            # back, let Celery log the error; if even that fails, the journal tells the reaper what happened
+    def run(self, delivery_ids: list[int]) -> BatchReport:
+        rows = self._claim(delivery_ids)
+        if rows:
+            self._prepare(rows)
             try:
-                session.rollback()
-                ledger.record(
-                    session, campaign_id, claim_id, outcomes, max_consecutive_failures=1 << 30, held=held,
-                    now=ctx.clock(),
-                )  # fmt: skip
-                ledger.release(session, campaign_id, claim_id, held=held, now=ctx.clock())
-                session.commit()
-                sent = sum(1 for o in outcomes if o.sent)
-                counters.record(sent, len(outcomes) - sent)
+                self._send(rows)
+            except AccountPausedError as exc:
+                self._pause(exc)
             except Exception:
-                log.exception(
-                    "campaign %s: claim %s is left to the reaper and its journal",
-                    campaign_id,
-                    claim_id,
-                    extra={"campaign_id": campaign_id, "claim_id": claim_id},
+                self._give_back_after_error()
+                raise
+            if self.report.sent + self.report.failed < len(rows):  # stopped early: give the rest back
+                self.report.released = ledger.release(
+                    self.session, self.campaign_id, self.claim_id, held=self.held, now=self.ctx.clock()
                 )
-            else:
-                writer.close()
-            raise
-        if report.sent + report.failed < len(rows):  # stopped early: give back what was not sent
-            report.released = ledger.release(session, campaign_id, claim_id, held=held, now=ctx.clock())
-            session.commit()
-        writer.close()
+                self.session.commit()
+        self.writer.close()
+        return self.report
+
+    # --- the steps ----------------------------------------------------------------------------------
+    def _claim(self, delivery_ids: list[int]) -> list[ledger.Claimed]:
+        rows, skipped = ledger.claim(
+            self.session, self.campaign_id, delivery_ids, self.claim_id, now=self.ctx.clock()
+        )
+        self.session.commit()
+        self.report.claimed, self.report.skipped = len(rows) + skipped, skipped
+        if not rows and skipped:  # the campaign's last rows may all have been skipped: it may be done
+            self._write([], max_consecutive_failures=1 << 30)
+            self.session.commit()
+            transport = queries.get_campaign(self.session, self.campaign_id).transport
+            send_counters(transport).skipped.inc(skipped)
+        return rows
+
+    def _prepare(self, rows: list[ledger.Claimed]) -> None:
+        campaign = queries.get_campaign(self.session, self.campaign_id)
+        self.held = [row.id for row in rows]
+        self.segments = {
+            row.segment_id: self.ctx.segment(self.session, campaign, row.segment_id) for row in rows
+        }
+        self.transport = self.ctx.transport(campaign.transport)
+        self.counters = send_counters(campaign.transport)
+        if self.report.skipped:
+            self.counters.skipped.inc(self.report.skipped)
+        self.tokens = _Tokens(
+            self.ctx.rate_limiter(campaign.transport), self.settings.rate_burst, self.counters
+        )
+        self.view_scope = urls.view_scope(self.campaign_id)
+        self.issued = self.ctx.clock()  # the links' issue time: a batch takes minutes, a token lasts months
+        self.last_record = self.last_renewal = time.monotonic()
+
+    def _send(self, rows: list[ledger.Claimed]) -> None:
+        """Every row in turn; returns early when the campaign stops sending (paused, cancelled, done)."""
+        last = rows[-1]
+        for row in rows:
+            outcome = self._deliver(row)
+            if outcome is None:  # the campaign stopped while this row waited out a throttle
+                return
+            self.outcomes.append(outcome)
+            # a failure is recorded at once, so the campaign pauses exactly at its failure limit; the last
+            # row is left to the final record (one statement group, not an extra empty one)
+            if row is not last and self._record_due(outcome) and not self._record():
+                return
+        self._record(final=True)
+
+    def _deliver(self, row: ledger.Claimed) -> ledger.Outcome | None:
+        """The row's outcome (a message that cannot be built fails its row alone), or None to stop."""
+        try:
+            message = self._message(row)
+        except Exception as exc:
+            ids = {"campaign_id": self.campaign_id, "delivery_id": row.id}
+            log.warning("campaign %s row %s: %s", self.campaign_id, row.id, exc, extra=ids)
+            error = f"the message cannot be built: {type(exc).__name__}: {exc}"
+            return ledger.Outcome(row.id, False, error=error, error_code="build")
+        self.writer.attempt(row.id, self.accepted)
+        self.accepted = None
+        outcome = _send_one(self.ctx, self.transport, self.tokens, row.id, message, self._record)
+        if outcome is not None and outcome.sent:
+            self.accepted = (row.id, outcome.message_id)
+        return outcome
+
+    def _message(self, row: ledger.Claimed) -> OutgoingMessage:
+        key, sid, salt, issued = self.settings.signing_key, row.subscriber_id, row.salt, self.issued
+        links = RecipientLinks(
+            unsubscribe=make_token(key, sid, "unsubscribe", salt=salt, now=issued),
+            preferences=make_token(key, sid, "preferences", salt=salt, now=issued),
+            view=make_token(key, sid, "view", salt=salt, scope=self.view_scope, now=issued),
+        )
+        values = link_values(self.ctx.sender, self.campaign_id, row.email, links)
+        built = self.segments[row.segment_id].build(
+            subscriber_id=sid, email=row.email, name=row.name, values=values
+        )
+        return OutgoingMessage(
+            sender=self.ctx.sender.sender_address,
+            recipients=(row.email,),
+            raw=built.raw,
+            message_id=built.message_id,
+            campaign_id=self.campaign_id,
+        )
+
+    def _record_due(self, outcome: ledger.Outcome) -> bool:
+        return (
+            not outcome.sent
+            or len(self.outcomes) >= FLUSH_EVERY
+            or time.monotonic() - self.last_record >= FLUSH_SECONDS
+        )
+
+    def _record(self, final: bool = False) -> bool:
+        """Record the outcomes since the last record; True while the campaign is still sending."""
+        # rewriting claimed_at of every held row at each record doubled the ledger's writes; a lease only
+        # needs renewing a few times per lease time
+        renew = not final and time.monotonic() - self.last_renewal >= self.settings.lease_seconds / 4
+        self.report.status = self._write(
+            self.outcomes,
+            max_consecutive_failures=self.settings.max_consecutive_failures,
+            final=final,
+            renew=renew,
+        )
+        self.session.commit()
+        self._account()
+        if not final:
+            self.writer.check()  # what the journal holds for the rows not recorded yet really arrived
+        self.last_record = time.monotonic()
+        if renew:
+            self.last_renewal = self.last_record
+        return self.report.status == CampaignStatus.SENDING
+
+    def _pause(self, exc: AccountPausedError) -> None:
+        """The provider paused sending for the account: keep what was sent, pause the campaign."""
+        self._write(self.outcomes, max_consecutive_failures=1 << 30)
+        reason = f"paused by the provider: {exc}"
+        # already paused or cancelled by someone else: nothing to change
+        ledger.set_status(
+            self.session, self.campaign_id, CampaignAction.PAUSE, CampaignStatus.PAUSED, status_reason=reason
+        )
+        self.session.commit()
+        self._account()
+        log.warning("campaign %s %s", self.campaign_id, reason, extra={"campaign_id": self.campaign_id})
+        self.report.status = CampaignStatus.PAUSED
+
+    def _give_back_after_error(self) -> None:
+        """A bug, a lost database, a journal that cannot be written: keep what was sent and give the rest
+        back (the caller re-raises for Celery to log); if even that fails, the journal tells the reaper."""
+        try:
+            self.session.rollback()
+            self._write(self.outcomes, max_consecutive_failures=1 << 30)
+            ledger.release(
+                self.session, self.campaign_id, self.claim_id, held=self.held, now=self.ctx.clock()
+            )
+            self.session.commit()
+            self._account()
+        except Exception:
+            ids = {"campaign_id": self.campaign_id, "claim_id": self.claim_id}
+            log.exception(
+                "campaign %s: claim %s is left to the reaper and its journal", *ids.values(), extra=ids
+            )
+        else:
+            self.writer.close()
+
+    # --- the ledger and the counters ------------------------------------------------------------------
+    def _write(
+        self,
+        outcomes: list[ledger.Outcome],
+        *,
+        max_consecutive_failures: int,
+        final: bool = True,
+        renew: bool = True,
+    ) -> str:
+        return ledger.record(
+            self.session,
+            self.campaign_id,
+            self.claim_id,
+            outcomes,
+            max_consecutive_failures=max_consecutive_failures,
+            held=self.held,
+            final=final,
+            renew=renew,
+            now=self.ctx.clock(),
+        )
+
+    def _account(self) -> None:
+        """Count the recorded outcomes (the report, the metrics) and start the next group."""
+        sent = sum(1 for o in self.outcomes if o.sent)
+        self.report.sent += sent
+        self.report.failed += len(self.outcomes) - sent
+        self.counters.record(sent, len(self.outcomes) - sent)
+        self.outcomes.clear()
 
 
 class _Tokens:
@@ -333,8 +371,9 @@ def _send_one(
     tokens: _Tokens,
     delivery_id: int,
     message: OutgoingMessage,
-    heartbeat: Callable[[], None],
-) -> ledger.Outcome:
+    heartbeat: Callable[[], bool],
+) -> ledger.Outcome | None:
+    """Send one message until it has an outcome; None when the campaign stopped sending meanwhile."""
     throttled = failures = 0
     while True:
         tokens.take()
@@ -347,7 +386,8 @@ def _send_one(
             delay = min(_THROTTLE_CAP, 0.1 * 2 ** min(throttled - 1, 6)) * random.uniform(0.8, 1.2)
             ids = {"campaign_id": message.campaign_id, "delivery_id": delivery_id}
             log.info("throttled (%s); retrying in %.2fs", exc, delay, extra=ids)
-            heartbeat()  # record what we have, renew the lease, notice a pause
+            if not heartbeat():  # record what we have, renew the lease, notice a pause
+                return None
             ctx.sleep(delay)
         except RejectedError as exc:
             return ledger.Outcome(delivery_id, False, error=str(exc), error_code=exc.code)
