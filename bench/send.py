@@ -37,7 +37,7 @@ import psycopg  # noqa: E402
 import redis  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 
-from mailer.database import session_factory, sync_registry  # noqa: E402
+from mailer.database import Database, sync_registry  # noqa: E402
 from mailer.rendering.issue import load_issue  # noqa: E402
 from mailer.rendering.placeholders import SplitTemplate  # noqa: E402
 from mailer.rendering.render import Brand, render, render_segments  # noqa: E402
@@ -135,8 +135,8 @@ def proc_peak_rss_mb(pid: int) -> float:
 def populate(url: str, count: int) -> None:
     rng = random.Random(4)
     settings = Settings(database_url=url)
-    factory = session_factory(settings)
-    with factory() as session:
+    database = Database.of(settings)
+    with database.sessions() as session:
         sync_registry(session, load_registry(settings.registry_file))
         session.commit()
         ids = dict(session.execute(select(Topic.key, Topic.id)).all())
@@ -165,6 +165,7 @@ def populate(url: str, count: int) -> None:
             ]
             session.execute(insert(subscriber_topics), follows)
             session.commit()
+    database.dispose()
 
 
 def start_sink(port: int) -> subprocess.Popen[bytes]:
@@ -523,9 +524,6 @@ def clean_up(prefix: str, url: str | None, name: str, workdir: Path) -> None:
     for key in client.scan_iter(match=f"{prefix}*", count=1000):
         client.delete(key)
     if url is not None:
-        from mailer.database import engine
-
-        engine(Settings(database_url=url)).dispose()
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     shutil.rmtree(workdir, ignore_errors=True)

@@ -42,7 +42,7 @@ import uvloop  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
 from bench.send import process_tree, service_cpu_seconds, tree_cpu_seconds  # noqa: E402
-from mailer.database import session_factory  # noqa: E402
+from mailer.database import Database  # noqa: E402
 from mailer.feedback.samples import bounce_notification  # noqa: E402
 from mailer.settings import Settings  # noqa: E402
 from mailer.testing.sns_signer import DEFAULT_TOPIC, SnsSigner  # noqa: E402
@@ -247,10 +247,12 @@ def populate(settings: Settings, count: int) -> None:
         }
         for i in range(count)
     ]  # fmt: skip
-    with session_factory(settings)() as session:
+    database = Database.of(settings)
+    with database.sessions() as session:
         for start in range(0, count, 5000):
             session.execute(insert(Subscriber), rows[start : start + 5000])
         session.commit()
+    database.dispose()
 
 
 def _sign_chunk(args: tuple[bytes, bytes, list[int], str]) -> list[bytes]:
@@ -402,9 +404,11 @@ def main() -> None:
         noop_after = run_load(noop_port, noop, args.clients, noop_server)
         noop_rate = (noop_before.rate + noop_after.rate) / 2
 
-        with session_factory(settings)() as session:
+        store = Database.of(settings)
+        with store.sessions() as session:
             suppressed = session.scalar(select(func.count()).select_from(Suppression))
             left = session.scalar(select(func.count()).where(Subscriber.status == "unsubscribed"))
+        store.dispose()
         print()
         report("no-op route (before)", noop_before)
         report("webhook (verify+store+apply)", hooks)

@@ -1,9 +1,12 @@
-"""The process's database: one engine per URL, migrated on first use, with the topic registry synced in;
-and for requests that only read, a second pool on the same database that cannot write."""
+"""A process's view of its database: ``Database`` holds the engines of one URL (read-write sessions on a
+schema migrated to the newest revision, with the topic registry synced in, on first use; and for work
+that only reads, a second pool the database keeps from writing). Its owner (``AppEnv``, one per CLI
+command, web process and worker process) disposes it when done."""
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
@@ -15,11 +18,7 @@ from mailer.topics import TopicRegistry, load_registry
 from subscribers.db import create_database_engine, make_session_factory, open_database
 from subscribers.store import sync_topics
 
-__all__ = ["engine", "read_session_factory", "reset", "session_factory", "sync_registry"]
-
-_lock = threading.Lock()
-_factories: dict[str, sessionmaker[Session]] = {}
-_read_factories: dict[str, sessionmaker[Session]] = {}
+__all__ = ["Database", "sync_registry"]
 
 
 def sync_registry(session: Session, registry: TopicRegistry) -> int:
@@ -31,70 +30,80 @@ def sync_registry(session: Session, registry: TopicRegistry) -> int:
     )
 
 
-def session_factory(settings: Settings) -> sessionmaker[Session]:
-    """Sessions on ``settings.resolved_database_url``; the first call per URL migrates and syncs topics."""
-    url = settings.resolved_database_url
-    with _lock:
-        factory = _factories.get(url)
+class Database:
+    """The engines of one database URL, made on first use; ``dispose`` closes their pools."""
+
+    def __init__(self, url: str, registry_file: Path) -> None:
+        self.url = url
+        self.registry_file = registry_file
+        self._lock = threading.Lock()
+        self._sessions: sessionmaker[Session] | None = None
+        self._read_sessions: sessionmaker[Session] | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> Database:
+        return cls(settings.resolved_database_url, settings.registry_file)
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """Read-write sessions; the first use migrates the schema and syncs the topic registry."""
+        factory = self._sessions  # every request asks: no lock once made
         if factory is None:
-            factory = make_session_factory(open_database(url, migrate=True))
-            with factory() as session:
-                if sync_registry(session, load_registry(settings.registry_file)):
-                    session.commit()
-            _factories[url] = factory
-    return factory
-
-
-def read_session_factory(settings: Settings) -> sessionmaker[Session]:
-    """Sessions for work that only reads (the web's GET pages), on connections of their own that run in
-    autocommit (no BEGIN and ROLLBACK round trips around a page's one query) and that the database keeps
-    from writing: PostgreSQL's default_transaction_read_only, SQLite's query_only. An in-memory SQLite
-    database is one per connection: there, the ordinary sessions."""
-    url = settings.resolved_database_url
-    factory = _read_factories.get(url)  # every GET asks: no lock, no URL parsing once made
-    if factory is not None:
+            with self._lock:
+                factory = self._sessions
+                if factory is None:
+                    factory = make_session_factory(open_database(self.url, migrate=True))
+                    with factory() as session:
+                        if sync_registry(session, load_registry(self.registry_file)):
+                            session.commit()
+                    self._sessions = factory
         return factory
-    writer = session_factory(settings)  # migrated and synced first
-    parsed = make_url(url)
-    sqlite = parsed.get_backend_name() == "sqlite"
-    with _lock:
-        factory = _read_factories.get(url)
+
+    @property
+    def read_sessions(self) -> sessionmaker[Session]:
+        """Sessions for work that only reads (the web's GET pages), on connections of their own that run
+        in autocommit (no BEGIN and ROLLBACK round trips around a page's one query) and that the database
+        keeps from writing: PostgreSQL's default_transaction_read_only, SQLite's query_only. An in-memory
+        SQLite database is one per connection: there, the read-write sessions."""
+        factory = self._read_sessions
         if factory is None:
-            if sqlite and parsed.database in (None, "", ":memory:"):
-                factory = writer
-            else:
-                connect_args = {} if sqlite else {"options": "-c default_transaction_read_only=on"}
-                bind = create_database_engine(
-                    url,
-                    isolation_level="AUTOCOMMIT",
-                    skip_autocommit_rollback=True,
-                    connect_args=connect_args,
-                )
-                if sqlite:
-                    event.listen(bind, "connect", _query_only)
-                factory = make_session_factory(bind)
-            _read_factories[url] = factory
-    return factory
+            writer = self.sessions  # migrated and synced first
+            with self._lock:
+                factory = self._read_sessions
+                if factory is None:
+                    factory = self._make_read_sessions(writer)
+                    self._read_sessions = factory
+        return factory
+
+    def _make_read_sessions(self, writer: sessionmaker[Session]) -> sessionmaker[Session]:
+        parsed = make_url(self.url)
+        sqlite = parsed.get_backend_name() == "sqlite"
+        if sqlite and parsed.database in (None, "", ":memory:"):
+            return writer
+        connect_args = {} if sqlite else {"options": "-c default_transaction_read_only=on"}
+        bind = create_database_engine(
+            self.url, isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True, connect_args=connect_args
+        )
+        if sqlite:
+            event.listen(bind, "connect", _query_only)
+        return make_session_factory(bind)
+
+    @property
+    def engine(self) -> Engine:
+        bind = self.sessions.kw["bind"]
+        assert isinstance(bind, Engine)
+        return bind
+
+    def dispose(self) -> None:
+        """Close the pools' connections; the next use opens new ones (after an outage, at the end)."""
+        with self._lock:
+            for factory in {id(f): f for f in (self._sessions, self._read_sessions) if f}.values():
+                bind = factory.kw.get("bind")
+                if isinstance(bind, Engine):
+                    bind.dispose()
 
 
 def _query_only(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA query_only=ON")
     cursor.close()
-
-
-def engine(settings: Settings) -> Engine:
-    bind = session_factory(settings).kw["bind"]
-    assert isinstance(bind, Engine)
-    return bind
-
-
-def reset() -> None:
-    """Forget the cached engines (disposing their pools): for tests that point settings elsewhere."""
-    with _lock:
-        for factory in [*_factories.values(), *_read_factories.values()]:
-            bind = factory.kw.get("bind")
-            if isinstance(bind, Engine):
-                bind.dispose()
-        _factories.clear()
-        _read_factories.clear()

@@ -17,7 +17,7 @@ from typer import Abort, Exit
 # Typer vendors Click; its error classes are only reachable here (Typer re-exports Abort and Exit)
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
-from mailer.cli.app import app, err_console
+from mailer.cli.app import app, close_environment, err_console
 from mailer.errors import error_kind, is_database_outage
 
 __all__ = ["COMMAND_MODULES", "app", "load_commands", "main"]
@@ -71,6 +71,8 @@ def main() -> None:
             raise
         _error("database: " + " ".join(str(getattr(exc, "orig", None) or exc).split()))
         sys.exit(1)
+    finally:
+        close_environment()
 
 
 def _error(text: str) -> None:

@@ -47,8 +47,15 @@ def environment() -> AppEnv:
 
     current = settings()
     if not _built or _built[0].settings is not current:
+        close_environment()
         _built[:] = [AppEnv.from_settings(current)]
     return _built[0]
+
+
+def close_environment() -> None:
+    """Close the command's environment (its database pools, broker and transport connections)."""
+    while _built:
+        _built.pop().close()
 
 
 def say(text: str) -> None:

@@ -143,7 +143,7 @@ def demo_command(
         bar.close()  # the step's report goes below its finished progress bar
         _show_step(step)
 
-    with bar:
+    with env, bar:
         run_demo_stepwise(
             env, make_signer=lambda: demo_signer(env), issue=issue_file, subscribers_csv=subscribers_csv,
             on_step=say, on_done=done, on_progress=bar,

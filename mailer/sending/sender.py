@@ -135,7 +135,7 @@ def send_batch_stepwise(ctx: SendContext, campaign_id: int, delivery_ids: Iterab
     writer = ctx.journal.open(claim_id)
     try:
         with ctx.factory() as session:
-            return _ClaimedBatch(ctx, session, campaign_id, claim_id, writer).run(list(delivery_ids))
+            return _ClaimedBatch(ctx, session, campaign_id, claim_id, writer).run_stepwise(list(delivery_ids))
     finally:
         writer.abandon()  # unless closed (every outcome in the ledger), the journal stays for the reaper
 
@@ -155,16 +155,16 @@ class _ClaimedBatch:
         self.outcomes: list[ledger.Outcome] = []  # sent or failed since the last record
         self.accepted: tuple[int, str | None] | None = None  # the last row sent, not journaled as sent yet
 
-    def run(self, delivery_ids: list[int]) -> BatchReport:
-        rows = self._claim(delivery_ids)
+    def run_stepwise(self, delivery_ids: list[int]) -> BatchReport:
+        rows = self._claim_stepwise(delivery_ids)
         if rows:
             self._prepare(rows)
             try:
-                self._send(rows)
+                self._send_stepwise(rows)
             except AccountPausedError as exc:
-                self._pause(exc)
+                self._pause_stepwise(exc)
             except Exception:
-                self._give_back_after_error()
+                self._give_back_stepwise()
                 raise
             if self.report.sent + self.report.failed < len(rows):  # stopped early: give the rest back
                 self.report.released = ledger.release(
@@ -175,7 +175,7 @@ class _ClaimedBatch:
         return self.report
 
     # --- the steps ----------------------------------------------------------------------------------
-    def _claim(self, delivery_ids: list[int]) -> list[ledger.Claimed]:
+    def _claim_stepwise(self, delivery_ids: list[int]) -> list[ledger.Claimed]:
         rows, skipped = ledger.claim(
             self.session, self.campaign_id, delivery_ids, self.claim_id, now=self.ctx.clock()
         )
@@ -205,7 +205,7 @@ class _ClaimedBatch:
         self.issued = self.ctx.clock()  # the links' issue time: a batch takes minutes, a token lasts months
         self.last_record = self.last_renewal = time.monotonic()
 
-    def _send(self, rows: list[ledger.Claimed]) -> None:
+    def _send_stepwise(self, rows: list[ledger.Claimed]) -> None:
         """Every row in turn; returns early when the campaign stops sending (paused, cancelled, done)."""
         last = rows[-1]
         for row in rows:
@@ -215,9 +215,9 @@ class _ClaimedBatch:
             self.outcomes.append(outcome)
             # a failure is recorded at once, so the campaign pauses exactly at its failure limit; the last
             # row is left to the final record (one statement group, not an extra empty one)
-            if row is not last and self._record_due(outcome) and not self._record():
+            if row is not last and self._record_due(outcome) and not self._record_stepwise():
                 return
-        self._record(final=True)
+        self._record_stepwise(final=True)
 
     def _deliver(self, row: ledger.Claimed) -> ledger.Outcome | None:
         """The row's outcome (a message that cannot be built fails its row alone), or None to stop."""
@@ -230,7 +230,7 @@ class _ClaimedBatch:
             return ledger.Outcome(row.id, False, error=error, error_code="build")
         self.writer.attempt(row.id, self.accepted)
         self.accepted = None
-        outcome = _send_one(self.ctx, self.transport, self.tokens, row.id, message, self._record)
+        outcome = _send_one(self.ctx, self.transport, self.tokens, row.id, message, self._record_stepwise)
         if outcome is not None and outcome.sent:
             self.accepted = (row.id, outcome.message_id)
         return outcome
@@ -261,7 +261,7 @@ class _ClaimedBatch:
             or time.monotonic() - self.last_record >= FLUSH_SECONDS
         )
 
-    def _record(self, final: bool = False) -> bool:
+    def _record_stepwise(self, final: bool = False) -> bool:
         """Record the outcomes since the last record; True while the campaign is still sending."""
         # rewriting claimed_at of every held row at each record doubled the ledger's writes; a lease only
         # needs renewing a few times per lease time
@@ -281,7 +281,7 @@ class _ClaimedBatch:
             self.last_renewal = self.last_record
         return self.report.status == CampaignStatus.SENDING
 
-    def _pause(self, exc: AccountPausedError) -> None:
+    def _pause_stepwise(self, exc: AccountPausedError) -> None:
         """The provider paused sending for the account: keep what was sent, pause the campaign."""
         self._write(self.outcomes, max_consecutive_failures=1 << 30)
         reason = f"paused by the provider: {exc}"
@@ -294,7 +294,7 @@ class _ClaimedBatch:
         log.warning("campaign %s %s", self.campaign_id, reason, extra={"campaign_id": self.campaign_id})
         self.report.status = CampaignStatus.PAUSED
 
-    def _give_back_after_error(self) -> None:
+    def _give_back_stepwise(self) -> None:
         """A bug, a lost database, a journal that cannot be written: keep what was sent and give the rest
         back (the caller re-raises for Celery to log); if even that fails, the journal tells the reaper."""
         try:

@@ -11,13 +11,10 @@ with their links, exactly what their message held.
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -34,7 +31,6 @@ from subscribers.preferences import get_preferences
 
 __all__ = ["ArchiveEntry", "campaign_id_of", "entries", "issue_html", "latest", "reader_copy", "slug_of"]
 
-T = TypeVar("T")
 MAX_ENTRIES = 200
 _SLUG_RE = re.compile(r"([1-9][0-9]{0,17})(?:-[0-9a-z-]{0,80})?")
 
@@ -66,33 +62,8 @@ def campaign_id_of(slug: str) -> int:
     return int(match.group(1))
 
 
-class _Cache:
-    """The last few parsed issues and rendered segments of one environment (thread-safe, bounded)."""
-
-    def __init__(self, size: int) -> None:
-        self._items: OrderedDict[object, object] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get(self, key: object, make: Callable[[], T]) -> T:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]  # type: ignore[return-value]
-        value = make()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return value
-
-
-def _cache(env: AppEnv) -> _Cache:
-    return env.shared("archive", lambda: _Cache(256))
-
-
 def _issue(env: AppEnv, campaign: Campaign) -> Issue:
-    return _cache(env).get(
+    return env.caches.issues.get(
         ("issue", campaign.issue_hash, campaign.issue_source),
         lambda: parse_issue(
             campaign.issue_markdown, campaign.issue_source, env.registry, env.settings.default_lang
@@ -101,7 +72,7 @@ def _issue(env: AppEnv, campaign: Campaign) -> Issue:
 
 
 def _rendered_html(env: AppEnv, campaign: Campaign, issue: Issue, segment: frozenset[str]) -> str:
-    return _cache(env).get(
+    return env.caches.issues.get(
         ("html", campaign.issue_hash, campaign.issue_source, segment),
         lambda: render(issue, segment, env.brand, registry=env.registry).html,
     )
@@ -142,7 +113,7 @@ def latest(session: Session, env: AppEnv) -> ArchiveEntry | None:
         found = queries.archived_campaigns(session, limit=1)
         return _entry(env, found[0]) if found else None
 
-    return _cache(env).get(("latest", int(time.monotonic() // LATEST_SECONDS)), newest)
+    return env.caches.issues.get(("latest", int(time.monotonic() // LATEST_SECONDS)), newest)
 
 
 def _archived(session: Session, campaign_id: int) -> Campaign:

@@ -112,7 +112,7 @@ def upload(
 def checklist(env: AppEnv, campaign_id: int) -> Plan:
     """The campaign's segments with their reader counts, and the pre-send checks (cached a few seconds:
     rendering every segment is the costly part, and a dashboard shows it on several pages)."""
-    cache: dict[int, tuple[float, Plan]] = env.shared("desk.plans", dict)
+    cache = env.caches.plans
     hit = cache.get(campaign_id)
     if hit is not None and time.monotonic() - hit[0] < PLAN_CACHE_SECONDS:
         return hit[1]
@@ -124,8 +124,7 @@ def checklist(env: AppEnv, campaign_id: int) -> Plan:
 
 
 def _forget_plan(env: AppEnv, campaign_id: int) -> None:
-    plans: dict[int, tuple[float, Plan]] = env.shared("desk.plans", dict)
-    plans.pop(campaign_id, None)
+    env.caches.plans.pop(campaign_id, None)
 
 
 def start_checked(env: AppEnv, campaign_id: int, *, override: bool = False) -> Plan:
@@ -147,7 +146,7 @@ def start_checked(env: AppEnv, campaign_id: int, *, override: bool = False) -> P
             "campaign %d started with a failing checklist: %s",
             campaign_id, "; ".join(c.name for c in failing), extra={"campaign_id": campaign_id},
         )  # fmt: skip
-    starting: set[int] = env.shared("desk.starting", set)
+    starting = env.caches.starting
     with _STARTING:  # two clicks at once in this process: the second is told, not queued behind
         if campaign_id in starting:
             raise ConflictError(f"campaign {campaign_id} is being started already")
@@ -268,7 +267,7 @@ class LiveProgress:
 
 
 @dataclass
-class _Tracker:
+class Tracker:
     """Per campaign, in this process: samples of the sent counter, and the last per-segment counts."""
 
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=256))
@@ -280,17 +279,17 @@ class _Tracker:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _tracker(env: AppEnv, campaign_id: int) -> _Tracker:
-    trackers: dict[int, _Tracker] = env.shared("desk.trackers", dict)
+def _tracker(env: AppEnv, campaign_id: int) -> Tracker:
+    trackers = env.caches.trackers
     tracker = trackers.get(campaign_id)
     if tracker is None:
         if len(trackers) > 1000:
             trackers.clear()
-        tracker = trackers.setdefault(campaign_id, _Tracker())
+        tracker = trackers.setdefault(campaign_id, Tracker())
     return tracker
 
 
-def _rate(tracker: _Tracker, sent: int, now: float) -> float:
+def _rate(tracker: Tracker, sent: int, now: float) -> float:
     """Messages per second over the last minute of this process's samples of the counter."""
     with tracker.lock:
         samples = tracker.samples
@@ -310,7 +309,7 @@ def _segment_counts(session: Session, campaign_id: int) -> tuple[SegmentProgress
     )
 
 
-def _refresh_segments(env: AppEnv, campaign_id: int, tracker: _Tracker) -> None:
+def _refresh_segments(env: AppEnv, campaign_id: int, tracker: Tracker) -> None:
     try:
         with env.sessions() as session:
             found = _segment_counts(session, campaign_id)

@@ -17,11 +17,12 @@ tests/architecture/test_conventions.py holds both rules.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from mailer import broker
 from mailer.rendering.render import Brand
@@ -33,19 +34,65 @@ from mailer.urls import Urls
 
 if TYPE_CHECKING:  # the database and sending stacks load on first use: `newsletter render` needs neither
     from celery import Celery
+    from redis import Redis
     from sqlalchemy.orm import Session, sessionmaker
 
+    from mailer.database import Database
     from mailer.sending.sender import SendContext
+    from mailer.services.campaign_desk import Tracker
+    from mailer.services.campaigns import Plan
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-__all__ = ["AppEnv"]
+__all__ = ["AppEnv", "EnvCaches", "LruCache"]
 
 T = TypeVar("T")
-_SHARED_LOCK = threading.Lock()
+
+
+class LruCache:
+    """The last ``size`` values made, by key (thread-safe; a value may be made twice in a race)."""
+
+    def __init__(self, size: int) -> None:
+        self._items: OrderedDict[object, object] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: object, make: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]  # type: ignore[return-value]
+        value = make()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return value
+
+
+@dataclass(eq=False)
+class EnvCaches:
+    """What the services of one environment keep between calls in this process, each for one job."""
+
+    plans: dict[int, tuple[float, Plan]] = field(default_factory=dict)  # checklists shown a moment ago
+    starting: set[int] = field(default_factory=set)  # campaigns this process is starting now
+    trackers: dict[int, Tracker] = field(default_factory=dict)  # live progress samples per campaign
+    issues: LruCache = field(default_factory=lambda: LruCache(256))  # the archive's parsed issues, segments
+    queue_client: Redis | None = None  # the metrics' reader of the Celery queue's depth
+    admin_keys: list[str] | None = None  # what signs the dashboard's cookies and CSRF tokens
+
+
+@dataclass(eq=False)
+class _Resources:
+    """What an environment opens on first use and ``close`` closes: connections and pools."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    database: Database | None = None
+    celery: Celery | None = None
+    contexts: list[SendContext] = field(default_factory=list)  # one per sending thread
 
 
 @dataclass(frozen=True)
@@ -58,8 +105,9 @@ class AppEnv:
     clock: Callable[[], datetime] = utcnow
     # how a batch of ledger ids reaches a sender; None: Celery when a broker is configured, else inline
     enqueue_override: Enqueue | None = None
+    caches: EnvCaches = field(default_factory=EnvCaches, repr=False, compare=False)
+    _resources: _Resources = field(default_factory=_Resources, repr=False, compare=False)
     _local: threading.local = field(default_factory=threading.local, repr=False, compare=False)
-    _shared: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_settings(
@@ -82,20 +130,35 @@ class AppEnv:
             enqueue_override=enqueue,
         )
 
+    def __enter__(self) -> AppEnv:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     # --- transactions ------------------------------------------------------------------------------
     @property
-    def sessions(self) -> sessionmaker[Session]:
-        """Sessions on the settings' database (one engine per URL and process)."""
-        from mailer.database import session_factory
+    def database(self) -> Database:
+        """This environment's engines (made on first use; ``close`` disposes them)."""
+        database = self._resources.database
+        if database is None:
+            from mailer.database import Database
 
-        return session_factory(self.settings)
+            with self._resources.lock:
+                database = self._resources.database
+                if database is None:
+                    database = self._resources.database = Database.of(self.settings)
+        return database
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """Read-write sessions on the settings' database (migrated and synced on first use)."""
+        return self.database.sessions
 
     @property
     def read_sessions(self) -> sessionmaker[Session]:
         """Sessions for work that only reads, on connections the database keeps from writing."""
-        from mailer.database import read_session_factory
-
-        return read_session_factory(self.settings)
+        return self.database.read_sessions
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -137,9 +200,12 @@ class AppEnv:
 
     def celery(self) -> Celery:
         """The Celery app that publishes to this environment's broker (made on first use)."""
-        if "celery" not in self._shared:
-            self._shared["celery"] = broker.make_celery(self.settings)
-        app: Celery = self._shared["celery"]
+        app = self._resources.celery
+        if app is None:
+            with self._resources.lock:
+                app = self._resources.celery
+                if app is None:
+                    app = self._resources.celery = broker.make_celery(self.settings)
         return app
 
     def send_context(self) -> SendContext:
@@ -150,26 +216,26 @@ class AppEnv:
         if context is None:
             context = SendContext(self.settings, self.sessions, self.clock, identity=self.identity)
             self._local.context = context
-            self._shared.setdefault("contexts", []).append(context)
+            with self._resources.lock:
+                self._resources.contexts.append(context)
         assert isinstance(context, SendContext)
         return context
-
-    def shared(self, name: str, make: Callable[[], T]) -> T:
-        """A process-wide object of this environment made once on first use (caches, verifiers)."""
-        with _SHARED_LOCK:
-            if name not in self._shared:
-                self._shared[name] = make()
-            value: T = self._shared[name]
-        return value
 
     def now(self) -> datetime:
         return self.clock()
 
     def close(self) -> None:
-        """Close the transports' connections and the broker connection this environment opened."""
-        for context in self._shared.pop("contexts", []):
+        """Close what this environment opened: the transports' connections, the broker connection, the
+        database's pools. It can be used again afterwards (everything is opened anew on use)."""
+        resources = self._resources
+        with resources.lock:
+            contexts, resources.contexts = resources.contexts, []
+            app, resources.celery = resources.celery, None
+            database, resources.database = resources.database, None
+        for context in contexts:
             context.close()
-        app = self._shared.pop("celery", None)
         if app is not None:
             app.close()
+        if database is not None:
+            database.dispose()
         self._local.__dict__.clear()

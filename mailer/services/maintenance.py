@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from mailer.database import session_factory, sync_registry
+from mailer.database import Database, sync_registry
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 from mailer.topics import load_registry
@@ -30,12 +30,14 @@ def upgrade_database_stepwise(settings: Settings) -> Upgrade:
         before = current_revision(engine)
     finally:
         engine.dispose()
-    factory = session_factory(settings)  # migrates on first use of the URL
-    with factory() as session:
-        synced = sync_registry(session, load_registry(settings.registry_file))
-        session.commit()
-    with factory() as session:
-        after = current_revision(session.get_bind().engine)  # type: ignore[union-attr]
+    database = Database.of(settings)
+    try:
+        with database.sessions() as session:  # migrated on first use
+            synced = sync_registry(session, load_registry(settings.registry_file))
+            session.commit()
+        after = current_revision(database.engine)
+    finally:
+        database.dispose()
     return Upgrade(before, after, head_revision(), synced)
 
 

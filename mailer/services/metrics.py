@@ -54,7 +54,9 @@ def queue_depth(env: AppEnv) -> int | None:
         queue if step == 0 else f"{queue}{sep}{step}"
         for step in options.get("priority_steps", PRIORITY_STEPS)
     ]
-    client = env.shared("metrics-redis", lambda: redis.Redis.from_url(env.settings.broker_url or ""))
+    client = env.caches.queue_client
+    if client is None:  # two at once may both make one: the spare is dropped
+        client = env.caches.queue_client = redis.Redis.from_url(env.settings.broker_url or "")
     with client.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.llen(key)

@@ -7,7 +7,6 @@ import sys
 import pytest
 
 from mailer.cli import main
-from mailer.database import reset
 from mailer.settings import get_settings
 
 
@@ -18,13 +17,11 @@ def test_unreachable_database_is_one_line_and_exit_1(
     monkeypatch.setattr(sys, "argv", ["newsletter", "subscribers", "stats"])
 
     get_settings.cache_clear()
-    reset()
     try:
         with pytest.raises(SystemExit) as exited:
             main()
     finally:
         get_settings.cache_clear()
-        reset()
     assert exited.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: database:") and "Connection refused" in err

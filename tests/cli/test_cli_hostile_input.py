@@ -11,7 +11,6 @@ import pytest
 from support.paths import REFERENCE_ISSUE
 
 from mailer.cli import main
-from mailer.database import reset
 from mailer.settings import get_settings
 
 PLACEHOLDER_ISSUE = "---\ntitle: T\n---\n\n## News\n\nHello {marker} there\n"
@@ -36,7 +35,6 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
             code = int(done.code or 0)
         finally:
             get_settings.cache_clear()
-            reset()
             for name in env:
                 monkeypatch.delenv(name)
         captured = capsys.readouterr()

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from mailer import database
 from mailer.cli import main
 from mailer.settings import get_settings
 
@@ -40,7 +39,6 @@ def cli(monkeypatch, capsys, tmp_path):
         monkeypatch.setenv("COLUMNS", "200")
         monkeypatch.setattr(sys, "argv", ["newsletter", *args])
         get_settings.cache_clear()
-        database.reset()
         code = 0
         try:
             main()
@@ -51,7 +49,6 @@ def cli(monkeypatch, capsys, tmp_path):
 
     yield run
     get_settings.cache_clear()
-    database.reset()
 
 
 def test_import_export_and_rejects_file(database_url, tmp_path, cli):

@@ -179,9 +179,9 @@ def test_following_a_send_survives_a_dropped_connection(tmp_path, pg_server_url)
 
     name = f"nlwatch_{os.getpid()}"
     url = create_pg_database(name)
+    settings = Settings(data_dir=tmp_path, database_url=url, secret_key="k")  # type: ignore[call-arg]
+    env = AppEnv.from_settings(settings)
     try:
-        settings = Settings(data_dir=tmp_path, database_url=url, secret_key="k")  # type: ignore[call-arg]
-        env = AppEnv.from_settings(settings)
         with env.transaction() as session:
             campaign_id = campaigns.create(
                 session, campaigns.read_draft(env, REFERENCE_ISSUE), now=env.now()
@@ -201,7 +201,5 @@ def test_following_a_send_survives_a_dropped_connection(tmp_path, pg_server_url)
         assert killed.is_set() and final.status == "draft"
         assert len(looks) >= 10
     finally:
-        from mailer.database import engine
-
-        engine(Settings(database_url=url)).dispose()
+        env.close()
         drop_pg_database(name)

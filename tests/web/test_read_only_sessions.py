@@ -15,7 +15,7 @@ from plugins.web import start_web
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError
 
-from mailer import database
+from mailer.services.env import AppEnv
 from mailer.settings import Settings
 from subscribers.db import utcnow
 from subscribers.models import Subscriber, SubscriberEvent
@@ -25,19 +25,16 @@ from subscribers.tokens import make_token
 
 
 def test_a_read_only_session_reads_and_cannot_write(database_url, tmp_path):
-    settings = Settings(data_dir=tmp_path, database_url=database_url)
-    try:
-        with database.session_factory(settings)() as session:
+    with AppEnv.from_settings(Settings(data_dir=tmp_path, database_url=database_url)) as env:
+        with env.sessions() as session:
             add_subscriber(session, "reader@example.org", now=utcnow())
             session.commit()
-        with database.read_session_factory(settings)() as session:
+        with env.read_sessions() as session:
             assert session.scalar(select(func.count()).select_from(Subscriber)) == 1
             with pytest.raises(DBAPIError):
                 session.execute(update(Subscriber).values(status="unsubscribed"))
-        with database.read_session_factory(settings)() as session:  # the pool's connection works on
+        with env.read_sessions() as session:  # the pool's connection works on
             assert session.scalar(select(Subscriber.status)) == "active"
-    finally:
-        database.reset()
 
 
 @pytest.fixture
@@ -49,7 +46,7 @@ def pg_web(tmp_path):
     finally:
         web.stop()
         web.trap.close()
-        database.reset()
+        web.env.close()
         drop_pg_database(name)
 
 

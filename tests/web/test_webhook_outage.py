@@ -12,7 +12,6 @@ import pytest
 from plugins.db import PG_ADMIN_URL, create_pg_database, drop_pg_database
 from sqlalchemy import select
 
-from mailer import database
 from mailer.feedback.samples import bounce_notification
 from subscribers.db import utcnow
 from subscribers.models import Subscriber
@@ -53,7 +52,7 @@ def test_an_outage_answers_503_and_the_redelivery_is_applied_once(tmp_path):
         response = web.post_sns(body)
         assert response.status_code == 200 and response.json()["status"] == "applied", response.text
         assert web.post_sns(body).json()["status"] == "duplicate"
-        database.reset()  # this process's pooled connections were dropped by the outage too
+        web.env.database.dispose()  # this process's pooled connections were dropped by the outage too
         with web.env.sessions() as session:
             status = session.scalar(
                 select(Subscriber.status).where(Subscriber.email_key == "down@example.org")

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -69,22 +70,20 @@ def admin_keys(env: AppEnv) -> list[str]:
     default key is in use (the embedded mode allows it): then a random key of this process, so nobody
     can mint a session with a key printed in the README (sessions then end when the process does)."""
 
-    def make() -> list[str]:
+    keys = env.caches.admin_keys
+    if keys is None:
         if env.settings.secret_key == [DEFAULT_SECRET_KEY]:
-            return [secrets.token_urlsafe(32)]
-        return list(env.settings.secret_key)
-
-    return env.shared("admin.keys", make)
+            keys = [secrets.token_urlsafe(32)]
+        else:
+            keys = list(env.settings.secret_key)
+        with _KEYS_LOCK:  # the first one made is everyone's: two random keys would void each other's cookies
+            keys = env.caches.admin_keys = env.caches.admin_keys or keys
+    return keys
 
 
 def _serializer(env: AppEnv) -> URLSafeTimedSerializer:
-    keys = admin_keys(env)  # before env.shared below: it holds a lock that is not reentrant
-
-    def make() -> URLSafeTimedSerializer:
-        # itsdangerous signs with the last key and reads with all; our list is newest first
-        return URLSafeTimedSerializer(list(reversed(keys)), salt="admin-session")
-
-    return env.shared("admin.cookie-serializer", make)
+    # itsdangerous signs with the last key and reads with all; our list is newest first
+    return URLSafeTimedSerializer(list(reversed(admin_keys(env))), salt="admin-session")
 
 
 def _payload(value: object) -> tuple[int, str, str] | None:
@@ -156,6 +155,7 @@ def bearer_admin(env: AppEnv, header: str) -> Admin | None:
     return use.admin
 
 
+_KEYS_LOCK = threading.Lock()
 _bearer_scheme = HTTPBearer(auto_error=False, description="An API token: newsletter admin create-token NAME")
 
 
