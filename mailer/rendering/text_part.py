@@ -58,6 +58,7 @@ class _Writer:
         self.tight: list[bool] = []  # per open list: tight lists have no blank lines between items
         self.ordinals: list[int] = []
         self.in_table = False
+        self.row: list[str] = []  # the cells of the table row being read
 
     def blank(self) -> None:
         if self.lines and self.lines[-1].strip(" >") != "" and not (self.tight and self.tight[-1]):
@@ -111,58 +112,73 @@ def inline_to_text(tokens: Sequence[Token], refs: LinkRefs) -> str:
 def tokens_to_text(tokens: Sequence[Token], refs: LinkRefs) -> str:
     """Plain text of one section body; links are numbered through ``refs`` (shared by the email)."""
     writer = _Writer(refs)
-    row: list[str] = []
     for position, token in enumerate(tokens):
         kind = token.type
         if kind == "inline":
+            text = _inline(token.children or [], refs)
             if writer.in_table:
-                row.append(_inline(token.children or [], refs))
+                writer.row.append(text)
             else:
-                writer.block(_inline(token.children or [], refs))
-        elif kind == "paragraph_open":
-            if not token.hidden:
-                writer.blank()
-        elif kind == "heading_open":
-            writer.blank()
-        elif kind in ("bullet_list_open", "ordered_list_open"):
-            writer.blank()
-            writer.tight.append(_is_tight(tokens, position))
-            writer.ordinals.append(int(token.attrGet("start") or 1) if kind == "ordered_list_open" else 0)
-        elif kind in ("bullet_list_close", "ordered_list_close"):
-            writer.tight.pop()
-            writer.ordinals.pop()
-        elif kind == "list_item_open":
-            if not writer.tight[-1]:
-                writer.blank()
-            ordinal = writer.ordinals[-1]
-            marker = f"{ordinal}. " if ordinal else "- "
-            if ordinal:
-                writer.ordinals[-1] += 1
-            writer.containers.append(_Container(marker, " " * len(marker)))
-        elif kind == "list_item_close":
-            writer.containers.pop()
-        elif kind == "blockquote_open":
-            writer.blank()
-            writer.containers.append(_Container("> ", "> "))
-        elif kind == "blockquote_close":
-            writer.containers.pop()
+                writer.block(text)
+        elif kind in _CONTAINER_TOKENS:
+            _container(writer, tokens, position)
+        elif kind in _TABLE_TOKENS:
+            _table(writer, kind)
         elif kind in ("fence", "code_block"):
             writer.blank()
             writer.block(token.content.rstrip("\n"))
         elif kind == "hr":
             writer.blank()
             writer.block("-" * 20)
-        elif kind == "table_open":
+        elif kind == "heading_open" or (kind == "paragraph_open" and not token.hidden):
             writer.blank()
-            writer.in_table = True
-        elif kind == "table_close":
-            writer.in_table = False
-        elif kind == "tr_open":
-            row = []
-        elif kind == "tr_close":
-            writer.block(" | ".join(cell.strip() for cell in row))
-            row = []
     return "\n".join(writer.lines).strip("\n")
+
+
+_CONTAINER_TOKENS = frozenset(
+    {"bullet_list_open", "ordered_list_open", "bullet_list_close", "ordered_list_close", "list_item_open",
+     "list_item_close", "blockquote_open", "blockquote_close"}
+)  # fmt: skip
+_TABLE_TOKENS = frozenset({"table_open", "table_close", "tr_open", "tr_close"})
+
+
+def _container(writer: _Writer, tokens: Sequence[Token], position: int) -> None:
+    """Lists, their items and block quotes: the prefixes their lines carry."""
+    token = tokens[position]
+    kind = token.type
+    if kind in ("bullet_list_open", "ordered_list_open"):
+        writer.blank()
+        writer.tight.append(_is_tight(tokens, position))
+        writer.ordinals.append(int(token.attrGet("start") or 1) if kind == "ordered_list_open" else 0)
+    elif kind in ("bullet_list_close", "ordered_list_close"):
+        writer.tight.pop()
+        writer.ordinals.pop()
+    elif kind == "list_item_open":
+        if not writer.tight[-1]:
+            writer.blank()
+        ordinal = writer.ordinals[-1]
+        marker = f"{ordinal}. " if ordinal else "- "
+        if ordinal:
+            writer.ordinals[-1] += 1
+        writer.containers.append(_Container(marker, " " * len(marker)))
+    elif kind == "blockquote_open":
+        writer.blank()
+        writer.containers.append(_Container("> ", "> "))
+    else:  # list_item_close, blockquote_close
+        writer.containers.pop()
+
+
+def _table(writer: _Writer, kind: str) -> None:
+    """A table: each row on a line of its own, cells between bars."""
+    if kind == "table_open":
+        writer.blank()
+        writer.in_table = True
+    elif kind == "table_close":
+        writer.in_table = False
+    elif kind == "tr_close":
+        writer.block(" | ".join(cell.strip() for cell in writer.row))
+    if kind in ("tr_open", "tr_close"):
+        writer.row = []
 
 
 def _is_tight(tokens: Sequence[Token], start: int) -> bool:

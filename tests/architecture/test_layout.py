@@ -50,3 +50,16 @@ def test_only_settings_reads_the_environment():
                 continue
             text = path.read_text(encoding="utf-8")
             assert "os.environ" not in text and "getenv" not in text, path.relative_to(PROJECT_ROOT)
+
+
+MAX_LINES = 500  # a module a reader can hold; functions are held to complexity 20 by ruff (C901)
+
+
+def test_no_module_is_longer_than_a_reader_can_hold():
+    long = {
+        str(path.relative_to(PROJECT_ROOT)): lines
+        for top in ("mailer", "subscribers")
+        for path in _python_files(top)
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert not long, f"split these along their jobs (over {MAX_LINES} lines): {long}"
