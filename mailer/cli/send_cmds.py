@@ -1,4 +1,5 @@
-"""``newsletter send`` and ``newsletter demo``: thin clients of mailer.services.campaigns and .demo.
+"""``newsletter send`` and ``newsletter demo``: thin clients of the campaign services
+(mailer.services.drafts, .checklist, .lifecycle, .watch) and .demo.
 
 With a broker configured, ``send`` starts the campaign (segments rendered once, ledger filled, batches on
 Redis) and follows the workers' progress; without one (embedded mode) this process sends.
@@ -18,7 +19,7 @@ from mailer import samples
 from mailer.cli.app import app, console, environment, err_console, say, warn
 from mailer.cli.output import ProgressBar, require_finished, segments_table, show_plan
 from mailer.errors import InputError
-from mailer.services import campaigns
+from mailer.services import checklist, drafts, lifecycle, watch
 from mailer.services.demo import (
     DEMO_CERT_NAME,
     DemoStep,
@@ -33,19 +34,19 @@ from mailer.services.env import AppEnv
 from mailer.testing.sns_signer import SnsSigner
 
 
-def _draft(env: AppEnv, issue_file: Path, *, audience: str, transport: str | None) -> campaigns.Draft:
-    draft = campaigns.read_draft(env, issue_file, audience=audience, transport=transport)
+def _draft(env: AppEnv, issue_file: Path, *, audience: str, transport: str | None) -> drafts.Draft:
+    draft = drafts.read_draft(env, issue_file, audience=audience, transport=transport)
     for warning in draft.issue.warnings:
         warn(f"{issue_file}: {warning}")
     return draft
 
 
-def start_watched(env: AppEnv, campaign_id: int) -> campaigns.Progress:
+def start_watched(env: AppEnv, campaign_id: int) -> watch.Progress:
     """Start a created campaign and show a progress bar until it settles (embedded: until sent)."""
     try:
         with ProgressBar() as bar:
-            return campaigns.run_and_watch(
-                env, campaign_id, lambda: campaigns.start_stepwise(env, campaign_id), bar
+            return watch.run_and_watch(
+                env, campaign_id, lambda: lifecycle.start_stepwise(env, campaign_id), bar
             )
     except KeyboardInterrupt:
         if env.distributed:
@@ -83,18 +84,18 @@ def send_command(
     scheduled_at = parse_at(at, env.now()) if at is not None else None
     draft = _draft(env, issue_file, audience="all" if all_sections else "subscribers", transport=transport)
     if dry_run:
-        plan = campaigns.plan(env, draft)
+        plan = checklist.plan(env, draft)
         show_plan(plan)
         say(f"dry run: {plan.recipients} recipients, {len(plan.segments)} segments; nothing sent")
         return
     if test_to is not None:
-        sent = campaigns.send_test(env, draft, test_to)
+        sent = drafts.send_test(env, draft, test_to)
         for segment, address in sent:
-            say(f"test message for segment {campaigns.segment_label(segment)} -> {address}")
+            say(f"test message for segment {drafts.segment_label(segment)} -> {address}")
         say(f"{len(sent)} test messages through {draft.transport}; no campaign, no ledger rows")
         return
     with env.transaction() as session:
-        campaign = campaigns.create(session, draft, now=env.now(), scheduled_at=scheduled_at)
+        campaign = lifecycle.create(session, draft, now=env.now(), scheduled_at=scheduled_at)
     if scheduled_at is not None:
         say(
             f"campaign {campaign.id} scheduled for {scheduled_at:%Y-%m-%d %H:%M} UTC: {draft.issue.title}; "

@@ -1,4 +1,4 @@
-"""What the admin API and the dashboard do with campaigns, over mailer.services.campaigns: upload an issue
+"""What the admin API and the dashboard do with campaigns, over the campaign services: upload an issue
 as a draft, preview one segment, the pre-send checklist, a start that refuses a failing checklist unless
 overridden, and a live progress view cheap enough to poll every second during a send.
 
@@ -29,9 +29,11 @@ from mailer.rendering.render import render_segments
 from mailer.sending import queries
 from mailer.sending.models import segment_key
 from mailer.sending.states import CampaignStatus
-from mailer.services import campaigns
-from mailer.services.campaigns import CampaignInfo, Check, Plan, segment_label
+from mailer.services import drafts, lifecycle, watch
+from mailer.services.checklist import Check, Plan, plan_campaign
+from mailer.services.drafts import segment_label
 from mailer.services.env import AppEnv
+from mailer.services.listing import CampaignInfo
 from subscribers import store as subscriber_store
 from subscribers import suppression
 
@@ -100,10 +102,10 @@ def upload(
     name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
     source = "".join(c for c in name if c.isprintable())[:200] or "upload.md"  # it is shown and logged
     try:
-        draft = campaigns.parse_draft(env, markdown, source, audience=audience, transport=transport)
+        draft = drafts.parse_draft(env, markdown, source, audience=audience, transport=transport)
     except ConfigurationError as exc:  # a transport this installation refuses: the caller's choice
         raise InputError(str(exc)) from None
-    info = campaigns.create(session, draft, now=env.now())
+    info = lifecycle.create(session, draft, now=env.now())
     log.info("campaign %d created from an upload of %s", info.id, source, extra={"campaign_id": info.id})
     return Upload(info, draft.issue.warnings)
 
@@ -116,7 +118,7 @@ def checklist(env: AppEnv, campaign_id: int) -> Plan:
     hit = cache.get(campaign_id)
     if hit is not None and time.monotonic() - hit[0] < PLAN_CACHE_SECONDS:
         return hit[1]
-    found = campaigns.plan_campaign(env, campaign_id)
+    found = plan_campaign(env, campaign_id)
     if len(cache) > 100:
         cache.clear()
     cache[campaign_id] = (time.monotonic(), found)
@@ -137,7 +139,7 @@ def start_checked(env: AppEnv, campaign_id: int, *, override: bool = False) -> P
     if failing and not override:
         raise ChecklistFailed(campaign_id, failing)
     with env.sessions() as session:
-        status = campaigns.progress(session, campaign_id, now=env.now(), exact=False).status
+        status = watch.progress(session, campaign_id, now=env.now(), exact=False).status
     if status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
         raise ConflictError(
             f"campaign {campaign_id} is {status}; only a draft or scheduled campaign can start"
@@ -164,14 +166,14 @@ def start_checked(env: AppEnv, campaign_id: int, *, override: bool = False) -> P
 
 def _start_here(env: AppEnv, campaign_id: int, starting: set[int]) -> None:
     try:
-        _send_here(env, campaign_id, lambda: campaigns.start_stepwise(env, campaign_id))
+        _send_here(env, campaign_id, lambda: lifecycle.start_stepwise(env, campaign_id))
     finally:
         starting.discard(campaign_id)
 
 
 def _send_here(env: AppEnv, campaign_id: int, work: Callable[[], object]) -> None:
     try:
-        campaigns.run_and_watch(env, campaign_id, work, _ignore)
+        watch.run_and_watch(env, campaign_id, work, _ignore)
     except ConflictError as exc:  # another process started it first: only one claim can win
         log.warning("campaign %d: %s", campaign_id, exc)
     except Exception:  # run_and_watch paused it with the cause; the dashboard shows the reason
@@ -182,26 +184,21 @@ def resume_stepwise(env: AppEnv, campaign_id: int) -> None:
     """Resume a paused campaign: its status changes now (or ConflictError); the queued rows go back to
     the workers, or (embedded) a thread of this process sends them."""
     with env.transaction() as session:
-        resumption = campaigns.resume(session, env, campaign_id)
+        resumption = lifecycle.resume(session, env, campaign_id)
     if env.distributed:
-        campaigns.continue_stepwise(env, resumption)
+        lifecycle.continue_stepwise(env, resumption)
     else:
         threading.Thread(
             target=_send_here,
-            args=(env, campaign_id, lambda: campaigns.continue_stepwise(env, resumption)),
+            args=(env, campaign_id, lambda: lifecycle.continue_stepwise(env, resumption)),
             name=f"resume-{campaign_id}",
             daemon=True,
         ).start()
 
 
-def stored_draft(env: AppEnv, campaign_id: int) -> campaigns.Draft:
+def stored_draft(env: AppEnv, campaign_id: int) -> drafts.Draft:
     """The campaign's issue, parsed from its stored Markdown (test sends use it)."""
-    with env.sessions() as session:
-        campaign = queries.get_campaign(session, campaign_id)
-        return campaigns.parse_draft(
-            env, campaign.issue_markdown, campaign.issue_source,
-            audience=campaign.audience, transport=campaign.transport,
-        )  # fmt: skip
+    return drafts.campaign_draft(env, campaign_id)
 
 
 def _ignore(_state: object) -> None:
@@ -257,7 +254,7 @@ class SegmentProgress:
 
 @dataclass(frozen=True)
 class LiveProgress:
-    progress: campaigns.Progress  # counters from the campaign row; rate from this process's samples
+    progress: watch.Progress  # counters from the campaign row; rate from this process's samples
     segments: tuple[SegmentProgress, ...]
     segments_as_of: datetime | None
 
@@ -325,7 +322,7 @@ def _refresh_segments(env: AppEnv, campaign_id: int, tracker: _Tracker) -> None:
 def live_progress(session: Session, env: AppEnv, campaign_id: int) -> LiveProgress:
     """The progress bar's data: one read of the campaign row, the rate from samples of its counter, and
     per-segment counts no older than a few seconds (counted in the background while it sends)."""
-    state = campaigns.progress(session, campaign_id, now=env.now(), exact=False)
+    state = watch.progress(session, campaign_id, now=env.now(), exact=False)
     tracker = _tracker(env, campaign_id)
     now = time.monotonic()
     rate = _rate(tracker, state.sent, now) if state.status == CampaignStatus.SENDING else 0.0

@@ -19,7 +19,7 @@ from support.population import populate
 
 from mailer import samples
 from mailer.sending.models import Campaign, Delivery, SegmentRendering
-from mailer.services import campaigns
+from mailer.services import drafts, lifecycle, upkeep
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 from subscribers.db import make_session_factory, open_database
@@ -38,12 +38,12 @@ class Scheduled:
         self.enqueued: list[int] = []
         self.lock = threading.Lock()
         self.env = AppEnv.from_settings(self.settings, clock=self.clock, enqueue=self.enqueue)
-        self.draft = campaigns.read_draft(self.env, REFERENCE_ISSUE)
+        self.draft = drafts.read_draft(self.env, REFERENCE_ISSUE)
         self.issue = self.draft.issue
 
     def schedule(self, at: datetime) -> int:
         with self.env.transaction() as session:
-            return campaigns.create(session, self.draft, now=self.clock(), scheduled_at=at).id
+            return lifecycle.create(session, self.draft, now=self.clock(), scheduled_at=at).id
 
     def enqueue(self, _cid: int, ids) -> None:  # type: ignore[no-untyped-def]
         with self.lock:
@@ -51,7 +51,7 @@ class Scheduled:
 
     def start_due(self, now: datetime) -> list[int]:
         self.clock.now = now
-        return campaigns.start_due_stepwise(self.env)
+        return upkeep.start_due_stepwise(self.env)
 
     def campaign(self, campaign_id: int) -> Campaign:
         with self.env.sessions() as session:
@@ -112,7 +112,7 @@ def test_a_campaign_cancelled_before_it_is_due_never_starts(tmp_path, database_u
     now = run.clock()
     campaign_id = run.schedule(now + timedelta(minutes=5))
     with run.env.transaction() as session:
-        assert campaigns.cancel(session, campaign_id) == 0
+        assert lifecycle.cancel(session, campaign_id) == 0
     assert run.start_due(now + timedelta(minutes=10)) == []
     assert run.campaign(campaign_id).status == "cancelled"
     assert run.count(Delivery, campaign_id) == 0 and run.enqueued == []
@@ -124,9 +124,9 @@ def test_a_scheduled_campaign_paused_then_resumed_waits_for_its_time_again(tmp_p
     now = run.clock()
     campaign_id = run.schedule(now + timedelta(minutes=5))
     with run.env.transaction() as session:
-        campaigns.pause(session, campaign_id)
+        lifecycle.pause(session, campaign_id)
     assert run.start_due(now + timedelta(minutes=10)) == [], "a paused campaign does not start"
-    assert campaigns.resume_stepwise(run.env, campaign_id) == 0
+    assert lifecycle.resume_stepwise(run.env, campaign_id) == 0
     assert run.campaign(campaign_id).status == "scheduled" and run.enqueued == []
     assert run.start_due(now + timedelta(minutes=10)) == [campaign_id]
     assert run.count(Delivery, campaign_id) == len(population.expected)

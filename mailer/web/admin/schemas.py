@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from mailer.sending.states import DeliveryStatus
 from mailer.services.campaign_desk import LiveProgress
-from mailer.services.campaigns import CampaignInfo, Plan
+from mailer.services.checklist import Plan
+from mailer.services.listing import CampaignInfo
 from mailer.services.subscribers import SubscriberRow, SuppressionRow
 
 
