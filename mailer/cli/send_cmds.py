@@ -7,7 +7,7 @@ Redis) and follows the workers' progress; without one (embedded mode) this proce
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -81,7 +81,8 @@ def send_command(
     if at is not None and (dry_run or test_to is not None):
         raise InputError("--at schedules a campaign; it cannot be combined with --dry-run or --test-to")
     env = environment()
-    scheduled_at = parse_at(at, env.now()) if at is not None else None
+    # the one rule of schedule times, asked before the issue is read
+    scheduled_at = lifecycle.schedule_time(at, now=env.now()) if at is not None else None
     draft = _draft(env, issue_file, audience="all" if all_sections else "subscribers", transport=transport)
     if dry_run:
         plan = checklist.plan(env, draft)
@@ -105,25 +106,6 @@ def send_command(
     how = f"transport {draft.transport}, audience {draft.audience}"
     say(f"campaign {campaign.id}: {draft.issue.title} ({how})")
     require_finished(start_watched(env, campaign.id))
-
-
-def parse_at(text: str, now: datetime) -> datetime:
-    """``--at``: an ISO time with a UTC offset, in the future; returned in UTC."""
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InputError(f"--at {text!r} is not an ISO time such as 2026-12-01T09:00+08:00") from None
-    if moment.tzinfo is None:
-        raise InputError(f"--at {text!r} has no UTC offset; add one, e.g. {text.strip()}+08:00")
-    if moment <= now:
-        raise InputError(f"--at {text} is in the past")
-    try:
-        utc = moment.astimezone(UTC)
-    except OverflowError:  # the year 9999 with an eastern offset, say
-        raise InputError(f"--at {text} is beyond the calendar") from None
-    if utc - now > timedelta(days=366):
-        raise InputError(f"--at {text} is more than a year ahead; schedule it nearer the time")
-    return utc
 
 
 @app.command("demo")

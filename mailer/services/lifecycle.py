@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -46,10 +46,14 @@ __all__ = [
     "resume_stepwise",
     "retry_failed",
     "schedule",
+    "schedule_time",
     "send_batch_stepwise",
     "start_scheduled_stepwise",
     "start_stepwise",
 ]
+
+MAX_SCHEDULE_AHEAD = timedelta(days=366)
+EXAMPLE_TIME = "2026-12-01T09:00+08:00"
 
 
 def _conflict(campaign_id: int, status: str, action: CampaignAction) -> ConflictError:
@@ -89,13 +93,36 @@ def create(
     return CampaignInfo.of(campaign)
 
 
-def schedule(session: Session, campaign_id: int, at: datetime, *, now: datetime) -> CampaignInfo:
+def schedule_time(at: datetime | str, *, now: datetime) -> datetime:
+    """When a campaign may be scheduled, whoever asks (``send --at``, the API, a service): a time with a
+    UTC offset (text is read as ISO 8601), after ``now`` and at most a year ahead. Returns it in UTC, or
+    raises InputError saying which bound it breaks."""
+    shown = at.strip() if isinstance(at, str) else at.isoformat()
+    if isinstance(at, str):
+        try:
+            at = datetime.fromisoformat(shown)
+        except ValueError:
+            raise InputError(
+                f"the schedule time {shown!r} is not an ISO time such as {EXAMPLE_TIME}"
+            ) from None
     if at.tzinfo is None:
-        raise InputError("a schedule time needs a UTC offset")
+        raise InputError(f"the schedule time {shown} has no UTC offset; add one, e.g. {shown}+08:00")
     if at <= now:
-        raise InputError(f"{at.isoformat()} is in the past")
+        raise InputError(f"the schedule time {shown} is in the past")
+    try:
+        utc = at.astimezone(UTC)
+    except OverflowError:  # the year 9999 with an eastern offset, say
+        raise InputError(f"the schedule time {shown} is beyond the calendar") from None
+    if utc - now > MAX_SCHEDULE_AHEAD:
+        raise InputError(f"the schedule time {shown} is more than a year ahead; schedule it nearer the time")
+    return utc
+
+
+def schedule(session: Session, campaign_id: int, at: datetime, *, now: datetime) -> CampaignInfo:
+    """A draft campaign scheduled to start at ``at`` (``schedule_time``'s bounds; stored in UTC)."""
+    when = schedule_time(at, now=now)
     return _transition(
-        session, campaign_id, CampaignAction.SCHEDULE, CampaignStatus.SCHEDULED, scheduled_at=at
+        session, campaign_id, CampaignAction.SCHEDULE, CampaignStatus.SCHEDULED, scheduled_at=when
     )
 
 

@@ -181,6 +181,9 @@ def test_a_failing_checklist_needs_an_override(api):
 
 def test_schedule_pause_resume_and_cancel(api):
     campaign = _upload(api)["campaign"]["id"]
+    far = (datetime.now(UTC) + timedelta(days=5 * 365)).isoformat()
+    refused = api.post(f"/api/campaigns/{campaign}/schedule", json={"at": far})
+    assert refused.status_code == 400 and "more than a year ahead" in refused.json()["detail"], refused.text
     at = (datetime.now(UTC) + timedelta(days=2)).isoformat()
     assert api.post(f"/api/campaigns/{campaign}/schedule", json={"at": at}).json()["status"] == "scheduled"
     assert api.post(f"/api/campaigns/{campaign}/pause").json()["status"] == "paused"

@@ -18,6 +18,7 @@ from support.paths import REFERENCE_ISSUE
 from support.population import populate
 
 from mailer import samples
+from mailer.errors import InputError
 from mailer.sending.models import Campaign, Delivery, SegmentRendering
 from mailer.services import drafts, lifecycle, upkeep
 from mailer.services.env import AppEnv
@@ -130,6 +131,23 @@ def test_a_scheduled_campaign_paused_then_resumed_waits_for_its_time_again(tmp_p
     assert run.campaign(campaign_id).status == "scheduled" and run.enqueued == []
     assert run.start_due(now + timedelta(minutes=10)) == [campaign_id]
     assert run.count(Delivery, campaign_id) == len(population.expected)
+
+
+def test_a_schedule_time_is_refused_alike_whoever_asks(tmp_path, database_url):
+    """``send --at`` and the API's schedule call one rule: in the past, without a UTC offset or more than
+    a year ahead is an input error, and the campaign stays a draft."""
+    run = Scheduled(tmp_path, database_url)
+    now = run.clock()
+    with run.env.transaction() as session:
+        campaign_id = lifecycle.create(session, run.draft, now=now).id
+    for at, problem in (
+        (now - timedelta(minutes=1), "is in the past"),
+        ((now + timedelta(days=1)).replace(tzinfo=None), "has no UTC offset"),
+        (now + timedelta(days=5 * 365), "is more than a year ahead"),
+    ):
+        with pytest.raises(InputError, match=problem), run.env.transaction() as session:
+            lifecycle.schedule(session, campaign_id, at, now=now)
+    assert run.campaign(campaign_id).status == "draft"
 
 
 def _newsletter(cwd: Path, *args: str) -> subprocess.Popen[str]:
