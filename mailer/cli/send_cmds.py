@@ -7,7 +7,7 @@ Redis) and follows the workers' progress; without one (embedded mode) this proce
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -18,8 +18,8 @@ from rich.table import Table
 from mailer import samples
 from mailer.cli.app import app, console, environment, err_console, say, warn
 from mailer.cli.output import ProgressBar, require_finished, segments_table, show_plan
-from mailer.errors import InputError
-from mailer.services import checklist, drafts, lifecycle, watch
+from mailer.errors import ConflictError, InputError
+from mailer.services import checklist, drafts, lifecycle, listing, watch
 from mailer.services.demo import (
     DEMO_CERT_NAME,
     DemoStep,
@@ -74,12 +74,16 @@ def send_command(
         str | None,
         typer.Option("--at", help="Schedule for this ISO time with offset, e.g. 2026-12-01T09:00+08:00"),
     ] = None,
+    override: Annotated[
+        bool,
+        typer.Option("--override", help="Send (or schedule) although a pre-send check fails; logged"),
+    ] = False,
 ) -> None:
     """Send an issue to the subscribers: render once per segment, then deliver through the workers."""
     if topics_from_subscribers and all_sections:
         raise InputError("use either --topics-from-subscribers or --all, not both")
-    if at is not None and (dry_run or test_to is not None):
-        raise InputError("--at schedules a campaign; it cannot be combined with --dry-run or --test-to")
+    if (at is not None or override) and (dry_run or test_to is not None):
+        raise InputError("--at and --override are for a campaign; neither goes with --dry-run or --test-to")
     env = environment()
     # the one rule of schedule times, asked before the issue is read
     scheduled_at = lifecycle.schedule_time(at, now=env.now()) if at is not None else None
@@ -88,6 +92,8 @@ def send_command(
         plan = checklist.plan(env, draft)
         show_plan(plan)
         say(f"dry run: {plan.recipients} recipients, {len(plan.segments)} segments; nothing sent")
+        if not plan.ready:
+            say("a check fails: send refuses this issue unless given --override")
         return
     if test_to is not None:
         sent = drafts.send_test(env, draft, test_to)
@@ -95,8 +101,7 @@ def send_command(
             say(f"test message for segment {drafts.segment_label(segment)} -> {address}")
         say(f"{len(sent)} test messages through {draft.transport}; no campaign, no ledger rows")
         return
-    with env.transaction() as session:
-        campaign = lifecycle.create(session, draft, now=env.now(), scheduled_at=scheduled_at)
+    campaign = _store_checked(env, draft, scheduled_at, override=override)
     if scheduled_at is not None:
         say(
             f"campaign {campaign.id} scheduled for {scheduled_at:%Y-%m-%d %H:%M} UTC: {draft.issue.title}; "
@@ -106,6 +111,22 @@ def send_command(
     how = f"transport {draft.transport}, audience {draft.audience}"
     say(f"campaign {campaign.id}: {draft.issue.title} ({how})")
     require_finished(start_watched(env, campaign.id))
+
+
+def _store_checked(
+    env: AppEnv, draft: drafts.Draft, scheduled_at: datetime | None, *, override: bool
+) -> listing.CampaignInfo:
+    """The campaign, stored once the rules of a start (or a schedule) allow it, as the API's would be; a
+    refusal stores nothing."""
+    try:
+        with env.transaction() as session:
+            campaign = lifecycle.create(session, draft, now=env.now())
+            if scheduled_at is None:
+                lifecycle.check_start(session, env, campaign.id, override=override)
+                return campaign
+            return lifecycle.schedule(session, env, campaign.id, scheduled_at, override=override)
+    except checklist.ChecklistFailed as refused:
+        raise ConflictError(f"{refused}; nothing sent (--override sends it anyway)") from None
 
 
 @app.command("demo")

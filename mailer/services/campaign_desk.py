@@ -1,6 +1,7 @@
 """What the admin API and the dashboard do with campaigns, over the campaign services: upload an issue
-as a draft, preview one segment, the pre-send checklist, a start that refuses a failing checklist unless
-overridden, and a live progress view cheap enough to poll every second during a send.
+as a draft, preview one segment, the pre-send checklist (cached for the pages), a start in the background
+once ``lifecycle.check_start`` allows it, and a live progress view cheap enough to poll every second
+during a send.
 
 Progress during a send: the campaign row's counters (kept by the senders) give the counts; the rate comes
 from samples of those counters this process took, not from a scan of the ledger; the per-segment
@@ -30,7 +31,7 @@ from mailer.sending import queries
 from mailer.sending.models import segment_key
 from mailer.sending.states import CampaignStatus
 from mailer.services import drafts, lifecycle, watch
-from mailer.services.checklist import Check, Plan, plan_campaign
+from mailer.services.checklist import Plan, plan_campaign
 from mailer.services.drafts import segment_label
 from mailer.services.env import AppEnv
 from mailer.services.listing import CampaignInfo
@@ -38,7 +39,6 @@ from subscribers import store as subscriber_store
 from subscribers import suppression
 
 __all__ = [
-    "ChecklistFailed",
     "Series",
     "activity",
     "campaign_sends",
@@ -68,17 +68,6 @@ PLAN_CACHE_SECONDS = 30.0
 class Upload:
     campaign: CampaignInfo
     warnings: tuple[str, ...]
-
-
-class ChecklistFailed(ConflictError):
-    """A start refused because an item of the pre-send checklist fails (and no override was given)."""
-
-    def __init__(self, campaign_id: int, failing: tuple[Check, ...]) -> None:
-        names = "; ".join(check.name for check in failing)
-        super().__init__(
-            f"campaign {campaign_id}: the pre-send checklist fails ({names}); start with override"
-        )
-        self.failing = failing
 
 
 def upload(
@@ -119,36 +108,24 @@ def checklist(env: AppEnv, campaign_id: int) -> Plan:
     if hit is not None and time.monotonic() - hit[0] < PLAN_CACHE_SECONDS:
         return hit[1]
     found = plan_campaign(env, campaign_id)
-    if len(cache) > 100:
-        cache.clear()
-    cache[campaign_id] = (time.monotonic(), found)
+    _keep_plan(env, campaign_id, found)
     return found
 
 
-def _forget_plan(env: AppEnv, campaign_id: int) -> None:
-    plans: dict[int, tuple[float, Plan]] = env.shared("desk.plans", dict)
-    plans.pop(campaign_id, None)
+def _keep_plan(env: AppEnv, campaign_id: int, plan: Plan) -> None:
+    cache: dict[int, tuple[float, Plan]] = env.shared("desk.plans", dict)
+    if len(cache) > 100:
+        cache.clear()
+    cache[campaign_id] = (time.monotonic(), plan)
 
 
 def start_checked(env: AppEnv, campaign_id: int, *, override: bool = False) -> Plan:
-    """Start a draft or scheduled campaign once its checklist passes (or ``override``): with workers, a
-    Celery task fills the ledger; embedded, a thread of this process sends. Returns the checklist used."""
-    _forget_plan(env, campaign_id)  # the audience may have changed since the page was shown
-    plan = checklist(env, campaign_id)
-    failing = tuple(check for check in plan.checks if not check.ok)
-    if failing and not override:
-        raise ChecklistFailed(campaign_id, failing)
-    with env.sessions() as session:
-        status = watch.progress(session, campaign_id, now=env.now(), exact=False).status
-    if status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
-        raise ConflictError(
-            f"campaign {campaign_id} is {status}; only a draft or scheduled campaign can start"
-        )
-    if failing:
-        log.warning(
-            "campaign %d started with a failing checklist: %s",
-            campaign_id, "; ".join(c.name for c in failing), extra={"campaign_id": campaign_id},
-        )  # fmt: skip
+    """Start a draft or scheduled campaign once ``lifecycle.check_start`` allows it (its status, and its
+    checklist passing or overridden): with workers, a Celery task fills the ledger; embedded, a thread of
+    this process sends. Returns the checklist used (and keeps it for the pages that show it)."""
+    with env.sessions() as session:  # checked afresh: the audience may have changed since the page was shown
+        plan = lifecycle.check_start(session, env, campaign_id, override=override)
+    _keep_plan(env, campaign_id, plan)
     starting: set[int] = env.shared("desk.starting", set)
     with _STARTING:  # two clicks at once in this process: the second is told, not queued behind
         if campaign_id in starting:

@@ -2,14 +2,21 @@
 their sizes) and the checks every start must pass: no parse warnings, every segment has content, every
 HTML part under Gmail's clipping size, every link absolute, unsubscribe and preference links in every part,
 a sender identity, a non-empty audience.
+
+``require_ready`` is the rule every front end meets (through ``lifecycle.check_start`` and
+``lifecycle.schedule``): a failing item refuses the start unless overridden, and an override is logged.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
+from mailer.errors import ConflictError
 from mailer.rendering import placeholders
 from mailer.rendering.issue import Issue
 from mailer.rendering.render import Rendering, render_segments
@@ -19,7 +26,19 @@ from mailer.services.env import AppEnv
 from mailer.settings import Settings
 from subscribers.normalise import normalise_address
 
-__all__ = ["GMAIL_CLIP_BYTES", "Check", "Plan", "SegmentInfo", "plan", "plan_campaign"]
+__all__ = [
+    "GMAIL_CLIP_BYTES",
+    "Check",
+    "ChecklistFailed",
+    "Plan",
+    "SegmentInfo",
+    "plan",
+    "plan_campaign",
+    "plan_in",
+    "require_ready",
+]
+
+log = logging.getLogger(__name__)
 
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail hides the rest of a larger HTML part behind "[Message clipped]"
 _HREF_RE = re.compile(r"""href\s*=\s*["']([^"']*)["']""", re.I)
@@ -64,11 +83,51 @@ class Plan:
     def ready(self) -> bool:
         return all(check.ok for check in self.checks)
 
+    @property
+    def failing(self) -> tuple[Check, ...]:
+        return tuple(check for check in self.checks if not check.ok)
+
+
+class ChecklistFailed(ConflictError):
+    """A start or a schedule refused because an item of the pre-send checklist fails (and no override was
+    given). The message names each failing item and its detail, and no front end's way to override."""
+
+    def __init__(self, failing: tuple[Check, ...]) -> None:
+        items = "; ".join(f"{c.name} ({c.detail})" if c.detail else c.name for c in failing)
+        super().__init__(f"the pre-send checklist fails: {items}")
+        self.failing = failing
+
+
+def require_ready(plan: Plan, *, override: bool, campaign_id: int, action: str) -> Plan:
+    """The checklist's rule, the same for the CLI, the API and the dashboard: a plan with a failing item
+    refuses ``action`` (ChecklistFailed) unless ``override``, which is logged with the items it overrode."""
+    failing = plan.failing
+    if failing and not override:
+        raise ChecklistFailed(failing)
+    if failing:
+        names = [check.name for check in failing]
+        log.warning(
+            "campaign %d: the pre-send checklist fails (%s); %s anyway (override)",
+            campaign_id, "; ".join(names), action,
+            extra={"campaign_id": campaign_id, "override": True, "failing": names},
+        )  # fmt: skip
+    return plan
+
 
 def plan(env: AppEnv, draft: Draft) -> Plan:
     """Render each segment the audience falls into once, count its readers, run the checks; send nothing."""
     with env.sessions() as session:
         counts = audience_counts(session, draft.issue, draft.audience)
+    return _plan(env, draft, counts)
+
+
+def plan_in(session: Session, env: AppEnv, draft: Draft) -> Plan:
+    """``plan``, counting the audience in the caller's session (a start or a schedule checks in the
+    transaction that changes the campaign)."""
+    return _plan(env, draft, audience_counts(session, draft.issue, draft.audience))
+
+
+def _plan(env: AppEnv, draft: Draft, counts: Mapping[frozenset[str], int]) -> Plan:
     wanted = list(counts) or [draft.issue.topics]
     renderings = render_segments(draft.issue, wanted, env.brand, registry=env.registry)
     segments = tuple(

@@ -28,6 +28,8 @@ from mailer.sending.states import (
     campaign_sources,
     campaign_targets,
 )
+from mailer.services import checklist
+from mailer.services.checklist import Plan
 from mailer.services.drafts import Draft, audience_counts, stored_draft
 from mailer.services.env import AppEnv
 from mailer.services.listing import CampaignInfo
@@ -36,6 +38,7 @@ __all__ = [
     "Resumption",
     "Retry",
     "cancel",
+    "check_start",
     "continue_retry_stepwise",
     "continue_stepwise",
     "create",
@@ -72,11 +75,9 @@ def _transition(
     return CampaignInfo.of(campaign)
 
 
-def create(
-    session: Session, draft: Draft, *, now: datetime, scheduled_at: datetime | None = None
-) -> CampaignInfo:
-    """A draft campaign holding the issue's Markdown; scheduled at once when ``scheduled_at`` is given
-    (segments are rendered when it starts: the audience may change until then)."""
+def create(session: Session, draft: Draft, *, now: datetime) -> CampaignInfo:
+    """A draft campaign holding the issue's Markdown (``schedule`` or ``check_start`` then ``start_stepwise``
+    send it; segments are rendered when it starts: the audience may change until then)."""
     campaign = queries.insert_campaign(
         session,
         source=draft.issue.source,
@@ -88,8 +89,6 @@ def create(
         scheduled_at=None,
         now=now,
     )
-    if scheduled_at is not None:
-        return schedule(session, campaign.id, scheduled_at, now=now)
     return CampaignInfo.of(campaign)
 
 
@@ -118,19 +117,41 @@ def schedule_time(at: datetime | str, *, now: datetime) -> datetime:
     return utc
 
 
-def schedule(session: Session, campaign_id: int, at: datetime, *, now: datetime) -> CampaignInfo:
-    """A draft campaign scheduled to start at ``at`` (``schedule_time``'s bounds; stored in UTC)."""
-    when = schedule_time(at, now=now)
+def schedule(
+    session: Session, env: AppEnv, campaign_id: int, at: datetime | str, *, override: bool = False
+) -> CampaignInfo:
+    """A draft campaign scheduled to start at ``at`` (``schedule_time``'s bounds; stored in UTC), once its
+    pre-send checklist passes or is overridden: it is checked now, while someone can override it, and not
+    again when it falls due (``upkeep.start_due_stepwise``)."""
+    when = schedule_time(at, now=env.now())
+    _approve(session, env, campaign_id, CampaignAction.SCHEDULE, override=override)
     return _transition(
         session, campaign_id, CampaignAction.SCHEDULE, CampaignStatus.SCHEDULED, scheduled_at=when
     )
+
+
+def check_start(session: Session, env: AppEnv, campaign_id: int, *, override: bool = False) -> Plan:
+    """Whether a campaign may start now, the same for every front end: its status must allow a start
+    (ConflictError) and its pre-send checklist must pass, or be overridden, which is logged
+    (``checklist.require_ready``). Returns the checklist; ``start_stepwise`` (or a task) then starts it."""
+    return _approve(session, env, campaign_id, CampaignAction.START, override=override)
+
+
+def _approve(
+    session: Session, env: AppEnv, campaign_id: int, action: CampaignAction, *, override: bool
+) -> Plan:
+    campaign = queries.get_campaign(session, campaign_id)
+    if not campaign_targets(action, campaign.status):
+        raise _conflict(campaign_id, campaign.status, action)
+    found = checklist.plan_in(session, env, stored_draft(env, campaign))
+    return checklist.require_ready(found, override=override, campaign_id=campaign_id, action=action)
 
 
 def start_stepwise(env: AppEnv, campaign_id: int) -> int:
     """Start a draft or scheduled campaign: claim it (one conditional UPDATE: two starters never both
     start it), render each segment once from the stored Markdown, stream the audience into the ledger a
     committed chunk at a time and enqueue the batches (embedded mode: send them here). Returns the rows
-    queued."""
+    queued. The front ends ask ``check_start`` first; the start itself does not judge the content."""
     return _start_stepwise(env, campaign_id, only_from=None)
 
 

@@ -177,9 +177,20 @@ def test_a_failing_checklist_needs_an_override(api):
     forced = api.post(f"/api/campaigns/{campaign}/start", json={"override": True})
     assert forced.status_code == 202
     assert forced.json()["ready"] is False
+    # a schedule meets the same rule, and the same override
+    later = _upload(api, TYPO_ISSUE)["campaign"]["id"]
+    at = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    refused = api.post(f"/api/campaigns/{later}/schedule", json={"at": at})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"].startswith(
+        "the pre-send checklist fails: the issue parses without warnings"
+    )
+    assert api.get(f"/api/campaigns/{later}").json()["status"] == "draft"
+    scheduled = api.post(f"/api/campaigns/{later}/schedule", json={"at": at, "override": True})
+    assert scheduled.status_code == 200 and scheduled.json()["status"] == "scheduled", scheduled.text
 
 
-def test_schedule_pause_resume_and_cancel(api):
+def test_schedule_pause_resume_and_cancel(api, readers):
     campaign = _upload(api)["campaign"]["id"]
     far = (datetime.now(UTC) + timedelta(days=5 * 365)).isoformat()
     refused = api.post(f"/api/campaigns/{campaign}/schedule", json={"at": far})

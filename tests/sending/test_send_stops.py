@@ -140,6 +140,7 @@ def test_send_exits_non_zero_when_the_campaign_ends_paused(tmp_path, smtp_sink):
             "NEWSLETTER_SMTP_PORT": str(smtp_sink.port),
             "NEWSLETTER_SECRET_KEY": "a key of this deployment",
             "NEWSLETTER_MAX_CONSECUTIVE_FAILURES": "5",
+            "NEWSLETTER_SENDER_ADDRESS": "news@example.org",
             "COLUMNS": "200",
         }
     )

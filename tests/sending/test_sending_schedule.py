@@ -34,7 +34,9 @@ class Scheduled:
 
     def __init__(self, tmp_path: Path, url: str) -> None:
         self.url = url
-        self.settings = Settings(data_dir=tmp_path, database_url=url, secret_key="k")  # type: ignore[call-arg]
+        self.settings = Settings(  # type: ignore[call-arg]
+            data_dir=tmp_path, database_url=url, secret_key="k", sender_address="news@example.org"
+        )
         self.clock = Clock()
         self.enqueued: list[int] = []
         self.lock = threading.Lock()
@@ -42,9 +44,10 @@ class Scheduled:
         self.draft = drafts.read_draft(self.env, REFERENCE_ISSUE)
         self.issue = self.draft.issue
 
-    def schedule(self, at: datetime) -> int:
+    def schedule(self, at: datetime, *, override: bool = False) -> int:
         with self.env.transaction() as session:
-            return lifecycle.create(session, self.draft, now=self.clock(), scheduled_at=at).id
+            campaign_id = lifecycle.create(session, self.draft, now=self.clock()).id
+            return lifecycle.schedule(session, self.env, campaign_id, at, override=override).id
 
     def enqueue(self, _cid: int, ids) -> None:  # type: ignore[no-untyped-def]
         with self.lock:
@@ -146,13 +149,13 @@ def test_a_schedule_time_is_refused_alike_whoever_asks(tmp_path, database_url):
         (now + timedelta(days=5 * 365), "is more than a year ahead"),
     ):
         with pytest.raises(InputError, match=problem), run.env.transaction() as session:
-            lifecycle.schedule(session, campaign_id, at, now=now)
+            lifecycle.schedule(session, run.env, campaign_id, at)
     assert run.campaign(campaign_id).status == "draft"
 
 
 def _newsletter(cwd: Path, *args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env["COLUMNS"] = "200"
+    env |= {"COLUMNS": "200", "NEWSLETTER_SENDER_ADDRESS": "news@example.org"}
     command = [sys.executable, "-c", "from mailer.cli import main; main()", *args]
     return subprocess.Popen(
         command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

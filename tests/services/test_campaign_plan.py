@@ -3,11 +3,16 @@ and the pre-send checks, each of which fails when it should."""
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
+
+import pytest
 from support.clock import Clock
 from support.paths import REFERENCE_ISSUE, TYPO_ISSUE
 from support.population import populate
 
-from mailer.services import checklist, drafts
+from mailer.errors import error_kind
+from mailer.services import checklist, drafts, lifecycle
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 
@@ -54,3 +59,26 @@ def test_each_check_fails_when_it_should(tmp_path, database_url):
         checks["every link is absolute http(s)"] and checks["unsubscribe and preference links in every part"]
     )
     assert not plan.ready
+
+
+def test_a_failing_checklist_refuses_a_start_and_a_schedule_unless_overridden(tmp_path, database_url, caplog):
+    env = _env(tmp_path, database_url)  # the default sender address, nobody subscribed: two checks fail
+    with env.transaction() as session:
+        campaign_id = lifecycle.create(session, drafts.read_draft(env, REFERENCE_ISSUE), now=env.now()).id
+    later = env.now() + timedelta(days=1)
+    for attempt in (
+        lambda session: lifecycle.check_start(session, env, campaign_id),
+        lambda session: lifecycle.schedule(session, env, campaign_id, later),
+    ):
+        with pytest.raises(checklist.ChecklistFailed) as refused, env.transaction() as session:
+            attempt(session)
+        kind = error_kind(refused.value)
+        assert kind is not None and (kind.exit_code, kind.http_status) == (4, 409)
+        assert [check.name for check in refused.value.failing] == [
+            "the sender identity is set", "the audience is not empty"
+        ]  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="mailer.services.checklist"), env.transaction() as session:
+        info = lifecycle.schedule(session, env, campaign_id, later, override=True)
+    assert info.status == "scheduled"
+    (logged,) = [r for r in caplog.records if getattr(r, "override", False)]
+    assert logged.campaign_id == campaign_id and "the audience is not empty" in logged.getMessage()  # type: ignore[attr-defined]

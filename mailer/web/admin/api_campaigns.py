@@ -102,11 +102,16 @@ def test_send(
     )
 
 
-@router.post("/{campaign_id}/schedule", summary="Start it at a given time")
+@router.post(
+    "/{campaign_id}/schedule",
+    responses={409: {"description": "The checklist fails (no override), or not a draft"}},
+    summary="Start it at a given time (within a year), once the pre-send checklist passes (or with override)",
+)
 def schedule(
     campaign_id: CampaignId, body: schemas.ScheduleRequest, admin: ApiAdmin, env: Env, session: DbSession
 ) -> schemas.Campaign:
-    return schemas.Campaign.of(lifecycle.schedule(session, campaign_id, body.at, now=env.now()))
+    info = lifecycle.schedule(session, env, campaign_id, body.at, override=body.override)
+    return schemas.Campaign.of(info)
 
 
 @router.post(

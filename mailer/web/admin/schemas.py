@@ -106,7 +106,8 @@ class StartRequest(Request):
 
 
 class ScheduleRequest(Request):
-    at: datetime = Field(description="When to start, with a UTC offset (ISO 8601)")
+    at: datetime = Field(description="When to start, with a UTC offset (ISO 8601), at most a year ahead")
+    override: StrictBool = Field(False, description="Schedule although an item of the checklist fails")
 
 
 class TestSendRequest(Request):
