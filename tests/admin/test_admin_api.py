@@ -244,6 +244,15 @@ def test_subscribers_search_edit_import_and_export(live_web, api, readers):
     ).json()  # fmt: skip
     assert (report["added"], report["rejected"], report["rows"]) == (2, 1, 3)
     assert report["rejects"][0]["line"] == 3 and report["rejects"][0]["reason"]
+    refused = api.post(
+        "/api/subscribers/import", content=upload.encode(), headers={"content-type": "text/csv"},
+        params={"status": "bounced"},
+    )  # fmt: skip
+    assert refused.status_code == 400, refused.text
+    assert (
+        refused.json()["detail"]
+        == "an import gives new subscribers the status active or pending, not 'bounced'"
+    )  # the CLI's words too
     exported = api.get("/api/subscribers/export")
     assert exported.headers["content-type"].startswith("text/csv")
     rows = {r["email"]: r for r in csv.DictReader(io.StringIO(exported.text))}
