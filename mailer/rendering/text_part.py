@@ -77,6 +77,25 @@ class _Writer:
         for line in text.split("\n"):
             self.lines.append((self._prefix() + line).rstrip())
 
+    def open_list(self, tight: bool, first_ordinal: int) -> None:
+        """A list begins: ``first_ordinal`` 0 for a bullet list, else the number of its first item."""
+        self.blank()
+        self.tight.append(tight)
+        self.ordinals.append(first_ordinal)
+
+    def close_list(self) -> None:
+        self.tight.pop()
+        self.ordinals.pop()
+
+    def open_item(self) -> None:
+        if not self.tight[-1]:
+            self.blank()
+        ordinal = self.ordinals[-1]
+        marker = f"{ordinal}. " if ordinal else "- "
+        if ordinal:
+            self.ordinals[-1] += 1
+        self.containers.append(_Container(marker, " " * len(marker)))
+
 
 def _inline(children: Sequence[Token], refs: LinkRefs) -> str:
     out: list[str] = []
@@ -125,20 +144,12 @@ def tokens_to_text(tokens: Sequence[Token], refs: LinkRefs) -> str:
         elif kind == "heading_open":
             writer.blank()
         elif kind in ("bullet_list_open", "ordered_list_open"):
-            writer.blank()
-            writer.tight.append(_is_tight(tokens, position))
-            writer.ordinals.append(int(token.attrGet("start") or 1) if kind == "ordered_list_open" else 0)
+            first = int(token.attrGet("start") or 1) if kind == "ordered_list_open" else 0
+            writer.open_list(_is_tight(tokens, position), first)
         elif kind in ("bullet_list_close", "ordered_list_close"):
-            writer.tight.pop()
-            writer.ordinals.pop()
+            writer.close_list()
         elif kind == "list_item_open":
-            if not writer.tight[-1]:
-                writer.blank()
-            ordinal = writer.ordinals[-1]
-            marker = f"{ordinal}. " if ordinal else "- "
-            if ordinal:
-                writer.ordinals[-1] += 1
-            writer.containers.append(_Container(marker, " " * len(marker)))
+            writer.open_item()
         elif kind == "list_item_close":
             writer.containers.pop()
         elif kind == "blockquote_open":
