@@ -25,7 +25,10 @@ log = logging.getLogger(__name__)
 def start_due_stepwise(env: AppEnv) -> list[int]:
     """Start every scheduled campaign whose time has come, rendering from its stored Markdown now.
     Overlapping runs (two beats, cron) are safe: the scheduled -> sending UPDATE lets one of them claim
-    each campaign. One that cannot start keeps its schedule and says why. Returns the ids started."""
+    each campaign. One that cannot start keeps its schedule and says why. Returns the ids started.
+
+    The pre-send checklist is not run again here: ``lifecycle.schedule`` ran it (or logged its override)
+    when the campaign was scheduled, and nobody is there to override it now."""
     with env.sessions() as session:
         due = queries.due_campaign_ids(session, env.now())
     started = []

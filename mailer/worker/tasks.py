@@ -36,7 +36,8 @@ def send_batch(campaign_id: int, delivery_ids: list[int]) -> None:
 
 @app.task(name=broker.START_CAMPAIGN, acks_late=True, ignore_result=True)
 def start_campaign(campaign_id: int) -> None:
-    """Start a draft campaign by id (the admin's start button; a second delivery finds it started)."""
+    """Start a draft campaign by id (the admin's start button, once ``lifecycle.check_start`` allowed it
+    in the request; a second delivery finds it started)."""
     try:
         queued = lifecycle.start_stepwise(_env(), campaign_id)
     except ConflictError as exc:  # started already (a redelivered task), or cancelled meanwhile
