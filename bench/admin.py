@@ -40,8 +40,9 @@ from bench.send import (  # noqa: E402
     populate,
     start_sink,
 )
-from mailer.services import admins, campaigns  # noqa: E402
+from mailer.services import admins, drafts, lifecycle, listing  # noqa: E402
 from mailer.services.env import AppEnv  # noqa: E402
+from mailer.services.watch import progress  # noqa: E402
 from mailer.settings import Settings  # noqa: E402
 
 
@@ -113,24 +114,24 @@ class Dashboard:
 
 def send_once(app: AppEnv, watch: tuple[str, str, int] | None) -> tuple[float, int, Dashboard | None]:
     """One campaign of the whole list; returns its send rate, messages sent and the dashboard watching."""
-    draft = campaigns.read_draft(app, REFERENCE)
+    draft = drafts.read_draft(app, REFERENCE)
     with app.transaction() as session:
-        campaign = campaigns.create(session, draft, now=app.now())
+        campaign = lifecycle.create(session, draft, now=app.now())
     dashboard = Dashboard(watch[0], watch[1], campaign.id, watch[2]) if watch else None
     started = time.time()
     if dashboard:
         dashboard.start()
-    campaigns.start_stepwise(app, campaign.id)
+    lifecycle.start_stepwise(app, campaign.id)
     while True:
         with app.sessions() as session:
-            state = campaigns.progress(session, campaign.id, now=app.now(), exact=False)
+            state = progress(session, campaign.id, now=app.now(), exact=False)
         if state.status != "sending":
             break
         time.sleep(0.5)
     if dashboard:
         dashboard.stop()
     with app.sessions() as session:
-        finished = campaigns.detail(session, campaign.id, now=app.now()).info.finished_at
+        finished = listing.detail(session, campaign.id, now=app.now()).info.finished_at
     elapsed = (finished.timestamp() if finished else time.time()) - started
     return state.sent / elapsed, state.sent, dashboard
 

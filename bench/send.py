@@ -42,7 +42,7 @@ from mailer.rendering.issue import load_issue  # noqa: E402
 from mailer.rendering.placeholders import SplitTemplate  # noqa: E402
 from mailer.rendering.render import Brand, render, render_segments  # noqa: E402
 from mailer.sending.message import RecipientLinks, SegmentMessage, SenderIdentity, link_values  # noqa: E402
-from mailer.services import campaigns  # noqa: E402
+from mailer.services import drafts, lifecycle, listing, watch  # noqa: E402
 from mailer.services.env import AppEnv  # noqa: E402
 from mailer.settings import Settings  # noqa: E402
 from mailer.topics import load_registry  # noqa: E402
@@ -262,20 +262,20 @@ def end_to_end(
     sink_cpu_before = tree_cpu_seconds(sink_pid)
     own_before = resource.getrusage(resource.RUSAGE_SELF)
     app = AppEnv.from_settings(settings)  # a broker: the batches go to the workers
-    draft = campaigns.read_draft(app, REFERENCE)
+    draft = drafts.read_draft(app, REFERENCE)
     with app.transaction() as session:
-        campaign = campaigns.create(session, draft, now=app.now())
+        campaign = lifecycle.create(session, draft, now=app.now())
     started = time.time()
-    campaigns.start_stepwise(app, campaign.id)
+    lifecycle.start_stepwise(app, campaign.id)
     queued = time.time()
     while True:
         with app.sessions() as session:
-            state = campaigns.progress(session, campaign.id, now=app.now(), exact=False)
+            state = watch.progress(session, campaign.id, now=app.now(), exact=False)
         if state.status != "sending":
             break
         time.sleep(0.5)
     with app.sessions() as session:
-        finished = campaigns.detail(session, campaign.id, now=app.now()).info.finished_at
+        finished = listing.detail(session, campaign.id, now=app.now()).info.finished_at
     elapsed = (finished.timestamp() if finished else time.time()) - started
     cpu = sum(tree_cpu_seconds(w.pid) for w in workers) - cpu_before
     services = {k: v - services_before[k] for k, v in service_cpu_seconds().items()}

@@ -26,6 +26,7 @@ from subscribers.csvreader import CsvRow, ReadState, Reject, read_rows
 from subscribers.errors import InvalidInput
 from subscribers.models import STATUSES, Subscriber, Topic
 from subscribers.normalise import DEFAULT_LOCALE
+from subscribers.states import ImportStatus, import_status
 from subscribers.suppression import STATUS_FOR_REASON
 
 __all__ = ["ImportReport", "import_csv_stepwise"]
@@ -91,7 +92,7 @@ def import_csv_stepwise(
     stream: BinaryIO,
     *,
     topics: Collection[str] = (),
-    status: str = "active",
+    status: str = ImportStatus.ACTIVE,
     default_locale: str = DEFAULT_LOCALE,
     resolve_topic: TopicResolver | None = None,
     on_reject: Callable[[Reject], None] | None = None,
@@ -108,11 +109,10 @@ def import_csv_stepwise(
     also found by key and name in the topic table. ``progress(rows, bytes_read)`` is called per chunk;
     ``on_reject`` gets each rejected row. Commits per chunk (``chunk_size`` rows), so an interrupted
     import keeps the chunks before. InvalidInput for a file that cannot be imported at all (no header, no
-    email column, UTF-16, unknown ``topics``).
+    email column, UTF-16, unknown ``topics``, a ``status`` that is no ImportStatus).
     """
+    default_status = import_status(status).value  # a plain str for the bulk statements
     with sessions() as session:
-        if status not in ("active", "pending"):
-            raise InvalidInput(f"--status must be active or pending, not {status!r}")
         topic_map = _Topics(session, resolve_topic)
         extra_topics = topic_map.ids(tuple(topics))
         report = ImportReport()
@@ -128,8 +128,9 @@ def import_csv_stepwise(
         def flush() -> None:
             if chunk:
                 _apply(
-                    session, list(chunk.values()), extra_topics, status, default_locale, source, now, report
-                )
+                    session, list(chunk.values()), extra_topics, default_status, default_locale, source, now,
+                    report,
+                )  # fmt: skip
                 session.commit()
                 chunk.clear()
             if progress:

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from subscribers.errors import InvalidInput
+
 __all__ = [
     "SUPPRESSION_STATUS",
+    "ImportStatus",
     "SubscriberAction",
     "SubscriberStatus",
     "SuppressionReason",
     "allowed_actions",
+    "import_status",
     "sources",
     "target",
 ]
@@ -86,3 +90,21 @@ def target(action: SubscriberAction) -> SubscriberStatus:
 def allowed_actions(status: str) -> tuple[SubscriberAction, ...]:
     """What may happen to a subscriber in ``status`` (an admin page shows these)."""
     return tuple(action for action, (froms, _) in _TABLE.items() if status in froms)
+
+
+class ImportStatus(StrEnum):
+    """The statuses an import may give new subscribers whose row names none. (An existing subscriber's
+    status only moves from pending to active: an import never re-subscribes anyone.)"""
+
+    ACTIVE = "active"
+    PENDING = "pending"
+
+
+def import_status(value: str) -> ImportStatus:
+    """The one check of an import's status, whoever asks (the CLI, the API, a service): InvalidInput in
+    words of its own, naming no front end's option."""
+    try:
+        return ImportStatus(value)
+    except ValueError:
+        allowed = " or ".join(ImportStatus)
+        raise InvalidInput(f"an import gives new subscribers the status {allowed}, not {value!r}") from None

@@ -1,5 +1,6 @@
 """``newsletter campaigns list|show|plan|pause|resume|cancel|reap|start-due``: steer stored campaigns, as a
-thin client of mailer.services.campaigns."""
+thin client of the campaign services
+(mailer.services.lifecycle, .listing, .checklist, .watch, .upkeep)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from mailer.cli.output import (
     show_plan,
     when,
 )
-from mailer.services import campaigns
+from mailer.services import checklist, lifecycle, listing, upkeep, watch
 
 campaigns_app = typer.Typer(help="List and steer campaigns.", no_args_is_help=True)
 app.add_typer(campaigns_app, name="campaigns")
@@ -33,7 +34,7 @@ def list_command(
 ) -> None:
     """The newest campaigns with their status and counters."""
     with environment().transaction() as session:
-        rows = campaigns.list_campaigns(session, status=status, before_id=before, limit=limit)
+        rows = listing.list_campaigns(session, status=status, before_id=before, limit=limit)
     table = Table("id", "status", "subject", "created", "scheduled", "total", "sent", "failed", "skipped")
     for c in rows:
         counts = (f"{n:,}" for n in (c.total, c.sent, c.failed, c.skipped))
@@ -46,7 +47,7 @@ def show_command(campaign_id: CampaignId) -> None:
     """Counts by status, failures by cause, segments, rate and ETA of one campaign."""
     env = environment()
     with env.transaction() as session:
-        found = campaigns.detail(session, campaign_id, now=env.now())
+        found = listing.detail(session, campaign_id, now=env.now())
     info, state = found.info, found.progress
     say(f"campaign {info.id}: {info.subject}")
     say(f"issue {info.source} (sha256 {info.issue_hash[:12]}), transport {info.transport}")
@@ -79,7 +80,7 @@ def show_command(campaign_id: CampaignId) -> None:
 @campaigns_app.command("plan")
 def plan_command(campaign_id: CampaignId) -> None:
     """The dry run of a stored campaign: segments it would render now, readers in each, the checks."""
-    plan = campaigns.plan_campaign(environment(), campaign_id)
+    plan = checklist.plan_campaign(environment(), campaign_id)
     show_plan(plan)
     say(
         f"{plan.recipients:,} recipients in {len(plan.segments)} segments; "
@@ -91,7 +92,7 @@ def plan_command(campaign_id: CampaignId) -> None:
 def pause_command(campaign_id: CampaignId) -> None:
     """Stop sending; workers give their unsent rows back. Resume continues where it stopped."""
     with environment().transaction() as session:
-        campaigns.pause(session, campaign_id)
+        lifecycle.pause(session, campaign_id)
     say(f"campaign {campaign_id} paused")
 
 
@@ -101,14 +102,14 @@ def resume_command(campaign_id: CampaignId) -> None:
     crashed while filling the ledger (the rest of the audience is added, then sent)."""
     env = environment()
     with env.transaction() as session:  # a campaign that cannot resume says so before any progress bar
-        resumption = campaigns.resume(session, env, campaign_id)
+        resumption = lifecycle.resume(session, env, campaign_id)
     if not resumption.send:
         say(f"campaign {campaign_id} waits for its scheduled time again")
         return
     queued: list[int] = []
     with ProgressBar() as bar:
-        state = campaigns.run_and_watch(
-            env, campaign_id, lambda: queued.append(campaigns.continue_stepwise(env, resumption)), bar
+        state = watch.run_and_watch(
+            env, campaign_id, lambda: queued.append(lifecycle.continue_stepwise(env, resumption)), bar
         )
     say(f"campaign {campaign_id} resumed: {sum(queued):,} rows queued")
     require_finished(state)
@@ -132,7 +133,7 @@ def retry_failed_command(
     unsubscribed or been suppressed since are skipped."""
     env = environment()
     with env.transaction() as session:
-        retry = campaigns.retry_failed(
+        retry = lifecycle.retry_failed(
             session, campaign_id, causes=cause or (), include_unknown=include_unknown, now=env.now()
         )
     if not retry.row_ids:
@@ -151,8 +152,8 @@ def retry_failed_command(
         )
         return
     with ProgressBar() as bar:
-        state = campaigns.run_and_watch(
-            env, campaign_id, lambda: campaigns.continue_retry_stepwise(env, retry), bar
+        state = watch.run_and_watch(
+            env, campaign_id, lambda: lifecycle.continue_retry_stepwise(env, retry), bar
         )
     require_finished(state)
 
@@ -161,7 +162,7 @@ def retry_failed_command(
 def cancel_command(campaign_id: CampaignId) -> None:
     """Stop for good; rows not sent yet are marked skipped."""
     with environment().transaction() as session:
-        count = campaigns.cancel(session, campaign_id)
+        count = lifecycle.cancel(session, campaign_id)
     say(f"campaign {campaign_id} cancelled; {count:,} queued rows skipped")
 
 
@@ -170,7 +171,7 @@ def reap_command() -> None:
     """Resolve rows a killed worker left in 'sending' past the lease by its send journal (sent; never
     attempted: queued again; in doubt: settings.on_lost_send), re-queue lost tasks, and continue ledger
     fills whose process died (what beat does every half lease)."""
-    report = campaigns.reap_stepwise(environment())
+    report = upkeep.reap_stepwise(environment())
     say(
         f"lost rows: {report.recovered} sent (from the send journal), {report.resent} queued again, "
         f"{report.unknown} marked unknown; {report.requeued} queued rows of lost tasks re-queued"
@@ -184,13 +185,13 @@ def start_due_command() -> None:
     """Start every scheduled campaign whose time has come (for cron in embedded mode; beat does this
     with workers). Overlapping runs start each campaign once."""
     env = environment()
-    started = campaigns.start_due_stepwise(env)
+    started = upkeep.start_due_stepwise(env)
     if not started:
         say("no scheduled campaign is due")
     for campaign_id in started:
         say(f"started scheduled campaign {campaign_id}")
         if not env.distributed:
             with env.transaction() as session:
-                campaign_summary(campaigns.progress(session, campaign_id, now=env.now()))
+                campaign_summary(watch.progress(session, campaign_id, now=env.now()))
     if started and env.distributed:
         err_console.print("the workers send them: newsletter campaigns show ID", highlight=False)

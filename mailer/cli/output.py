@@ -13,8 +13,8 @@ from rich.table import Table
 from mailer.cli.app import console, err_console, say
 
 if TYPE_CHECKING:
-    from mailer.services.campaigns import Plan
-    from mailer.services.campaigns import Progress as CampaignProgress
+    from mailer.services.checklist import Plan
+    from mailer.services.watch import Progress as CampaignProgress
 
 __all__ = [
     "ProgressBar",
@@ -69,7 +69,7 @@ def campaign_summary(state: CampaignProgress) -> None:
 
 def require_finished(state: CampaignProgress) -> None:
     """Print the summary; a campaign that ended paused or cancelled is a non-zero exit (scripts notice)."""
-    from mailer.services.campaigns import check_finished
+    from mailer.services.watch import check_finished
 
     campaign_summary(state)
     check_finished(state)

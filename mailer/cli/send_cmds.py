@@ -1,4 +1,5 @@
-"""``newsletter send`` and ``newsletter demo``: thin clients of mailer.services.campaigns and .demo.
+"""``newsletter send`` and ``newsletter demo``: thin clients of the campaign services
+(mailer.services.drafts, .checklist, .lifecycle, .watch) and .demo.
 
 With a broker configured, ``send`` starts the campaign (segments rendered once, ledger filled, batches on
 Redis) and follows the workers' progress; without one (embedded mode) this process sends.
@@ -6,7 +7,7 @@ Redis) and follows the workers' progress; without one (embedded mode) this proce
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -17,8 +18,8 @@ from rich.table import Table
 from mailer import samples
 from mailer.cli.app import app, console, environment, err_console, say, warn
 from mailer.cli.output import ProgressBar, require_finished, segments_table, show_plan
-from mailer.errors import InputError
-from mailer.services import campaigns
+from mailer.errors import ConflictError, InputError
+from mailer.services import checklist, drafts, lifecycle, listing, watch
 from mailer.services.demo import (
     DEMO_CERT_NAME,
     DemoStep,
@@ -33,19 +34,19 @@ from mailer.services.env import AppEnv
 from mailer.testing.sns_signer import SnsSigner
 
 
-def _draft(env: AppEnv, issue_file: Path, *, audience: str, transport: str | None) -> campaigns.Draft:
-    draft = campaigns.read_draft(env, issue_file, audience=audience, transport=transport)
+def _draft(env: AppEnv, issue_file: Path, *, audience: str, transport: str | None) -> drafts.Draft:
+    draft = drafts.read_draft(env, issue_file, audience=audience, transport=transport)
     for warning in draft.issue.warnings:
         warn(f"{issue_file}: {warning}")
     return draft
 
 
-def start_watched(env: AppEnv, campaign_id: int) -> campaigns.Progress:
+def start_watched(env: AppEnv, campaign_id: int) -> watch.Progress:
     """Start a created campaign and show a progress bar until it settles (embedded: until sent)."""
     try:
         with ProgressBar() as bar:
-            return campaigns.run_and_watch(
-                env, campaign_id, lambda: campaigns.start_stepwise(env, campaign_id), bar
+            return watch.run_and_watch(
+                env, campaign_id, lambda: lifecycle.start_stepwise(env, campaign_id), bar
             )
     except KeyboardInterrupt:
         if env.distributed:
@@ -73,28 +74,34 @@ def send_command(
         str | None,
         typer.Option("--at", help="Schedule for this ISO time with offset, e.g. 2026-12-01T09:00+08:00"),
     ] = None,
+    override: Annotated[
+        bool,
+        typer.Option("--override", help="Send (or schedule) although a pre-send check fails; logged"),
+    ] = False,
 ) -> None:
     """Send an issue to the subscribers: render once per segment, then deliver through the workers."""
     if topics_from_subscribers and all_sections:
         raise InputError("use either --topics-from-subscribers or --all, not both")
-    if at is not None and (dry_run or test_to is not None):
-        raise InputError("--at schedules a campaign; it cannot be combined with --dry-run or --test-to")
+    if (at is not None or override) and (dry_run or test_to is not None):
+        raise InputError("--at and --override are for a campaign; neither goes with --dry-run or --test-to")
     env = environment()
-    scheduled_at = parse_at(at, env.now()) if at is not None else None
+    # the one rule of schedule times, asked before the issue is read
+    scheduled_at = lifecycle.schedule_time(at, now=env.now()) if at is not None else None
     draft = _draft(env, issue_file, audience="all" if all_sections else "subscribers", transport=transport)
     if dry_run:
-        plan = campaigns.plan(env, draft)
+        plan = checklist.plan(env, draft)
         show_plan(plan)
         say(f"dry run: {plan.recipients} recipients, {len(plan.segments)} segments; nothing sent")
+        if not plan.ready:
+            say("a check fails: send refuses this issue unless given --override")
         return
     if test_to is not None:
-        sent = campaigns.send_test(env, draft, test_to)
+        sent = drafts.send_test(env, draft, test_to)
         for segment, address in sent:
-            say(f"test message for segment {campaigns.segment_label(segment)} -> {address}")
+            say(f"test message for segment {drafts.segment_label(segment)} -> {address}")
         say(f"{len(sent)} test messages through {draft.transport}; no campaign, no ledger rows")
         return
-    with env.transaction() as session:
-        campaign = campaigns.create(session, draft, now=env.now(), scheduled_at=scheduled_at)
+    campaign = _store_checked(env, draft, scheduled_at, override=override)
     if scheduled_at is not None:
         say(
             f"campaign {campaign.id} scheduled for {scheduled_at:%Y-%m-%d %H:%M} UTC: {draft.issue.title}; "
@@ -106,23 +113,20 @@ def send_command(
     require_finished(start_watched(env, campaign.id))
 
 
-def parse_at(text: str, now: datetime) -> datetime:
-    """``--at``: an ISO time with a UTC offset, in the future; returned in UTC."""
+def _store_checked(
+    env: AppEnv, draft: drafts.Draft, scheduled_at: datetime | None, *, override: bool
+) -> listing.CampaignInfo:
+    """The campaign, stored once the rules of a start (or a schedule) allow it, as the API's would be; a
+    refusal stores nothing."""
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InputError(f"--at {text!r} is not an ISO time such as 2026-12-01T09:00+08:00") from None
-    if moment.tzinfo is None:
-        raise InputError(f"--at {text!r} has no UTC offset; add one, e.g. {text.strip()}+08:00")
-    if moment <= now:
-        raise InputError(f"--at {text} is in the past")
-    try:
-        utc = moment.astimezone(UTC)
-    except OverflowError:  # the year 9999 with an eastern offset, say
-        raise InputError(f"--at {text} is beyond the calendar") from None
-    if utc - now > timedelta(days=366):
-        raise InputError(f"--at {text} is more than a year ahead; schedule it nearer the time")
-    return utc
+        with env.transaction() as session:
+            campaign = lifecycle.create(session, draft, now=env.now())
+            if scheduled_at is None:
+                lifecycle.check_start(session, env, campaign.id, override=override)
+                return campaign
+            return lifecycle.schedule(session, env, campaign.id, scheduled_at, override=override)
+    except checklist.ChecklistFailed as refused:
+        raise ConflictError(f"{refused}; nothing sent (--override sends it anyway)") from None
 
 
 @app.command("demo")

@@ -103,15 +103,16 @@ def import_command(
         Path, typer.Argument(help="CSV with a header row: email, name, topics, locale[, status]")
     ],
     topics: Annotated[str | None, typer.Option(help="Topics added to every row, e.g. nova,neutron")] = None,
-    status: Annotated[str, typer.Option(help="Status of new subscribers: active or pending")] = "active",
+    status: Annotated[
+        str, typer.Option(help=f"Status of new subscribers: {' or '.join(service.ImportStatus)}")
+    ] = service.ImportStatus.ACTIVE,
     rejects: Annotated[
         Path | None, typer.Option(help="Where rejected rows go [FILE.rejects.csv beside the input]")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
 ) -> None:
     """Import (or re-import: updates, never duplicates) subscribers from a CSV file (UTF-8 or GBK)."""
-    if status not in ("active", "pending"):
-        raise InputError(f"--status must be active or pending, not {status!r}")
+    service.import_status(status)  # the core's rule, before any file is touched
     reject_path = rejects or _default_rejects_path(file)
     _check_rejects_path(reject_path, chosen=rejects is not None)
     try:

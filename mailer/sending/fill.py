@@ -6,7 +6,7 @@ never a caller's session); ``store_renderings`` is a unit of work. Two fills may
 original start is still alive): rows and renderings go in with ``ON CONFLICT DO NOTHING`` and the
 campaign's total grows by what was really inserted, so neither duplicates rows nor double-counts;
 enqueueing a row twice is harmless (claims are conditional). Each chunk stamps ``fill_seen_at``, so a fill
-whose process died is noticed (``services.campaigns.reap_stepwise``); a fill that finds its campaign
+whose process died is noticed (``services.upkeep.reap_stepwise``); a fill that finds its campaign
 cancelled skips what it added and stops.
 """
 

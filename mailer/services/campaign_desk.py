@@ -1,6 +1,7 @@
-"""What the admin API and the dashboard do with campaigns, over mailer.services.campaigns: upload an issue
-as a draft, preview one segment, the pre-send checklist, a start that refuses a failing checklist unless
-overridden, and a live progress view cheap enough to poll every second during a send.
+"""What the admin API and the dashboard do with campaigns, over the campaign services: upload an issue
+as a draft, preview one segment, the pre-send checklist (cached for the pages), a start in the background
+once ``lifecycle.check_start`` allows it, and a live progress view cheap enough to poll every second
+during a send.
 
 Progress during a send: the campaign row's counters (kept by the senders) give the counts; the rate comes
 from samples of those counters this process took, not from a scan of the ledger; the per-segment
@@ -29,14 +30,15 @@ from mailer.rendering.render import render_segments
 from mailer.sending import queries
 from mailer.sending.models import segment_key
 from mailer.sending.states import CampaignStatus
-from mailer.services import campaigns
-from mailer.services.campaigns import CampaignInfo, Check, Plan, segment_label
+from mailer.services import drafts, lifecycle, watch
+from mailer.services.checklist import Plan, plan_campaign
+from mailer.services.drafts import segment_label
 from mailer.services.env import AppEnv
+from mailer.services.listing import CampaignInfo
 from subscribers import store as subscriber_store
 from subscribers import suppression
 
 __all__ = [
-    "ChecklistFailed",
     "Series",
     "activity",
     "campaign_sends",
@@ -68,17 +70,6 @@ class Upload:
     warnings: tuple[str, ...]
 
 
-class ChecklistFailed(ConflictError):
-    """A start refused because an item of the pre-send checklist fails (and no override was given)."""
-
-    def __init__(self, campaign_id: int, failing: tuple[Check, ...]) -> None:
-        names = "; ".join(check.name for check in failing)
-        super().__init__(
-            f"campaign {campaign_id}: the pre-send checklist fails ({names}); start with override"
-        )
-        self.failing = failing
-
-
 def upload(
     session: Session,
     env: AppEnv,
@@ -100,10 +91,10 @@ def upload(
     name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
     source = "".join(c for c in name if c.isprintable())[:200] or "upload.md"  # it is shown and logged
     try:
-        draft = campaigns.parse_draft(env, markdown, source, audience=audience, transport=transport)
+        draft = drafts.parse_draft(env, markdown, source, audience=audience, transport=transport)
     except ConfigurationError as exc:  # a transport this installation refuses: the caller's choice
         raise InputError(str(exc)) from None
-    info = campaigns.create(session, draft, now=env.now())
+    info = lifecycle.create(session, draft, now=env.now())
     log.info("campaign %d created from an upload of %s", info.id, source, extra={"campaign_id": info.id})
     return Upload(info, draft.issue.warnings)
 
@@ -116,36 +107,25 @@ def checklist(env: AppEnv, campaign_id: int) -> Plan:
     hit = cache.get(campaign_id)
     if hit is not None and time.monotonic() - hit[0] < PLAN_CACHE_SECONDS:
         return hit[1]
-    found = campaigns.plan_campaign(env, campaign_id)
-    if len(cache) > 100:
-        cache.clear()
-    cache[campaign_id] = (time.monotonic(), found)
+    found = plan_campaign(env, campaign_id)
+    _keep_plan(env, campaign_id, found)
     return found
 
 
-def _forget_plan(env: AppEnv, campaign_id: int) -> None:
-    env.caches.plans.pop(campaign_id, None)
+def _keep_plan(env: AppEnv, campaign_id: int, plan: Plan) -> None:
+    cache = env.caches.plans
+    if len(cache) > 100:
+        cache.clear()
+    cache[campaign_id] = (time.monotonic(), plan)
 
 
 def start_checked(env: AppEnv, campaign_id: int, *, override: bool = False) -> Plan:
-    """Start a draft or scheduled campaign once its checklist passes (or ``override``): with workers, a
-    Celery task fills the ledger; embedded, a thread of this process sends. Returns the checklist used."""
-    _forget_plan(env, campaign_id)  # the audience may have changed since the page was shown
-    plan = checklist(env, campaign_id)
-    failing = tuple(check for check in plan.checks if not check.ok)
-    if failing and not override:
-        raise ChecklistFailed(campaign_id, failing)
-    with env.sessions() as session:
-        status = campaigns.progress(session, campaign_id, now=env.now(), exact=False).status
-    if status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
-        raise ConflictError(
-            f"campaign {campaign_id} is {status}; only a draft or scheduled campaign can start"
-        )
-    if failing:
-        log.warning(
-            "campaign %d started with a failing checklist: %s",
-            campaign_id, "; ".join(c.name for c in failing), extra={"campaign_id": campaign_id},
-        )  # fmt: skip
+    """Start a draft or scheduled campaign once ``lifecycle.check_start`` allows it (its status, and its
+    checklist passing or overridden): with workers, a Celery task fills the ledger; embedded, a thread of
+    this process sends. Returns the checklist used (and keeps it for the pages that show it)."""
+    with env.sessions() as session:  # checked afresh: the audience may have changed since the page was shown
+        plan = lifecycle.check_start(session, env, campaign_id, override=override)
+    _keep_plan(env, campaign_id, plan)
     starting = env.caches.starting
     with _STARTING:  # two clicks at once in this process: the second is told, not queued behind
         if campaign_id in starting:
@@ -163,14 +143,14 @@ def start_checked(env: AppEnv, campaign_id: int, *, override: bool = False) -> P
 
 def _start_here(env: AppEnv, campaign_id: int, starting: set[int]) -> None:
     try:
-        _send_here(env, campaign_id, lambda: campaigns.start_stepwise(env, campaign_id))
+        _send_here(env, campaign_id, lambda: lifecycle.start_stepwise(env, campaign_id))
     finally:
         starting.discard(campaign_id)
 
 
 def _send_here(env: AppEnv, campaign_id: int, work: Callable[[], object]) -> None:
     try:
-        campaigns.run_and_watch(env, campaign_id, work, _ignore)
+        watch.run_and_watch(env, campaign_id, work, _ignore)
     except ConflictError as exc:  # another process started it first: only one claim can win
         log.warning("campaign %d: %s", campaign_id, exc)
     except Exception:  # run_and_watch paused it with the cause; the dashboard shows the reason
@@ -181,26 +161,21 @@ def resume_stepwise(env: AppEnv, campaign_id: int) -> None:
     """Resume a paused campaign: its status changes now (or ConflictError); the queued rows go back to
     the workers, or (embedded) a thread of this process sends them."""
     with env.transaction() as session:
-        resumption = campaigns.resume(session, env, campaign_id)
+        resumption = lifecycle.resume(session, env, campaign_id)
     if env.distributed:
-        campaigns.continue_stepwise(env, resumption)
+        lifecycle.continue_stepwise(env, resumption)
     else:
         threading.Thread(
             target=_send_here,
-            args=(env, campaign_id, lambda: campaigns.continue_stepwise(env, resumption)),
+            args=(env, campaign_id, lambda: lifecycle.continue_stepwise(env, resumption)),
             name=f"resume-{campaign_id}",
             daemon=True,
         ).start()
 
 
-def stored_draft(env: AppEnv, campaign_id: int) -> campaigns.Draft:
+def stored_draft(env: AppEnv, campaign_id: int) -> drafts.Draft:
     """The campaign's issue, parsed from its stored Markdown (test sends use it)."""
-    with env.sessions() as session:
-        campaign = queries.get_campaign(session, campaign_id)
-        return campaigns.parse_draft(
-            env, campaign.issue_markdown, campaign.issue_source,
-            audience=campaign.audience, transport=campaign.transport,
-        )  # fmt: skip
+    return drafts.campaign_draft(env, campaign_id)
 
 
 def _ignore(_state: object) -> None:
@@ -256,7 +231,7 @@ class SegmentProgress:
 
 @dataclass(frozen=True)
 class LiveProgress:
-    progress: campaigns.Progress  # counters from the campaign row; rate from this process's samples
+    progress: watch.Progress  # counters from the campaign row; rate from this process's samples
     segments: tuple[SegmentProgress, ...]
     segments_as_of: datetime | None
 
@@ -324,7 +299,7 @@ def _refresh_segments(env: AppEnv, campaign_id: int, tracker: Tracker) -> None:
 def live_progress(session: Session, env: AppEnv, campaign_id: int) -> LiveProgress:
     """The progress bar's data: one read of the campaign row, the rate from samples of its counter, and
     per-segment counts no older than a few seconds (counted in the background while it sends)."""
-    state = campaigns.progress(session, campaign_id, now=env.now(), exact=False)
+    state = watch.progress(session, campaign_id, now=env.now(), exact=False)
     tracker = _tracker(env, campaign_id)
     now = time.monotonic()
     rate = _rate(tracker, state.sent, now) if state.status == CampaignStatus.SENDING else 0.0

@@ -30,7 +30,7 @@ from mailer.errors import InputError
 from mailer.feedback.apply import FeedbackResult, verified_message
 from mailer.feedback.samples import bounce_notification, complaint_notification
 from mailer.feedback.sns import NOTIFICATION, SnsVerifier
-from mailer.services import campaigns, feedback, previews, subscribers
+from mailer.services import drafts, feedback, lifecycle, listing, previews, subscribers, watch
 from mailer.services.env import AppEnv
 from mailer.services.feedback import FeedbackWriter
 from mailer.settings import Settings
@@ -137,8 +137,8 @@ class Imported:
 
 @dataclass(frozen=True)
 class Sent:
-    draft: campaigns.Draft
-    detail: campaigns.CampaignDetail
+    draft: drafts.Draft
+    detail: listing.CampaignDetail
     outbox: Path
     outbox_files: int
     preview: Path  # the static preview's index: every segment at 600 px and 375 px
@@ -204,7 +204,7 @@ def run_demo_stepwise(
     subscribers_csv: Path = samples.SUBSCRIBERS,
     on_step: Callable[[str], None] = lambda _text: None,
     on_done: Callable[[DemoStep], None] = lambda _step: None,
-    on_progress: Callable[[campaigns.Progress], None] = lambda _state: None,
+    on_progress: Callable[[watch.Progress], None] = lambda _state: None,
 ) -> DemoReport:
     """The steps; ``on_step`` announces each, ``on_done`` gets each one's result as it ends. ``make_signer``
     makes the SNS signer of step 3 (named ``DEMO_CERT_NAME``, valid now)."""
@@ -212,7 +212,7 @@ def run_demo_stepwise(
         raise InputError("the demo runs on embedded defaults; unset NEWSLETTER_BROKER_URL")
     if not subscribers_csv.is_file():
         raise InputError(f"{subscribers_csv}: subscriber CSV not found; pass --subscribers FILE.csv")
-    draft = campaigns.read_draft(env, issue, transport="file")  # a bad issue fails before any change
+    draft = drafts.read_draft(env, issue, transport="file")  # a bad issue fails before any change
 
     # the key, the certificate and the SNS region list verification reads take a few tenths of a second:
     # made meanwhile, while the subscribers are imported and the issue is sent
@@ -231,11 +231,11 @@ def run_demo_stepwise(
 
     on_step(f"2. sending {issue.name} ({draft.issue.title}) through the file outbox")
     with env.transaction() as session:
-        campaign = campaigns.create(session, draft, now=env.now())
-    campaigns.run_and_watch(env, campaign.id, lambda: campaigns.start_stepwise(env, campaign.id), on_progress)
+        campaign = lifecycle.create(session, draft, now=env.now())
+    watch.run_and_watch(env, campaign.id, lambda: lifecycle.start_stepwise(env, campaign.id), on_progress)
     with env.sessions() as session:
-        detail = campaigns.detail(session, campaign.id, now=env.now())
-        sample = campaigns.sent_sample(session, campaign.id, limit=2)
+        detail = listing.detail(session, campaign.id, now=env.now())
+        sample = listing.sent_sample(session, campaign.id, limit=2)
     outbox = env.settings.resolved_outbox_dir.resolve()
     preview = previews.preview_issue(env, issue).index.resolve()
     sent = Sent(draft, detail, outbox, _outbox_files(outbox, campaign.id), preview)
@@ -273,7 +273,7 @@ def summary(
     outbox = env.settings.resolved_outbox_dir.resolve()
     with env.sessions() as session:
         stats = subscribers.statistics(session)
-        detail = campaigns.detail(session, campaign_id, now=env.now())
+        detail = listing.detail(session, campaign_id, now=env.now())
         total = session.scalar(select(func.count()).select_from(Suppression)) or 0
         newest = session.scalars(
             select(Suppression).order_by(Suppression.id.desc()).limit(SUPPRESSIONS_SHOWN)

@@ -6,7 +6,7 @@ batch settings, clock) assembled at each call site.
 
 Transactions, one convention for the whole code base:
 - a unit-of-work function takes a ``Session`` and never commits; its caller commits once, e.g.
-  ``with env.transaction() as session: campaigns.pause(session, campaign_id)`` (the web app does the same
+  ``with env.transaction() as session: lifecycle.pause(session, campaign_id)`` (the web app does the same
   once per request);
 - a multi-step or long-running function takes a session factory (directly, or inside ``AppEnv``) and its
   name ends in ``_stepwise``: it commits as it goes (a ledger fill commits per chunk, so a crash keeps
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # the database and sending stacks load on first use: `newslet
     from mailer.database import Database
     from mailer.sending.sender import SendContext
     from mailer.services.campaign_desk import Tracker
-    from mailer.services.campaigns import Plan
+    from mailer.services.checklist import Plan
 
 
 def utcnow() -> datetime:

@@ -24,10 +24,11 @@ from subscribers.exporter import export_csv
 from subscribers.importer import ImportReport, import_csv_stepwise
 from subscribers.models import STATUSES, Subscriber
 from subscribers.normalise import split_topics
-from subscribers.states import SubscriberAction, allowed_actions
+from subscribers.states import ImportStatus, SubscriberAction, allowed_actions, import_status
 
 __all__ = [
     "EventRow",
+    "ImportStatus",
     "Page",
     "SubscriberDetail",
     "SubscriberRow",
@@ -38,6 +39,7 @@ __all__ = [
     "edit",
     "events_of",
     "export",
+    "import_status",
     "import_stepwise",
     "list_subscribers",
     "remove",
@@ -126,12 +128,14 @@ def import_stepwise(
     stream: BinaryIO,
     *,
     topics: str | None = None,
-    status: str = "active",
+    status: str = ImportStatus.ACTIVE,
     on_reject: Callable[[Reject], None] | None = None,
     on_header: Callable[[tuple[str, ...]], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
-    """Import (or re-import: updates, never duplicates) a subscriber CSV, committing per chunk."""
+    """Import (or re-import: updates, never duplicates) a subscriber CSV, committing per chunk. New
+    subscribers whose row names no status get ``status``, one of ImportStatus (``import_status`` checks
+    it: front ends that want to refuse early call that, never a check of their own)."""
     return import_csv_stepwise(
         env.sessions,
         stream,

@@ -7,7 +7,7 @@ import logging
 
 from mailer import broker
 from mailer.errors import ConflictError
-from mailer.services import campaigns
+from mailer.services import lifecycle, upkeep
 from mailer.services.env import AppEnv
 from mailer.settings import get_settings
 
@@ -29,16 +29,17 @@ def _env() -> AppEnv:
 
 @app.task(name=broker.SEND_BATCH, acks_late=True, ignore_result=True)
 def send_batch(campaign_id: int, delivery_ids: list[int]) -> None:
-    report = campaigns.send_batch_stepwise(_env(), campaign_id, delivery_ids)
+    report = lifecycle.send_batch_stepwise(_env(), campaign_id, delivery_ids)
     counts = {"sent": report.sent, "failed": report.failed, "skipped": report.skipped}
     log.info("campaign %s batch: %s", campaign_id, report, extra={"campaign_id": campaign_id, **counts})
 
 
 @app.task(name=broker.START_CAMPAIGN, acks_late=True, ignore_result=True)
 def start_campaign(campaign_id: int) -> None:
-    """Start a draft campaign by id (the admin's start button; a second delivery finds it started)."""
+    """Start a draft campaign by id (the admin's start button, once ``lifecycle.check_start`` allowed it
+    in the request; a second delivery finds it started)."""
     try:
-        queued = campaigns.start_stepwise(_env(), campaign_id)
+        queued = lifecycle.start_stepwise(_env(), campaign_id)
     except ConflictError as exc:  # started already (a redelivered task), or cancelled meanwhile
         log.warning("campaign %s not started: %s", campaign_id, exc, extra={"campaign_id": campaign_id})
         return
@@ -49,7 +50,7 @@ def start_campaign(campaign_id: int) -> None:
 def reap() -> None:
     """Resolve sends of vanished workers, re-enqueue lost tasks, continue dead fills (beat, every half
     lease)."""
-    report = campaigns.reap_stepwise(_env())
+    report = upkeep.reap_stepwise(_env())
     if report.resent or report.unknown or report.recovered or report.requeued or report.fills_resumed:
         log.warning("reaped lost sends: %s", report)
 
@@ -57,6 +58,6 @@ def reap() -> None:
 @app.task(name=broker.START_DUE, ignore_result=True)
 def start_due() -> None:
     """Start the scheduled campaigns whose time has come (beat runs this every 30 s)."""
-    started = campaigns.start_due_stepwise(_env())
+    started = upkeep.start_due_stepwise(_env())
     if started:
         log.info("started scheduled campaigns %s", started)

@@ -177,10 +177,24 @@ def test_a_failing_checklist_needs_an_override(api):
     forced = api.post(f"/api/campaigns/{campaign}/start", json={"override": True})
     assert forced.status_code == 202
     assert forced.json()["ready"] is False
+    # a schedule meets the same rule, and the same override
+    later = _upload(api, TYPO_ISSUE)["campaign"]["id"]
+    at = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    refused = api.post(f"/api/campaigns/{later}/schedule", json={"at": at})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"].startswith(
+        "the pre-send checklist fails: the issue parses without warnings"
+    )
+    assert api.get(f"/api/campaigns/{later}").json()["status"] == "draft"
+    scheduled = api.post(f"/api/campaigns/{later}/schedule", json={"at": at, "override": True})
+    assert scheduled.status_code == 200 and scheduled.json()["status"] == "scheduled", scheduled.text
 
 
-def test_schedule_pause_resume_and_cancel(api):
+def test_schedule_pause_resume_and_cancel(api, readers):
     campaign = _upload(api)["campaign"]["id"]
+    far = (datetime.now(UTC) + timedelta(days=5 * 365)).isoformat()
+    refused = api.post(f"/api/campaigns/{campaign}/schedule", json={"at": far})
+    assert refused.status_code == 400 and "more than a year ahead" in refused.json()["detail"], refused.text
     at = (datetime.now(UTC) + timedelta(days=2)).isoformat()
     assert api.post(f"/api/campaigns/{campaign}/schedule", json={"at": at}).json()["status"] == "scheduled"
     assert api.post(f"/api/campaigns/{campaign}/pause").json()["status"] == "paused"
@@ -230,6 +244,15 @@ def test_subscribers_search_edit_import_and_export(live_web, api, readers):
     ).json()  # fmt: skip
     assert (report["added"], report["rejected"], report["rows"]) == (2, 1, 3)
     assert report["rejects"][0]["line"] == 3 and report["rejects"][0]["reason"]
+    refused = api.post(
+        "/api/subscribers/import", content=upload.encode(), headers={"content-type": "text/csv"},
+        params={"status": "bounced"},
+    )  # fmt: skip
+    assert refused.status_code == 400, refused.text
+    assert (
+        refused.json()["detail"]
+        == "an import gives new subscribers the status active or pending, not 'bounced'"
+    )  # the CLI's words too
     exported = api.get("/api/subscribers/export")
     assert exported.headers["content-type"].startswith("text/csv")
     rows = {r["email"]: r for r in csv.DictReader(io.StringIO(exported.text))}

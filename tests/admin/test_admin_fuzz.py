@@ -11,7 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from support.paths import REFERENCE_ISSUE
 
-from mailer.services import admins, campaigns
+from mailer.services import admins, drafts, lifecycle
 from subscribers.db import utcnow
 from subscribers.preferences import add_subscriber
 
@@ -28,8 +28,8 @@ def test_no_authenticated_request_gets_a_server_error(live_web):
         token = admins.create_token(session, "fuzzer", "fuzz", now=datetime.now(UTC)).secret
         for n in range(5):
             add_subscriber(session, f"f{n}@example.org", topics=["nova"], source="test", now=utcnow())
-        draft = campaigns.read_draft(live_web.env, REFERENCE_ISSUE)
-        campaigns.create(session, draft, now=datetime.now(UTC))
+        draft = drafts.read_draft(live_web.env, REFERENCE_ISSUE)
+        lifecycle.create(session, draft, now=datetime.now(UTC))
     schema = schemathesis.openapi.from_url(f"{live_web.url}/openapi.json")
     operations = [op for op in (r.ok() for r in schema.get_all_operations()) if op.path.startswith("/api/")]
     assert len(operations) >= 16

@@ -153,7 +153,7 @@ def test_imports_follow_the_layers() -> None:
     ("importer", "imported", "wrong"),
     [
         ("mailer.services.env", "mailer.worker.tasks", True),  # the core reaching up to a front end
-        ("mailer.sending.sender", "mailer.services.campaigns", True),
+        ("mailer.sending.sender", "mailer.services.lifecycle", True),
         ("mailer.observability.metrics", "mailer.services.metrics", True),
         ("mailer.services.demo", "mailer.testing.sns_signer", True),  # a test tool in the core
         ("mailer.rendering.render", "mailer.sending.message", True),  # sideways, not allowed
@@ -161,7 +161,7 @@ def test_imports_follow_the_layers() -> None:
         ("mailer.settings", "mailer.database", True),  # against the base order
         ("subscribers.store", "mailer.errors", True),
         ("mailer.cli.send_cmds", "mailer.testing.sns_signer", False),
-        ("mailer.worker.tasks", "mailer.services.campaigns", False),
+        ("mailer.worker.tasks", "mailer.services.lifecycle", False),
         ("mailer.feedback.apply", "mailer.sending.models", False),
         ("mailer.database", "subscribers.db", False),
     ],

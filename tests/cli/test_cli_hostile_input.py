@@ -127,7 +127,7 @@ def test_the_rejects_file_is_checked_before_anything_is_imported(cli, tmp_path):
 
 
 def test_a_campaign_that_cannot_resume_says_so_before_any_progress(cli):
-    code, _out, _err = cli("send", str(REFERENCE_ISSUE))
+    code, _out, _err = cli("send", str(REFERENCE_ISSUE), "--override")  # nobody to send to: a check fails
     assert code == 0
     exit_code, out, err = cli("campaigns", "resume", "1")
     assert "only a paused campaign" in _one_line((exit_code, out, err), code=4)

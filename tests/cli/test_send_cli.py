@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,9 @@ pytestmark = pytest.mark.slow  # runs the console script in real processes
 REFERENCE = REFERENCE_ISSUE
 
 
-def newsletter(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def newsletter(cwd: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env["COLUMNS"] = "200"
+    env |= {"COLUMNS": "200", **settings}
     return subprocess.run(
         [sys.executable, "-c", "from mailer.cli import main; main()", *args],
         cwd=cwd,
@@ -66,7 +67,7 @@ def test_demo_runs_the_whole_path_on_embedded_defaults(tmp_path):
     assert plan.returncode == 0 and "the audience is not empty" in plan.stdout and "recipients" in plan.stdout
 
     # a second send of the same issue: the bounced and complained readers get nothing now
-    again = newsletter(tmp_path, "send", str(REFERENCE))
+    again = newsletter(tmp_path, "send", str(REFERENCE), NEWSLETTER_SENDER_ADDRESS="news@example.org")
     assert again.returncode == 0, again.stderr
     assert "campaign 2 done: 26 sent" in again.stdout
 
@@ -75,6 +76,31 @@ def test_demo_runs_the_whole_path_on_embedded_defaults(tmp_path):
     test = newsletter(tmp_path, "send", str(REFERENCE), "--all", "--test-to", "editor@example.org")
     assert test.returncode == 0 and "1 test messages" in test.stdout
     assert "campaign 3" not in newsletter(tmp_path, "campaigns", "list").stdout
+
+
+def test_send_runs_the_pre_send_checklist_as_the_dashboard_does(tmp_path):
+    """The sender address is still the default (a check fails): ``send`` and ``send --at`` refuse with exit
+    4 naming the failing item, and store and send nothing; ``--override`` sends, and says so in the log."""
+    assert newsletter(tmp_path, "subscribers", "import", str(samples.SUBSCRIBERS)).returncode == 0
+    dry = newsletter(tmp_path, "send", str(samples.ISSUE), "--dry-run")
+    assert dry.returncode == 0 and "FAIL the sender identity is set" in dry.stdout
+    assert "send refuses this issue unless given --override" in dry.stdout
+    due = (datetime.now(UTC) + timedelta(hours=2)).isoformat(timespec="seconds")
+    for when in ((), ("--at", due)):
+        refused = newsletter(tmp_path, "send", str(samples.ISSUE), *when)
+        errors = [line for line in refused.stderr.splitlines() if line.startswith("error")]
+        assert refused.returncode == 4 and len(errors) == 1, refused.stderr
+        assert (
+            "the pre-send checklist fails: the sender identity is set (NEWSLETTER_SENDER_ADDRESS" in errors[0]
+        )
+        assert "--override" in errors[0] and "Traceback" not in refused.stderr
+    assert newsletter(tmp_path, "campaigns", "show", "1").returncode == 3, "nothing stored"
+    assert not (tmp_path / "var" / "outbox").exists(), "nothing sent"
+
+    forced = newsletter(tmp_path, "send", str(samples.ISSUE), "--override")
+    assert forced.returncode == 0, forced.stderr
+    assert "campaign 1 done: 28 sent" in forced.stdout
+    assert "checklist fails (the sender identity is set); start anyway (override)" in forced.stderr
 
 
 def test_bad_input_gives_one_line_and_an_exit_code(tmp_path):
@@ -99,7 +125,7 @@ def test_retry_failed_sends_the_failed_rows_again(tmp_path, smtp_sink):
     env |= {
         "NEWSLETTER_TRANSPORT": "smtp", "NEWSLETTER_SMTP_HOST": smtp_sink.host,
         "NEWSLETTER_SMTP_PORT": str(smtp_sink.port), "NEWSLETTER_SECRET_KEY": "a key of this deployment",
-        "COLUMNS": "200",
+        "NEWSLETTER_SENDER_ADDRESS": "news@example.org", "COLUMNS": "200",
     }  # fmt: skip
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:

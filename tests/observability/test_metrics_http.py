@@ -17,7 +17,7 @@ from support.paths import REFERENCE_ISSUE
 
 from mailer.feedback.samples import bounce_notification, complaint_notification
 from mailer.sending.models import Delivery
-from mailer.services import campaigns
+from mailer.services import drafts, lifecycle
 from mailer.settings import Settings
 from mailer.web.metrics import access
 from subscribers.db import utcnow
@@ -73,10 +73,10 @@ def test_metrics_count_a_campaign_and_its_notifications(tmp_path):
             add_subscriber(session, "waiting@example.org", status="pending", source="test", now=utcnow())
             add_subscriber(session, "gone@example.org", status="unsubscribed", source="test", now=utcnow())
         sent_before = _sent_here()
-        draft = campaigns.read_draft(env, REFERENCE_ISSUE)
+        draft = drafts.read_draft(env, REFERENCE_ISSUE)
         with env.transaction() as session:
-            campaign_id = campaigns.create(session, draft, now=env.now()).id
-        campaigns.start_stepwise(env, campaign_id)
+            campaign_id = lifecycle.create(session, draft, now=env.now()).id
+        lifecycle.start_stepwise(env, campaign_id)
         assert _sent_here() - sent_before == len(READERS)  # the send path's counter, in this process
 
         with env.sessions() as session:

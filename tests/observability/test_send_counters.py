@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 from support.paths import REFERENCE_ISSUE
 
-from mailer.services import campaigns
+from mailer.services import drafts, lifecycle
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 from subscribers.db import utcnow
@@ -36,11 +36,11 @@ def test_messages_and_rate_limiter_waits_are_counted(tmp_path):
                 add_subscriber(
                     session, f"reader{i}@example.org", topics=["nova"], source="test", now=utcnow()
                 )
-        draft = campaigns.read_draft(env, REFERENCE_ISSUE)
+        draft = drafts.read_draft(env, REFERENCE_ISSUE)
         with env.transaction() as session:
-            campaign_id = campaigns.create(session, draft, now=env.now()).id
+            campaign_id = lifecycle.create(session, draft, now=env.now()).id
         before = _counts()
-        campaigns.start_stepwise(env, campaign_id)  # no broker: sent here, inline
+        lifecycle.start_stepwise(env, campaign_id)  # no broker: sent here, inline
         after = _counts()
     finally:
         env.close()

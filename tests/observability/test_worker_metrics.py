@@ -15,7 +15,7 @@ from support.services import REDIS_URL, free_port_run
 from support.waiting import wait_until
 
 from mailer.sending.models import Campaign
-from mailer.services import campaigns
+from mailer.services import drafts, lifecycle
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 from mailer.web.collector import StoreCollector
@@ -96,10 +96,10 @@ def test_a_worker_serves_its_counts_and_sends_task_events(tmp_path, redis_prefix
                 add_subscriber(session, address, topics=["nova"], source="test", now=utcnow())
         assert queue_depth(env) == 0
         events.start(env)
-        draft = campaigns.read_draft(env, REFERENCE_ISSUE)
+        draft = drafts.read_draft(env, REFERENCE_ISSUE)
         with env.transaction() as session:
-            campaign_id = campaigns.create(session, draft, now=env.now()).id
-        campaigns.start_stepwise(env, campaign_id)
+            campaign_id = lifecycle.create(session, draft, now=env.now()).id
+        lifecycle.start_stepwise(env, campaign_id)
         assert queue_depth(env) == 3  # no worker yet
 
         port = free_port_run(2)  # two workers on this machine: port and port + 1

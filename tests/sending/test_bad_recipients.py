@@ -16,7 +16,7 @@ from support.population import populate
 
 from mailer.sending.models import Delivery
 from mailer.sending.sender import SendContext, send_batch_stepwise
-from mailer.services import campaigns
+from mailer.services import drafts, lifecycle, watch
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 from subscribers.db import utcnow
@@ -36,7 +36,7 @@ def test_bad_recipients_fail_alone_and_everyone_else_gets_the_issue(tmp_path, da
     )  # fmt: skip
     batches: list[tuple[int, list[int]]] = []
     env = AppEnv.from_settings(settings, clock=Clock(), enqueue=lambda c, ids: batches.append((c, list(ids))))
-    draft = campaigns.read_draft(env, REFERENCE_ISSUE, transport="smtp")
+    draft = drafts.read_draft(env, REFERENCE_ISSUE, transport="smtp")
     population = populate(database_url, 2000 - 25, TOPICS, issue_topics=draft.issue.topics)
     with env.transaction() as session:
         idn = {
@@ -58,15 +58,15 @@ def test_bad_recipients_fail_alone_and_everyone_else_gets_the_issue(tmp_path, da
         ]  # fmt: skip
         legacy = session.scalars(insert(Subscriber).returning(Subscriber.id), old_rows).all()
     with env.transaction() as session:
-        campaign_id = campaigns.create(session, draft, now=env.now()).id
-    campaigns.start_stepwise(env, campaign_id)
+        campaign_id = lifecycle.create(session, draft, now=env.now()).id
+    lifecycle.start_stepwise(env, campaign_id)
     context = SendContext(settings, env.sessions, env.clock, sleep=lambda _s: None)
     for cid, ids in batches:
         send_batch_stepwise(context, cid, ids)
     context.close()
 
     with env.sessions() as session:
-        state = campaigns.progress(session, campaign_id, now=env.now())
+        state = watch.progress(session, campaign_id, now=env.now())
         rows = {row.subscriber_id: row for row in session.scalars(select(Delivery))}
         idn_addresses = {
             s.id: s.email for s in session.scalars(select(Subscriber).where(Subscriber.id.in_(idn)))

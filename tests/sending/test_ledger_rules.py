@@ -17,7 +17,7 @@ from mailer.errors import ConflictError
 from mailer.sending import ledger
 from mailer.sending.models import Campaign, Delivery
 from mailer.sending.sender import SendContext, send_batch_stepwise
-from mailer.services import campaigns
+from mailer.services import drafts, lifecycle, listing, upkeep, watch
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 from subscribers.db import utcnow
@@ -39,7 +39,7 @@ class Setup:
         self.clock = Clock()
         self.batches: list[tuple[int, list[int]]] = []
         self.env = AppEnv.from_settings(self.settings, clock=self.clock, enqueue=self.enqueue)
-        self.draft = campaigns.read_draft(self.env, REFERENCE_ISSUE)
+        self.draft = drafts.read_draft(self.env, REFERENCE_ISSUE)
         self.issue = self.draft.issue
         self.population = populate(url, count, TOPICS, issue_topics=self.issue.topics)
 
@@ -47,13 +47,13 @@ class Setup:
         self.batches.append((campaign_id, list(ids)))
 
     def create(self, transport: str = "file", audience: str = "subscribers") -> int:
-        draft = campaigns.read_draft(self.env, REFERENCE_ISSUE, audience=audience, transport=transport)
+        draft = drafts.read_draft(self.env, REFERENCE_ISSUE, audience=audience, transport=transport)
         with self.env.transaction() as session:
-            return campaigns.create(session, draft, now=self.clock()).id
+            return lifecycle.create(session, draft, now=self.clock()).id
 
     def start(self, transport: str = "file", audience: str = "subscribers") -> int:
         campaign_id = self.create(transport, audience)
-        campaigns.start_stepwise(self.env, campaign_id)
+        lifecycle.start_stepwise(self.env, campaign_id)
         return campaign_id
 
     def context(self) -> SendContext:
@@ -65,9 +65,9 @@ class Setup:
         for cid, batch in batches:
             send_batch_stepwise(context, cid, batch)
 
-    def progress(self, campaign_id: int) -> campaigns.Progress:
+    def progress(self, campaign_id: int) -> watch.Progress:
         with self.env.sessions() as session:
-            return campaigns.progress(session, campaign_id, now=self.clock())
+            return watch.progress(session, campaign_id, now=self.clock())
 
 
 def test_start_fills_the_ledger_in_batches_and_a_claim_is_exclusive(tmp_path, database_url):
@@ -109,13 +109,13 @@ def test_a_start_renders_from_the_stored_markdown_and_starts_once(tmp_path, data
                 issue_markdown=setup.draft.markdown.replace("OpenStack社区动态样刊第六期", "第六期(修订)")
             )
         )
-    campaigns.start_stepwise(setup.env, campaign_id)
+    lifecycle.start_stepwise(setup.env, campaign_id)
     with setup.env.sessions() as session:
-        detail = campaigns.detail(session, campaign_id, now=setup.clock())
+        detail = listing.detail(session, campaign_id, now=setup.clock())
     assert detail.segments and all(s.subject.startswith("第六期(修订)") for s in detail.segments)
     assert detail.info.actions == ("pause", "cancel")
     with pytest.raises(ConflictError, match="is sending; only a draft or scheduled campaign can start"):
-        campaigns.start_stepwise(setup.env, campaign_id)
+        lifecycle.start_stepwise(setup.env, campaign_id)
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -190,7 +190,7 @@ def test_campaign_pauses_itself_after_failures_in_a_row(tmp_path, database_url, 
     assert state.failed >= 5 and state.sent == 0
     assert state.by_status["queued"] == len(setup.population.expected) - state.failed, "the rest waits"
     with setup.env.sessions() as session:
-        failures = campaigns.detail(session, campaign_id, now=setup.clock()).failures_by_code
+        failures = listing.detail(session, campaign_id, now=setup.clock()).failures_by_code
     assert failures == {"smtp-550": state.failed}, "failures grouped by the provider's cause"
 
 
@@ -209,7 +209,7 @@ def test_provider_pause_pauses_the_campaign_and_keeps_the_row(tmp_path, database
     assert state.sent == 5 and state.failed == 0
     assert state.by_status["queued"] == len(setup.population.expected) - 5
     ses_sink.sink.fail_after = None
-    assert campaigns.resume_stepwise(setup.env, campaign_id) == len(setup.population.expected) - 5
+    assert lifecycle.resume_stepwise(setup.env, campaign_id) == len(setup.population.expected) - 5
     setup.send_all(context)
     assert setup.progress(campaign_id).by_status == {"sent": len(setup.population.expected)}
     assert ses_sink.sink.stats()["duplicates"] == 0
@@ -231,10 +231,10 @@ def test_rows_of_a_vanished_worker_are_reaped_by_policy(tmp_path, database_url, 
     rows = _claim_and_die(setup, campaign_id)
     setup.batches.clear()
     setup.clock.advance(30)
-    early = campaigns.reap_stepwise(setup.env)
+    early = upkeep.reap_stepwise(setup.env)
     assert early.resent == early.unknown == 0, "within the lease nothing happens"
     setup.clock.advance(31)
-    report = campaigns.reap_stepwise(setup.env)
+    report = upkeep.reap_stepwise(setup.env)
     with setup.env.sessions() as session:
         statuses = dict(
             session.execute(
@@ -251,7 +251,7 @@ def test_rows_of_a_vanished_worker_are_reaped_by_policy(tmp_path, database_url, 
 
 def test_test_send_goes_to_given_addresses_once_per_segment_and_leaves_no_ledger(tmp_path, database_url):
     setup = Setup(tmp_path, database_url, 40)
-    sent = campaigns.send_test(setup.env, setup.draft, ["editor@example.org", "Boss@Example.org"])
+    sent = drafts.send_test(setup.env, setup.draft, ["editor@example.org", "Boss@Example.org"])
     segments = {segment for segment, _ in sent}
     assert len(segments) >= 4 and len(sent) == 2 * len(segments)
     assert {address for _, address in sent} == {"editor@example.org", "Boss@example.org"}
@@ -260,7 +260,7 @@ def test_test_send_goes_to_given_addresses_once_per_segment_and_leaves_no_ledger
         assert session.scalar(select(func.count()).select_from(Delivery)) == 0
         assert session.scalar(select(func.count()).select_from(Campaign)) == 0
     with pytest.raises(ValueError, match="email"):  # an address goes through the address checks
-        campaigns.send_test(setup.env, setup.draft, ["me@example.org\r\nBcc: x@evil.example"])
+        drafts.send_test(setup.env, setup.draft, ["me@example.org\r\nBcc: x@evil.example"])
 
 
 class _Died(Exception):
@@ -280,17 +280,17 @@ def test_a_fill_whose_process_died_is_resumed_by_the_reaper_once(tmp_path, datab
     setup.enqueue = dying_enqueue  # type: ignore[method-assign,assignment]
     dying = AppEnv.from_settings(setup.settings, clock=setup.clock, enqueue=dying_enqueue)
     with pytest.raises(_Died):
-        campaigns.start_stepwise(dying, campaign_id)
+        lifecycle.start_stepwise(dying, campaign_id)
     setup.enqueue = record  # type: ignore[method-assign]
     half = setup.progress(campaign_id)
     assert half.status == "sending" and 0 < half.total < len(setup.population.expected)
     assert not half.fill_complete
 
     setup.clock.advance(30)
-    assert campaigns.reap_stepwise(setup.env).fills_resumed == (), "within the lease the fill may be alive"
+    assert upkeep.reap_stepwise(setup.env).fills_resumed == (), "within the lease the fill may be alive"
     setup.clock.advance(31)
-    assert campaigns.reap_stepwise(setup.env).fills_resumed == (campaign_id,)
-    assert campaigns.reap_stepwise(setup.env).fills_resumed == (), "taken over once, not by every reaper"
+    assert upkeep.reap_stepwise(setup.env).fills_resumed == (campaign_id,)
+    assert upkeep.reap_stepwise(setup.env).fills_resumed == (), "taken over once, not by every reaper"
     setup.send_all()
     done = setup.progress(campaign_id)
     assert done.status == "done" and done.total == done.sent == len(setup.population.expected)
@@ -308,11 +308,11 @@ def test_rows_a_fill_adds_after_a_cancel_are_skipped_and_counted(tmp_path, datab
     def cancelling_enqueue(cid: int, ids) -> None:  # type: ignore[no-untyped-def]
         if not setup.batches:  # an operator cancels while the fill is still running
             with setup.env.transaction() as session:
-                campaigns.cancel(session, cid)
+                lifecycle.cancel(session, cid)
         setup.batches.append((cid, list(ids)))
 
     env = AppEnv.from_settings(setup.settings, clock=setup.clock, enqueue=cancelling_enqueue)
-    campaigns.start_stepwise(env, campaign_id)
+    lifecycle.start_stepwise(env, campaign_id)
     state = setup.progress(campaign_id)
     assert state.status == "cancelled"
     assert "queued" not in state.by_status, "nothing is left waiting for a send that never comes"
@@ -325,9 +325,9 @@ def test_a_cancelled_campaigns_lost_rows_become_unknown_even_with_resend(tmp_pat
     campaign_id = setup.start()
     rows = _claim_and_die(setup, campaign_id)
     with setup.env.transaction() as session:
-        campaigns.cancel(session, campaign_id)
+        lifecycle.cancel(session, campaign_id)
     setup.clock.advance(61)
-    report = campaigns.reap_stepwise(setup.env)
+    report = upkeep.reap_stepwise(setup.env)
     assert report.resent == 0 and report.unknown == len(rows)
     state = setup.progress(campaign_id)
     assert state.by_status == {"unknown": len(rows), "skipped": state.total - len(rows)}
@@ -338,16 +338,16 @@ def test_operator_actions_follow_the_transition_table(tmp_path, database_url):
     setup = Setup(tmp_path, database_url, 5)
     campaign_id = setup.create()
     with setup.env.transaction() as session:
-        assert campaigns.detail(session, campaign_id, now=setup.clock()).info.actions == (
+        assert listing.detail(session, campaign_id, now=setup.clock()).info.actions == (
             "schedule", "start", "cancel",
         )  # fmt: skip
         with pytest.raises(ConflictError, match="only a sending or scheduled campaign can pause"):
-            campaigns.pause(session, campaign_id)
+            lifecycle.pause(session, campaign_id)
         with pytest.raises(ConflictError, match="only a paused campaign"):
-            campaigns.resume_stepwise(setup.env, campaign_id)
-        assert campaigns.cancel(session, campaign_id) == 0
+            lifecycle.resume_stepwise(setup.env, campaign_id)
+        assert lifecycle.cancel(session, campaign_id) == 0
     with setup.env.transaction() as session, pytest.raises(ConflictError, match="is cancelled"):
-        campaigns.cancel(session, campaign_id)
+        lifecycle.cancel(session, campaign_id)
 
 
 def test_rows_failed_in_an_ses_outage_are_retried_once_each(tmp_path, database_url, ses_sink, monkeypatch):
@@ -364,7 +364,7 @@ def test_rows_failed_in_an_ses_outage_are_retried_once_each(tmp_path, database_u
     expected = len(setup.population.expected)
     assert state.status == "done" and state.sent == 8 and state.failed == expected - 8
     with setup.env.sessions() as session:
-        assert campaigns.detail(session, campaign_id, now=setup.clock()).failures_by_code == {
+        assert listing.detail(session, campaign_id, now=setup.clock()).failures_by_code == {
             "ServiceUnavailable": expected - 8
         }
         failed = session.scalars(
@@ -375,15 +375,15 @@ def test_rows_failed_in_an_ses_outage_are_retried_once_each(tmp_path, database_u
         session.commit()
 
     with setup.env.transaction() as session:  # a cause that did not happen: nothing changes
-        nothing = campaigns.retry_failed(session, campaign_id, causes=["MessageRejected"], now=setup.clock())
+        nothing = lifecycle.retry_failed(session, campaign_id, causes=["MessageRejected"], now=setup.clock())
     assert nothing.row_ids == () and setup.progress(campaign_id).status == "done"
 
     ses_sink.sink.fail_after = None  # the outage is over
     with setup.env.transaction() as session:
-        retry = campaigns.retry_failed(session, campaign_id, causes=["ServiceUnavailable"], now=setup.clock())
+        retry = lifecycle.retry_failed(session, campaign_id, causes=["ServiceUnavailable"], now=setup.clock())
     assert len(retry.row_ids) == expected - 8 and retry.by_cause == {"ServiceUnavailable": expected - 8}
     assert retry.send and setup.progress(campaign_id).status == "sending"
-    assert campaigns.continue_retry_stepwise(setup.env, retry) == expected - 8
+    assert lifecycle.continue_retry_stepwise(setup.env, retry) == expected - 8
     setup.send_all()
     state = setup.progress(campaign_id)
     assert state.status == "done" and state.failed == 0
@@ -393,7 +393,7 @@ def test_rows_failed_in_an_ses_outage_are_retried_once_each(tmp_path, database_u
     assert len(received) == len(set(received)) == expected - 1, "every reader once, the leaver never"
 
     with setup.env.transaction() as session, pytest.raises(ConflictError, match="draft"):
-        campaigns.retry_failed(session, setup.create(), now=setup.clock())
+        lifecycle.retry_failed(session, setup.create(), now=setup.clock())
 
 
 def test_a_paused_campaign_keeps_its_retried_rows_for_the_resume(tmp_path, database_url, smtp_sink):
@@ -411,10 +411,10 @@ def test_a_paused_campaign_keeps_its_retried_rows_for_the_resume(tmp_path, datab
     assert setup.progress(campaign_id).status == "paused"
     smtp_sink.refuse_all = None
     with setup.env.transaction() as session:
-        retry = campaigns.retry_failed(session, campaign_id, now=setup.clock())
-    assert retry.row_ids and not retry.send and campaigns.continue_retry_stepwise(setup.env, retry) == 0
+        retry = lifecycle.retry_failed(session, campaign_id, now=setup.clock())
+    assert retry.row_ids and not retry.send and lifecycle.continue_retry_stepwise(setup.env, retry) == 0
     assert setup.progress(campaign_id).status == "paused"
-    campaigns.resume_stepwise(setup.env, campaign_id)
+    lifecycle.resume_stepwise(setup.env, campaign_id)
     setup.send_all()
     state = setup.progress(campaign_id)
     assert state.status == "done" and state.by_status == {"sent": len(setup.population.expected)}

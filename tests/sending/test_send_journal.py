@@ -35,7 +35,7 @@ from mailer.sending.journal import (
     parse_entries,
 )
 from mailer.sending.models import Campaign, Delivery
-from mailer.services import campaigns
+from mailer.services import drafts, lifecycle, upkeep
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 
@@ -121,11 +121,11 @@ def _started(tmp_path: Path, url: str, count: int, **settings: object) -> Starte
     values = Settings(data_dir=tmp_path, database_url=url, secret_key="k", **settings)  # type: ignore[arg-type]
     enqueued: list[int] = []
     env = AppEnv.from_settings(values, clock=clock, enqueue=lambda _c, ids: enqueued.extend(ids))
-    draft = campaigns.read_draft(env, REFERENCE_ISSUE)
+    draft = drafts.read_draft(env, REFERENCE_ISSUE)
     populate(url, count, TOPICS, issue_topics=draft.issue.topics)
     with env.transaction() as session:
-        campaign_id = campaigns.create(session, draft, now=env.now()).id
-    campaigns.start_stepwise(env, campaign_id)
+        campaign_id = lifecycle.create(session, draft, now=env.now()).id
+    lifecycle.start_stepwise(env, campaign_id)
     return Started(values, env, clock, enqueued, campaign_id)
 
 
@@ -147,7 +147,7 @@ def test_the_reaper_resolves_a_dead_claim_row_by_row(tmp_path, database_url, pol
 
     enqueued.clear()
     started.clock.advance(started.settings.lease_seconds + 1)
-    report = campaigns.reap_stepwise(env)
+    report = upkeep.reap_stepwise(env)
     with env.sessions() as session:
         found = {
             row.id: (row.status, row.message_id)
@@ -181,18 +181,18 @@ def test_a_dead_claim_without_a_journal_is_in_doubt_as_before(tmp_path, database
             now=started.clock(),
         )
     started.clock.advance(started.settings.lease_seconds + 1)
-    report = campaigns.reap_stepwise(started.env)
+    report = upkeep.reap_stepwise(started.env)
     assert report.unknown == len(claimed) and report.recovered == 0
 
 
 # --- a real process killed mid-batch -----------------------------------------------------------------
 SENDER = """
 import sys
-from mailer.services import campaigns
+from mailer.services import drafts, lifecycle, upkeep
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 env = AppEnv.from_settings(Settings())
-campaigns.start_stepwise(env, int(sys.argv[1]))
+lifecycle.start_stepwise(env, int(sys.argv[1]))
 """
 
 
@@ -220,10 +220,10 @@ def test_a_sender_killed_mid_batch_leaves_at_most_its_message_in_flight_in_doubt
     settings = Settings(**values)  # type: ignore[arg-type]
     clock = Clock()
     env = AppEnv.from_settings(settings, clock=clock)
-    draft = campaigns.read_draft(env, REFERENCE_ISSUE)
+    draft = drafts.read_draft(env, REFERENCE_ISSUE)
     population = populate(database_url, 320, TOPICS, issue_topics=draft.issue.topics)
     with env.transaction() as session:
-        campaign_id = campaigns.create(session, draft, now=env.now()).id
+        campaign_id = lifecycle.create(session, draft, now=env.now()).id
     outbox = settings.resolved_outbox_dir
 
     def files() -> int:
@@ -247,7 +247,7 @@ def test_a_sender_killed_mid_batch_leaves_at_most_its_message_in_flight_in_doubt
     on_disk_at_kill = files()
 
     clock.now = datetime.now(UTC) + timedelta(seconds=settings.lease_seconds + 1)  # a lease later
-    report = campaigns.reap_stepwise(env)  # embedded: what it queues again is sent here
+    report = upkeep.reap_stepwise(env)  # embedded: what it queues again is sent here
     with env.sessions() as session:
         rows = list(session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id)))
         campaign = session.get(Campaign, campaign_id)
@@ -281,11 +281,11 @@ def test_a_journal_that_cannot_be_written_stops_the_batch_and_gives_its_rows_bac
     settings = Settings(data_dir=tmp_path, database_url=database_url, secret_key="k")  # type: ignore[call-arg]
     enqueued: list[int] = []
     env = AppEnv.from_settings(settings, enqueue=lambda _c, ids: enqueued.extend(ids))
-    draft = campaigns.read_draft(env, REFERENCE_ISSUE)
+    draft = drafts.read_draft(env, REFERENCE_ISSUE)
     populate(database_url, 20, TOPICS, issue_topics=draft.issue.topics)
     with env.transaction() as session:
-        campaign_id = campaigns.create(session, draft, now=env.now()).id
-    campaigns.start_stepwise(env, campaign_id)
+        campaign_id = lifecycle.create(session, draft, now=env.now()).id
+    lifecycle.start_stepwise(env, campaign_id)
     from mailer.sending.sender import send_batch_stepwise
 
     with pytest.raises(JournalError, match="cannot be opened"):

@@ -22,7 +22,7 @@ from support.population import populate
 from mailer.errors import SendingStopped, error_kind
 from mailer.sending.models import Campaign, Delivery
 from mailer.sending.sender import send_batch_stepwise
-from mailer.services import campaigns
+from mailer.services import drafts, lifecycle, watch
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 
@@ -81,18 +81,18 @@ def test_a_send_whose_work_dies_stops_following_pauses_and_resumes_exactly_once(
         send_batch_stepwise(env.send_context(), campaign_id, ids)
 
     env = AppEnv.from_settings(settings, enqueue=failing_enqueue)
-    draft = campaigns.read_draft(env, REFERENCE_ISSUE)
+    draft = drafts.read_draft(env, REFERENCE_ISSUE)
     population = populate(database_url, 200, TOPICS, issue_topics=draft.issue.topics)
     with env.transaction() as session:
-        campaign_id = campaigns.create(session, draft, now=env.now()).id
+        campaign_id = lifecycle.create(session, draft, now=env.now()).id
 
     watched: list[str] = []
     outcome: list[BaseException] = []
 
     def follow() -> None:
         try:
-            campaigns.run_and_watch(
-                env, campaign_id, lambda: campaigns.start_stepwise(env, campaign_id),
+            watch.run_and_watch(
+                env, campaign_id, lambda: lifecycle.start_stepwise(env, campaign_id),
                 lambda state: watched.append(state.status), poll=0.05,
             )  # fmt: skip
         except BaseException as exc:  # noqa: BLE001 - the test inspects it
@@ -109,7 +109,7 @@ def test_a_send_whose_work_dies_stops_following_pauses_and_resumes_exactly_once(
     assert error_kind(outcome[0]).exit_code != 0
 
     with env.sessions() as session:
-        shown = campaigns.progress(session, campaign_id, now=env.now())
+        shown = watch.progress(session, campaign_id, now=env.now())
     assert shown.status == "paused"
     assert shown.reason and shown.reason.startswith("the sending process stopped:")
     before = _ledger(env, campaign_id)
@@ -118,7 +118,7 @@ def test_a_send_whose_work_dies_stops_following_pauses_and_resumes_exactly_once(
     assert before["sent"] in (40, 60) and before["sending"] == 0, before
 
     healthy = AppEnv.from_settings(settings)
-    campaigns.resume_stepwise(healthy, campaign_id)
+    lifecycle.resume_stepwise(healthy, campaign_id)
     after = _ledger(healthy, campaign_id)
     assert after == Counter({"sent": len(population.expected)}), after
     with healthy.sessions() as session:
@@ -146,6 +146,7 @@ def test_send_exits_non_zero_when_the_campaign_ends_paused(tmp_path, smtp_sink):
             "NEWSLETTER_SMTP_PORT": str(smtp_sink.port),
             "NEWSLETTER_SECRET_KEY": "a key of this deployment",
             "NEWSLETTER_MAX_CONSECUTIVE_FAILURES": "5",
+            "NEWSLETTER_SENDER_ADDRESS": "news@example.org",
             "COLUMNS": "200",
         }
     )
@@ -183,9 +184,7 @@ def test_following_a_send_survives_a_dropped_connection(tmp_path, pg_server_url)
     env = AppEnv.from_settings(settings)
     try:
         with env.transaction() as session:
-            campaign_id = campaigns.create(
-                session, campaigns.read_draft(env, REFERENCE_ISSUE), now=env.now()
-            ).id
+            campaign_id = lifecycle.create(session, drafts.read_draft(env, REFERENCE_ISSUE), now=env.now()).id
         looks: list[str] = []
         killed = threading.Event()
 
@@ -195,7 +194,7 @@ def test_following_a_send_survives_a_dropped_connection(tmp_path, pg_server_url)
             killed.set()
             threading.Event().wait(0.6)
 
-        final = campaigns.run_and_watch(
+        final = watch.run_and_watch(
             env, campaign_id, work, lambda state: looks.append(state.status), poll=0.05
         )
         assert killed.is_set() and final.status == "draft"

@@ -21,7 +21,7 @@ from support.population import populate
 from support.waiting import wait_until
 
 from mailer.sending.models import Campaign, Delivery
-from mailer.services import campaigns
+from mailer.services import drafts, lifecycle
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 
@@ -31,11 +31,11 @@ TOPICS = ["nova", "neutron", "tempest", "ceilometer", "heat"]
 # test can kill it once the first chunk is committed and long before the fill is complete
 STARTER = """
 import sys, time
-from mailer.services import campaigns
+from mailer.services import drafts, lifecycle
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 env = AppEnv.from_settings(Settings(batch_size=20, fill_chunk=20), enqueue=lambda _c, _i: time.sleep(0.1))
-campaigns.start_stepwise(env, int(sys.argv[1]))
+lifecycle.start_stepwise(env, int(sys.argv[1]))
 """
 
 
@@ -67,11 +67,11 @@ def test_a_send_killed_mid_fill_is_resumed_without_loss_or_duplicates(tmp_path, 
     fill has shown no sign of life for a lease."""
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url, secret_key="k")  # type: ignore[call-arg]
     app = AppEnv.from_settings(settings)
-    draft = campaigns.read_draft(app, REFERENCE_ISSUE)
+    draft = drafts.read_draft(app, REFERENCE_ISSUE)
     population = populate(database_url, 300, TOPICS, issue_topics=draft.issue.topics)
     factory = app.sessions
     with app.transaction() as session:
-        campaign_id = campaigns.create(session, draft, now=app.now()).id
+        campaign_id = lifecycle.create(session, draft, now=app.now()).id
     env = _env(tmp_path, database_url)
     starter = subprocess.Popen([sys.executable, "-c", STARTER, str(campaign_id)], cwd=PROJECT_ROOT, env=env)
 
@@ -141,15 +141,15 @@ def test_two_racing_fills_insert_each_row_once_and_count_it_once(tmp_path, datab
         enqueued.extend(ids)
         if not rival:  # after the start's first committed chunk, a resume runs the fill to the end
             rival.append(0)
-            rival[0] = campaigns.resume_stepwise(rival_env, campaign_id)
+            rival[0] = lifecycle.resume_stepwise(rival_env, campaign_id)
 
     app = AppEnv.from_settings(settings, enqueue=enqueue)
-    draft = campaigns.read_draft(app, REFERENCE_ISSUE)
+    draft = drafts.read_draft(app, REFERENCE_ISSUE)
     population = populate(database_url, 150, TOPICS, issue_topics=draft.issue.topics)
     factory = app.sessions
     with app.transaction() as session:
-        campaign_id = campaigns.create(session, draft, now=app.now()).id
-    inserted = campaigns.start_stepwise(app, campaign_id)
+        campaign_id = lifecycle.create(session, draft, now=app.now()).id
+    inserted = lifecycle.start_stepwise(app, campaign_id)
     expected = len(population.expected)
     assert inserted == 25, "the start inserted its first chunk; every later row was the rival's"
     assert rival[0] == expected, "the rival re-queued the 25 rows and inserted the rest"

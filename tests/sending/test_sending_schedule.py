@@ -18,8 +18,9 @@ from support.paths import REFERENCE_ISSUE
 from support.population import populate
 
 from mailer import samples
+from mailer.errors import InputError
 from mailer.sending.models import Campaign, Delivery, SegmentRendering
-from mailer.services import campaigns
+from mailer.services import drafts, lifecycle, upkeep
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 from subscribers.db import make_session_factory, open_database
@@ -33,17 +34,20 @@ class Scheduled:
 
     def __init__(self, tmp_path: Path, url: str) -> None:
         self.url = url
-        self.settings = Settings(data_dir=tmp_path, database_url=url, secret_key="k")  # type: ignore[call-arg]
+        self.settings = Settings(  # type: ignore[call-arg]
+            data_dir=tmp_path, database_url=url, secret_key="k", sender_address="news@example.org"
+        )
         self.clock = Clock()
         self.enqueued: list[int] = []
         self.lock = threading.Lock()
         self.env = AppEnv.from_settings(self.settings, clock=self.clock, enqueue=self.enqueue)
-        self.draft = campaigns.read_draft(self.env, REFERENCE_ISSUE)
+        self.draft = drafts.read_draft(self.env, REFERENCE_ISSUE)
         self.issue = self.draft.issue
 
-    def schedule(self, at: datetime) -> int:
+    def schedule(self, at: datetime, *, override: bool = False) -> int:
         with self.env.transaction() as session:
-            return campaigns.create(session, self.draft, now=self.clock(), scheduled_at=at).id
+            campaign_id = lifecycle.create(session, self.draft, now=self.clock()).id
+            return lifecycle.schedule(session, self.env, campaign_id, at, override=override).id
 
     def enqueue(self, _cid: int, ids) -> None:  # type: ignore[no-untyped-def]
         with self.lock:
@@ -51,7 +55,7 @@ class Scheduled:
 
     def start_due(self, now: datetime) -> list[int]:
         self.clock.now = now
-        return campaigns.start_due_stepwise(self.env)
+        return upkeep.start_due_stepwise(self.env)
 
     def campaign(self, campaign_id: int) -> Campaign:
         with self.env.sessions() as session:
@@ -112,7 +116,7 @@ def test_a_campaign_cancelled_before_it_is_due_never_starts(tmp_path, database_u
     now = run.clock()
     campaign_id = run.schedule(now + timedelta(minutes=5))
     with run.env.transaction() as session:
-        assert campaigns.cancel(session, campaign_id) == 0
+        assert lifecycle.cancel(session, campaign_id) == 0
     assert run.start_due(now + timedelta(minutes=10)) == []
     assert run.campaign(campaign_id).status == "cancelled"
     assert run.count(Delivery, campaign_id) == 0 and run.enqueued == []
@@ -124,17 +128,34 @@ def test_a_scheduled_campaign_paused_then_resumed_waits_for_its_time_again(tmp_p
     now = run.clock()
     campaign_id = run.schedule(now + timedelta(minutes=5))
     with run.env.transaction() as session:
-        campaigns.pause(session, campaign_id)
+        lifecycle.pause(session, campaign_id)
     assert run.start_due(now + timedelta(minutes=10)) == [], "a paused campaign does not start"
-    assert campaigns.resume_stepwise(run.env, campaign_id) == 0
+    assert lifecycle.resume_stepwise(run.env, campaign_id) == 0
     assert run.campaign(campaign_id).status == "scheduled" and run.enqueued == []
     assert run.start_due(now + timedelta(minutes=10)) == [campaign_id]
     assert run.count(Delivery, campaign_id) == len(population.expected)
 
 
+def test_a_schedule_time_is_refused_alike_whoever_asks(tmp_path, database_url):
+    """``send --at`` and the API's schedule call one rule: in the past, without a UTC offset or more than
+    a year ahead is an input error, and the campaign stays a draft."""
+    run = Scheduled(tmp_path, database_url)
+    now = run.clock()
+    with run.env.transaction() as session:
+        campaign_id = lifecycle.create(session, run.draft, now=now).id
+    for at, problem in (
+        (now - timedelta(minutes=1), "is in the past"),
+        ((now + timedelta(days=1)).replace(tzinfo=None), "has no UTC offset"),
+        (now + timedelta(days=5 * 365), "is more than a year ahead"),
+    ):
+        with pytest.raises(InputError, match=problem), run.env.transaction() as session:
+            lifecycle.schedule(session, run.env, campaign_id, at)
+    assert run.campaign(campaign_id).status == "draft"
+
+
 def _newsletter(cwd: Path, *args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env["COLUMNS"] = "200"
+    env |= {"COLUMNS": "200", "NEWSLETTER_SENDER_ADDRESS": "news@example.org"}
     command = [sys.executable, "-c", "from mailer.cli import main; main()", *args]
     return subprocess.Popen(
         command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -22,7 +22,7 @@ from support.waiting import holds_for, wait_until
 from mailer import broker
 from mailer.rendering.placeholders import SplitTemplate
 from mailer.sending.models import Delivery, SegmentRendering
-from mailer.services import campaigns
+from mailer.services import drafts, lifecycle, upkeep, watch
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 from mailer.urls import view_scope
@@ -51,7 +51,7 @@ class Run:
         )
         self.env = AppEnv.from_settings(self.settings)  # a broker: batches go to the workers
         self.factory = self.env.sessions
-        self.issue = campaigns.read_draft(self.env, REFERENCE_ISSUE).issue
+        self.issue = drafts.read_draft(self.env, REFERENCE_ISSUE).issue
 
     def worker_settings(self, **extra: object) -> dict[str, object]:
         values: dict[str, object] = {"database_url": self.settings.database_url, "secret_key": SECRET}
@@ -72,25 +72,25 @@ class Run:
         return values
 
     def start(self, audience: str = "subscribers", transport: str | None = None) -> int:
-        draft = campaigns.read_draft(self.env, REFERENCE_ISSUE, audience=audience, transport=transport)
+        draft = drafts.read_draft(self.env, REFERENCE_ISSUE, audience=audience, transport=transport)
         with self.env.transaction() as session:
-            campaign_id = campaigns.create(session, draft, now=self.env.now()).id
-        campaigns.start_stepwise(self.env, campaign_id)
+            campaign_id = lifecycle.create(session, draft, now=self.env.now()).id
+        lifecycle.start_stepwise(self.env, campaign_id)
         return campaign_id
 
-    def progress(self, campaign_id: int) -> campaigns.Progress:
+    def progress(self, campaign_id: int) -> watch.Progress:
         with self.factory() as session:
-            return campaigns.progress(session, campaign_id, now=self.env.now())
+            return watch.progress(session, campaign_id, now=self.env.now())
 
-    def wait(self, campaign_id: int, statuses=("done",), timeout: float = 120) -> campaigns.Progress:  # type: ignore[no-untyped-def]
-        def settled() -> campaigns.Progress | None:
+    def wait(self, campaign_id: int, statuses=("done",), timeout: float = 120) -> watch.Progress:  # type: ignore[no-untyped-def]
+        def settled() -> watch.Progress | None:
             state = self.progress(campaign_id)
             return state if state.status in statuses else None
 
         return wait_until(settled, timeout=timeout, interval=0.25, what=f"campaign {campaign_id} {statuses}")
 
-    def wait_sent(self, campaign_id: int, at_least: int, timeout: float = 60) -> campaigns.Progress:
-        def enough() -> campaigns.Progress | None:
+    def wait_sent(self, campaign_id: int, at_least: int, timeout: float = 60) -> watch.Progress:
+        def enough() -> watch.Progress | None:
             state = self.progress(campaign_id)
             return state if state.sent >= at_least else None
 
@@ -176,14 +176,14 @@ def test_pause_resume_and_cancel_mid_campaign(tmp_path, database_url, redis_pref
     campaign_id = run.start()
     run.wait_sent(campaign_id, 100)
     with run.env.transaction() as session:
-        campaigns.pause(session, campaign_id)
+        lifecycle.pause(session, campaign_id)
     run.wait_quiet(campaign_id)
     paused = run.progress(campaign_id)
     assert paused.status == "paused" and 0 < paused.sent < len(population.expected)
     holds_for(lambda: run.progress(campaign_id).sent == paused.sent, 1.5, what="nothing sent while paused")
     assert paused.by_status.get("queued", 0) == len(population.expected) - paused.sent
 
-    requeued = campaigns.resume_stepwise(run.env, campaign_id)
+    requeued = lifecycle.resume_stepwise(run.env, campaign_id)
     assert requeued == len(population.expected) - paused.sent
     run.wait(campaign_id)
     _assert_exactly_once(run, campaign_id, population.expected)
@@ -191,7 +191,7 @@ def test_pause_resume_and_cancel_mid_campaign(tmp_path, database_url, redis_pref
     second = run.start()
     run.wait_sent(second, 100)
     with run.env.transaction() as session:
-        campaigns.cancel(session, second)
+        lifecycle.cancel(session, second)
     run.wait_quiet(second)
     cancelled = run.progress(second)
     holds_for(lambda: run.progress(second).sent == cancelled.sent, 1.0, what="nothing sent after cancel")
@@ -317,7 +317,7 @@ def test_workers_killed_mid_campaign_leave_at_most_their_messages_in_flight_in_d
 
     def reaped_until_done() -> bool:
         nonlocal recovered, resent
-        report = campaigns.reap_stepwise(run.env)  # what beat does every half lease
+        report = upkeep.reap_stepwise(run.env)  # what beat does every half lease
         recovered += report.recovered
         resent += report.resent
         return run.progress(campaign_id).status == "done"
@@ -394,9 +394,9 @@ def test_a_worker_starts_a_stored_campaign_by_id_once(tmp_path, database_url, re
     run = Run(tmp_path, database_url, redis_prefix, transport="file")
     population = populate(database_url, 300, TOPICS, issue_topics=run.issue.topics)
     start_workers(2, **run.worker_settings())
-    draft = campaigns.read_draft(run.env, REFERENCE_ISSUE)
+    draft = drafts.read_draft(run.env, REFERENCE_ISSUE)
     with run.env.transaction() as session:
-        campaign_id = campaigns.create(session, draft, now=run.env.now()).id
+        campaign_id = lifecycle.create(session, draft, now=run.env.now()).id
     for _ in range(2):  # the same task delivered twice
         run.env.celery().send_task(broker.START_CAMPAIGN, args=(campaign_id,))
     done = run.wait(campaign_id, timeout=60)

@@ -3,6 +3,8 @@ topic lists in every separator, and bad arguments as input errors (SQLite and Po
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from support.clock import Clock
 
@@ -12,6 +14,7 @@ from mailer.services import subscribers as service
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 from subscribers.db import utcnow
+from subscribers.errors import InvalidInput
 
 
 @pytest.fixture
@@ -27,6 +30,18 @@ def env(tmp_path, database_url) -> AppEnv:
             )
         service.add(session, env, "under_score%@example.org", name="100% Sure")
     return env
+
+
+@pytest.mark.parametrize("status", ["bounced", "unsubscribed", "--status"])
+def test_an_import_gives_new_subscribers_only_an_import_status(env, status):
+    with pytest.raises(InvalidInput) as refused:
+        service.import_stepwise(env, io.BytesIO(b"email\nnew@example.org\n"), status=status)
+    assert (
+        str(refused.value) == f"an import gives new subscribers the status active or pending, not {status!r}"
+    )
+    with env.transaction() as session:
+        assert service.search(session, "new@example.org", limit=5) == [], "nothing imported"
+    assert [str(s) for s in service.ImportStatus] == ["active", "pending"]
 
 
 def test_pages_follow_each_other_by_id_with_no_gap_and_no_overlap(env):

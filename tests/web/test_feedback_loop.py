@@ -17,7 +17,7 @@ from support.waiting import wait_until
 from mailer.feedback.models import FeedbackMessage
 from mailer.feedback.samples import bounce_notification, complaint_notification
 from mailer.sending.models import Campaign, Delivery
-from mailer.services import campaigns
+from mailer.services import drafts, lifecycle
 from mailer.services.env import AppEnv
 from mailer.settings import Settings
 from subscribers.db import utcnow
@@ -65,10 +65,10 @@ def test_bounces_and_complaints_close_the_loop(tmp_path, database_url, redis_pre
         workers = start_workers(1, **worker_settings)
 
         def send() -> int:
-            draft = campaigns.read_draft(env, REFERENCE_ISSUE)
+            draft = drafts.read_draft(env, REFERENCE_ISSUE)
             with env.transaction() as session:
-                campaign_id = campaigns.create(session, draft, now=env.now()).id
-            campaigns.start_stepwise(env, campaign_id)
+                campaign_id = lifecycle.create(session, draft, now=env.now()).id
+            lifecycle.start_stepwise(env, campaign_id)
             return campaign_id
 
         def status(campaign_id: int) -> Campaign:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from support.waiting import wait_until
 
 from mailer import samples
-from mailer.services import campaigns
+from mailer.services import drafts, lifecycle
 from subscribers.db import utcnow
 from subscribers.models import Subscriber
 from subscribers.preferences import add_subscriber, get_preferences
@@ -83,10 +83,10 @@ def sent_to_nova_reader(live_web):
     _subscriber(live_web, "browser-nova@example.org", topics=("nova", "neutron"))
     _subscriber(live_web, "browser-leaver@example.org", topics=())
     env = live_web.env
-    draft = campaigns.read_draft(env, samples.ISSUE)
+    draft = drafts.read_draft(env, samples.ISSUE)
     with env.transaction() as session:
-        campaign_id = campaigns.create(session, draft, now=env.now()).id
-    campaigns.start_stepwise(env, campaign_id)
+        campaign_id = lifecycle.create(session, draft, now=env.now()).id
+    lifecycle.start_stepwise(env, campaign_id)
     return campaign_id
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from support.waiting import holds_for, wait_until
 
 from mailer import samples
-from mailer.services import campaigns
+from mailer.services import drafts, lifecycle
 from subscribers.db import utcnow
 from subscribers.models import Subscriber, SubscriberEvent
 from subscribers.preferences import add_subscriber, get_preferences
@@ -91,10 +91,10 @@ def sent_issue(live_web):
     for address, topics in readers.items():
         _subscriber(live_web, address, topics)
     env = live_web.env
-    draft = campaigns.read_draft(env, samples.ISSUE)
+    draft = drafts.read_draft(env, samples.ISSUE)
     with env.transaction() as session:
-        campaign_id = campaigns.create(session, draft, now=env.now()).id
-    campaigns.start_stepwise(env, campaign_id)
+        campaign_id = lifecycle.create(session, draft, now=env.now()).id
+    lifecycle.start_stepwise(env, campaign_id)
     return campaign_id, {address: _sent_messages(live_web, address)[-1] for address in readers}
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from mailer.services import campaign_desk, campaigns
+from mailer.services import campaign_desk, drafts, lifecycle, listing
 from mailer.web.admin import schemas
 from mailer.web.admin.auth import BEARER, UNAUTHORIZED, ApiAdmin, api_admin
 from mailer.web.admin.bodies import read_body
@@ -29,7 +29,7 @@ def list_campaigns(
     before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> list[schemas.Campaign]:
-    rows = campaigns.list_campaigns(session, status=status, before_id=before, limit=limit)
+    rows = listing.list_campaigns(session, status=status, before_id=before, limit=limit)
     return [schemas.Campaign.of(c) for c in rows]
 
 
@@ -60,7 +60,7 @@ async def upload(
 
 @router.get("/{campaign_id}", summary="One campaign")
 def show(campaign_id: CampaignId, admin: ApiAdmin, env: Env, session: ReadSession) -> schemas.Campaign:
-    return schemas.Campaign.of(campaigns.detail(session, campaign_id, now=env.now()).info)
+    return schemas.Campaign.of(listing.detail(session, campaign_id, now=env.now()).info)
 
 
 @router.get(
@@ -96,17 +96,22 @@ def preview(
 def test_send(
     campaign_id: CampaignId, body: schemas.TestSendRequest, admin: ApiAdmin, env: Env
 ) -> schemas.TestSent:
-    sent = campaigns.send_test(env, campaign_desk.stored_draft(env, campaign_id), body.addresses)
+    sent = drafts.send_test(env, campaign_desk.stored_draft(env, campaign_id), body.addresses)
     return schemas.TestSent(
         sent=[{"segment": ",".join(sorted(seg)) or "general", "address": address} for seg, address in sent]
     )
 
 
-@router.post("/{campaign_id}/schedule", summary="Start it at a given time")
+@router.post(
+    "/{campaign_id}/schedule",
+    responses={409: {"description": "The checklist fails (no override), or not a draft"}},
+    summary="Start it at a given time (within a year), once the pre-send checklist passes (or with override)",
+)
 def schedule(
     campaign_id: CampaignId, body: schemas.ScheduleRequest, admin: ApiAdmin, env: Env, session: DbSession
 ) -> schemas.Campaign:
-    return schemas.Campaign.of(campaigns.schedule(session, campaign_id, body.at, now=env.now()))
+    info = lifecycle.schedule(session, env, campaign_id, body.at, override=body.override)
+    return schemas.Campaign.of(info)
 
 
 @router.post(
@@ -124,21 +129,21 @@ def start(
 
 @router.post("/{campaign_id}/pause", summary="Pause sending")
 def pause(campaign_id: CampaignId, admin: ApiAdmin, session: DbSession) -> schemas.Campaign:
-    return schemas.Campaign.of(campaigns.pause(session, campaign_id, f"paused by {admin.name}"))
+    return schemas.Campaign.of(lifecycle.pause(session, campaign_id, f"paused by {admin.name}"))
 
 
 @router.post("/{campaign_id}/resume", status_code=202, summary="Resume a paused one")
 def resume(campaign_id: CampaignId, admin: ApiAdmin, env: Env) -> schemas.Campaign:
     campaign_desk.resume_stepwise(env, campaign_id)
     with env.sessions() as session:
-        return schemas.Campaign.of(campaigns.detail(session, campaign_id, now=env.now()).info)
+        return schemas.Campaign.of(listing.detail(session, campaign_id, now=env.now()).info)
 
 
 @router.post("/{campaign_id}/cancel", summary="Cancel: nothing more is sent")
 def cancel(campaign_id: CampaignId, admin: ApiAdmin, env: Env, session: DbSession) -> schemas.Campaign:
-    campaigns.cancel(session, campaign_id, f"cancelled by {admin.name}")
+    lifecycle.cancel(session, campaign_id, f"cancelled by {admin.name}")
     session.flush()
-    return schemas.Campaign.of(campaigns.detail(session, campaign_id, now=env.now()).info)
+    return schemas.Campaign.of(listing.detail(session, campaign_id, now=env.now()).info)
 
 
 @router.get(

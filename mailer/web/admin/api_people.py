@@ -83,8 +83,9 @@ async def import_csv(
     admin: ApiAdmin,
     env: Env,
     topics: Annotated[str | None, Query(max_length=2000, description="Topics for rows without any")] = None,
-    status: Annotated[str, Query(pattern="^(active|pending)$")] = "active",
+    status: Annotated[str, Query(max_length=16)] = subscribers.ImportStatus.ACTIVE,
 ) -> schemas.ImportResult:
+    subscribers.import_status(status)  # the core's rule, before the body is read
     body = await spool_body(request, env.settings.admin_upload_bytes)
     rejects: list[Reject] = []
 

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from mailer.sending.states import CampaignAction
-from mailer.services import admins, campaign_desk, campaigns, subscribers
+from mailer.services import admins, campaign_desk, lifecycle, listing, subscribers
 from mailer.services.env import AppEnv
 from mailer.web.admin import charts
 from mailer.web.admin.auth import (
@@ -139,7 +139,7 @@ def home(
     page: PageAdmin,
     before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> HTMLResponse:
-    rows = campaigns.list_campaigns(session, before_id=before, limit=20)
+    rows = listing.list_campaigns(session, before_id=before, limit=20)
     series = campaign_desk.activity(session, now=env.now())
     words = pages.words[pages.lang_for(request)]
     chart = charts.line_chart(
@@ -186,7 +186,7 @@ def campaign_page(
     session: ReadSession,
     page: PageAdmin,
 ) -> HTMLResponse:
-    found = campaigns.detail(session, campaign_id, now=env.now())
+    found = listing.detail(session, campaign_id, now=env.now())
     # a started campaign shows the segments it rendered and stored; a draft, what a start would render now
     plan = campaign_desk.checklist(env, campaign_id) if not found.segments else None
     segments = found.segments or (plan.segments if plan else ())
@@ -215,7 +215,7 @@ def confirm_action(
 ) -> HTMLResponse:
     if action not in ACTIONS:
         raise HTTPException(404, "no such action")
-    info = campaigns.detail(session, campaign_id, now=env.now()).info
+    info = listing.detail(session, campaign_id, now=env.now()).info
     plan = campaign_desk.checklist(env, campaign_id) if action == CampaignAction.START else None
     return _page(pages, request, "confirm.html", admin=page, campaign=info, action=action, plan=plan)
 
@@ -241,9 +241,9 @@ def do_action(
     elif action == CampaignAction.RESUME:
         campaign_desk.resume_stepwise(env, campaign_id)
     elif action == CampaignAction.PAUSE:
-        campaigns.pause(session, campaign_id, f"paused by {who}")
+        lifecycle.pause(session, campaign_id, f"paused by {who}")
     else:
-        campaigns.cancel(session, campaign_id, f"cancelled by {who}")
+        lifecycle.cancel(session, campaign_id, f"cancelled by {who}")
     log.info("%s: %s campaign %d", who, action, campaign_id, extra={"campaign_id": campaign_id})
     return _back(env, f"/admin/campaigns/{campaign_id}")
 

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from mailer.sending.states import DeliveryStatus
 from mailer.services.campaign_desk import LiveProgress
-from mailer.services.campaigns import CampaignInfo, Plan
+from mailer.services.checklist import Plan
+from mailer.services.listing import CampaignInfo
 from mailer.services.subscribers import SubscriberRow, SuppressionRow
 
 
@@ -105,7 +106,8 @@ class StartRequest(Request):
 
 
 class ScheduleRequest(Request):
-    at: datetime = Field(description="When to start, with a UTC offset (ISO 8601)")
+    at: datetime = Field(description="When to start, with a UTC offset (ISO 8601), at most a year ahead")
+    override: StrictBool = Field(False, description="Schedule although an item of the checklist fails")
 
 
 class TestSendRequest(Request):
