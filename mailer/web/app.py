@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         env.sessions  # noqa: B018  (open and migrate the database before the first request)
+        env.read_sessions  # noqa: B018  (and the read-only pool the GET routes take their sessions from)
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.web_threads
         # what startup built lives as long as the process: out of the collector's way, so its full
         # collections (pauses of tens of milliseconds: the tail latency of every request) stay short

@@ -130,7 +130,7 @@ def _from_cookie(request: Request, env: AppEnv) -> tuple[Admin, str] | None:
     if checked is None:
         return None
     user_id, nonce, fingerprint = checked
-    with env.sessions() as session:
+    with read_only(env) as session:
         admin = admins.session_admin(session, user_id, fingerprint)
     return (admin, nonce) if admin else None
 
