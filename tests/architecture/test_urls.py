@@ -1,5 +1,6 @@
 """The URL contract (mailer/urls.py): every link on the newsletter's own site that a sent message, the
-confirmation email or the preview carries is built by it and names one of its routes."""
+confirmation email or the preview carries is built by it and names one of its routes; every route the web
+app serves (admin and API included) is one of its entries, and every entry is served."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from fastapi import FastAPI
+from support.routes import served_routes
 
 from mailer import samples
 from mailer.database import sync_registry
@@ -19,6 +22,7 @@ from mailer.rendering.transactional import confirmation_email, preferences_link_
 from mailer.sending.message import RecipientLinks, SegmentMessage, SenderIdentity, link_values
 from mailer.settings import Settings
 from mailer.urls import ROUTES, SAMPLE_TOKEN, Urls, route_of, view_scope
+from mailer.web.app import create_app
 from subscribers.db import utcnow
 from subscribers.optin import signup
 from subscribers.tokens import make_token
@@ -100,7 +104,20 @@ def test_every_link_of_the_preview_is_a_route(registry):
         (Urls(BASE).archive(), "archive"),
         (Urls(BASE).archive_issue("2026-11-26-weekly"), "archive_issue"),
         (Urls(BASE).feed(topic="nova"), "feed"),
+        (Urls(BASE).archive_issue("2-2026-11-26", topics=["nova", "cinder"]), "archive_issue"),
         (Urls(BASE).admin(), "admin"),
+        (Urls(BASE).admin(before=40), "admin"),
+        (Urls(BASE).admin_login("/admin/campaigns/3"), "admin_login"),
+        (Urls(BASE).admin_logout(), "admin_logout"),
+        (Urls(BASE).admin_campaigns(), "admin_campaigns"),
+        (Urls(BASE).admin_campaign(3), "admin_campaign"),
+        (Urls(BASE).admin_campaign_action(3, "start"), "admin_campaign_action"),
+        (Urls(BASE).admin_subscribers(), "admin_subscribers"),
+        (Urls(BASE).admin_suppressions(before=9), "admin_suppressions"),
+        (Urls(BASE).admin_suppression_remove(), "admin_suppression_remove"),
+        (Urls(BASE).api_campaign_preview(3, "nova,neutron"), "api_campaign_preview"),
+        (Urls(BASE).api_campaign_progress(3), "api_campaign_progress"),
+        (Urls(BASE).at("/admin/subscribers"), "admin_subscribers"),
     ],
 )
 def test_each_builder_leads_to_its_own_route(built, route):
@@ -114,7 +131,50 @@ def test_the_contract_is_strict_about_paths():
     assert Urls(BASE).route_of("https://evil.example/unsubscribe/x") is None
     assert Urls(BASE).route_of("https://news.example.org/unsubscribe/x") is None  # not under the base path
     assert Urls(BASE).unsubscribe("a/b?c") == BASE + "/unsubscribe/a%2Fb%3Fc"  # a token never makes a path
-    assert set(ROUTES) == {
-        "unsubscribe", "preferences", "preferences_request", "view", "confirm", "subscribe", "archive",
-        "archive_issue", "feed", "static", "admin",
-    }  # fmt: skip
+    assert Urls(BASE).admin_campaign_action(3, "x/y") == BASE + "/admin/campaigns/3/x%2Fy"
+    assert Urls(BASE).admin_login("/admin/?a=b&c") == BASE + "/admin/login?next=%2Fadmin%2F%3Fa%3Db%26c"
+    by_topics = Urls(BASE).archive_issue("2-x", topics=["nova", "cinder"])
+    assert by_topics == BASE + "/issues/2-x?topics=nova,cinder"
+    assert Urls(BASE).archive_issue("2-x", topics=[]) == BASE + "/issues/2-x"
+    with pytest.raises(ValueError):
+        Urls(BASE).at("//evil.example/admin/")
+    assert len(set(ROUTES.values())) == len(ROUTES), "one name per path"
+
+
+# --- every route the app serves is an entry of the contract, and every entry is served ----------------
+def _routes_unknown_to_the_contract(app: FastAPI) -> list[str]:
+    known = set(ROUTES.values())
+    return sorted(
+        str(route)
+        for route in served_routes(app)
+        # a mount serves the files below it: the contract names them with one parameter ("/static/{name}")
+        if (route.path + "/{name}" if route.mount else route.path) not in known
+    )
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("app"))
+    assert settings.webhook_path == ROUTES["webhook"], "the contract names the webhook's default path"
+    return create_app(settings)
+
+
+def test_every_route_the_app_serves_is_in_the_contract(app):
+    routes = served_routes(app)
+    assert {r.path for r in routes} >= {"/admin/", "/api/campaigns", "/issues/feed.xml", "/healthz"}
+    assert _routes_unknown_to_the_contract(app) == [], "routes mailer/urls.py does not know: add them there"
+
+
+def test_every_entry_of_the_contract_is_served(app):
+    served = {r.path + "/{name}" if r.mount else r.path for r in served_routes(app)}
+    assert sorted(set(ROUTES.values()) - served) == [], "contract entries no route serves"
+
+
+def test_a_route_added_without_a_contract_entry_is_caught(tmp_path):
+    app = create_app(Settings(data_dir=tmp_path))
+
+    @app.get("/admin/reports/{report_id}")
+    def report(report_id: int) -> dict[str, int]:
+        return {"id": report_id}
+
+    assert _routes_unknown_to_the_contract(app) == ["GET /admin/reports/{report_id} (report)"]
