@@ -1,9 +1,10 @@
 """The URL contract (mailer/urls.py): every link on the newsletter's own site that a sent message, the
-confirmation email or the preview carries is built by it and names one of its routes; every route the web
-app serves (admin and API included) is one of its entries, and every entry is served."""
+confirmation email, the preview or a page carries is built by it and names one of its routes; every route
+the web app serves (admin and API included) is one of its entries, and every entry is served."""
 
 from __future__ import annotations
 
+import ast
 import email
 import email.policy
 import re
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 from fastapi import FastAPI
+from support.paths import PROJECT_ROOT
 from support.routes import served_routes
 
 from mailer import samples
@@ -178,3 +180,58 @@ def test_a_route_added_without_a_contract_entry_is_caught(tmp_path):
         return {"id": report_id}
 
     assert _routes_unknown_to_the_contract(app) == ["GET /admin/reports/{report_id} (report)"]
+
+
+# --- no link is built by hand: pages take theirs from `urls`, the app's code from env.urls -------------
+TEMPLATES = PROJECT_ROOT / "templates" / "web"
+LINK_ATTRIBUTE_RE = re.compile(r'\b(href|src|action|data-[\w-]*url)="([^"]*)"')
+# the whole value is one expression: a builder of the contract, or a variable a route built with one
+CONTRACT_LINK_RE = re.compile(r"\{\{ *(urls\.\w+\([^{}]*\)|[a-z_]+) *\}\}")
+
+
+def test_page_templates_take_every_link_from_the_contract():
+    offenders = []
+    for path in sorted(p for p in TEMPLATES.rglob("*") if p.suffix in (".html", ".xml")):
+        for attribute, value in LINK_ATTRIBUTE_RE.findall(path.read_text(encoding="utf-8")):
+            if not CONTRACT_LINK_RE.fullmatch(value) or re.search(r"['\"][/?]", value):
+                offenders.append(f"{path.relative_to(TEMPLATES)}: {attribute}={value!r}")
+    assert offenders == [], "links in page templates come from urls.<builder>(...), not concatenated"
+
+
+def _first_segments() -> set[str]:
+    return {template.split("/")[1] for template in ROUTES.values() if template != "/"}
+
+
+def _declarations(tree: ast.AST) -> set[int]:
+    """ids of the nodes that declare a route (decorators, a router's prefix, a mount): the walk above
+    holds those to the contract."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            found |= {id(n) for d in node.decorator_list for n in ast.walk(d)}
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+            "APIRouter",
+            "mount",
+        ):
+            found |= {id(n) for n in ast.walk(node)}
+    return found
+
+
+def test_the_web_code_builds_no_path_by_hand():
+    """Redirects, login targets and path checks in mailer/web (admin and API included) take their paths
+    from mailer/urls.py; only the route declarations name paths (and the walk above checks those)."""
+    segments = _first_segments()
+    offenders = []
+    for path in sorted((PROJECT_ROOT / "mailer" / "web").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        declared = _declarations(tree)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in declared
+                and re.match(r"/([\w.-]+)", node.value)
+                and node.value[1:].split("/")[0].split("?")[0] in segments
+            ):
+                offenders.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} {node.value!r}")
+    assert offenders == [], "paths built by hand: use mailer.urls (ROUTES, API_PREFIX, env.urls)"
