@@ -1,23 +1,27 @@
-"""The URL contract: every public path a message or a page emits, built in one place from
-``NEWSLETTER_BASE_URL`` (never from a request's Host header).
+"""The URL contract: every path the web app serves and every link it or a message emits, built in one
+place from ``NEWSLETTER_BASE_URL`` (never from a request's Host header).
 
-``ROUTES`` names each path template; the message builder, the confirmation email, the preview and the web
-app's routers all take their paths from here, and tests hold every emitted link to one of these routes.
-Links in sent messages live for years: a path here is changed only with a redirect from the old one.
+``ROUTES`` names each path template the app serves: the reader links of messages and pages, the admin
+dashboard and API, the operations endpoints. The message builder, the confirmation email, the preview,
+the pages (``urls`` in every template) and the app's redirects build their links with ``Urls``; tests
+hold every emitted link to one of these routes and every route of the app to an entry here
+(tests/architecture/test_urls.py). Links in sent messages live for years: a reader path is changed only
+with a redirect from the old one.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import quote, urlencode, urlsplit
 
-__all__ = ["ROUTES", "SAMPLE_TOKEN", "Urls", "route_of", "view_scope"]
+__all__ = ["API_PREFIX", "ROUTES", "SAMPLE_TOKEN", "STATIC_PREFIX", "Urls", "route_of", "view_scope"]
 
 ROUTES: Mapping[str, str] = MappingProxyType(
     {
+        # --- reader links: in messages and on the public pages --------------------------------------
         # GET: a page with a confirm button (changes nothing: mail scanners follow links);
         # POST: the unsubscribe itself, also RFC 8058 one-click (body List-Unsubscribe=One-Click)
         "unsubscribe": "/unsubscribe/{token}",
@@ -33,12 +37,51 @@ ROUTES: Mapping[str, str] = MappingProxyType(
         "archive": "/issues/",
         "archive_issue": "/issues/{slug}",
         "feed": "/issues/feed.xml",
+        # the site's root and the archive without its slash: both redirect to the archive
+        "home": "/",
+        "archive_bare": "/issues",
         # the pages' stylesheet (and any other file of templates/web/static)
         "static": "/static/{name}",
-        # the admin dashboard (its login page when no session); never in a message, printed by the CLI
+        # --- the admin dashboard: never in a message (the CLI prints its address) ---------------------
         "admin": "/admin/",
+        "admin_bare": "/admin",  # redirects to admin
+        "admin_login": "/admin/login",
+        "admin_logout": "/admin/logout",
+        "admin_campaigns": "/admin/campaigns",  # POST: upload an issue as a draft
+        "admin_campaign": "/admin/campaigns/{campaign_id}",
+        # GET: the confirmation page of an action (start, pause, resume, cancel); POST: the action
+        "admin_campaign_action": "/admin/campaigns/{campaign_id}/{action}",
+        "admin_subscribers": "/admin/subscribers",
+        "admin_suppressions": "/admin/suppressions",
+        "admin_suppression_remove": "/admin/suppressions/remove",
+        # --- the admin API (JSON; scripts, and the dashboard's previews and progress bars) ------------
+        "api_campaigns": "/api/campaigns",
+        "api_campaign": "/api/campaigns/{campaign_id}",
+        "api_campaign_checklist": "/api/campaigns/{campaign_id}/checklist",
+        "api_campaign_preview": "/api/campaigns/{campaign_id}/preview",
+        "api_campaign_test": "/api/campaigns/{campaign_id}/test",
+        "api_campaign_schedule": "/api/campaigns/{campaign_id}/schedule",
+        "api_campaign_start": "/api/campaigns/{campaign_id}/start",
+        "api_campaign_pause": "/api/campaigns/{campaign_id}/pause",
+        "api_campaign_resume": "/api/campaigns/{campaign_id}/resume",
+        "api_campaign_cancel": "/api/campaigns/{campaign_id}/cancel",
+        "api_campaign_progress": "/api/campaigns/{campaign_id}/progress",
+        "api_subscribers": "/api/subscribers",
+        "api_subscribers_export": "/api/subscribers/export",
+        "api_subscribers_import": "/api/subscribers/import",
+        "api_subscriber": "/api/subscribers/{subscriber_id}",
+        "api_suppressions": "/api/suppressions",
+        "api_suppression": "/api/suppressions/{email}",
+        # --- operations ------------------------------------------------------------------------------
+        # SES feedback through SNS: NEWSLETTER_WEBHOOK_PATH, which defaults to this path
+        "webhook": "/webhooks/ses",
+        "healthz": "/healthz",
+        "metrics": "/metrics",
+        "openapi": "/openapi.json",
     }
 )
+API_PREFIX = "/api/"  # every route of the admin API: JSON answers, and the gate for its writes
+STATIC_PREFIX = ROUTES["static"].removesuffix("{name}")
 
 # The token in links of previews and test sends: not a valid token, so its links lead to the
 # "this link is not valid" page instead of acting on anyone.
@@ -144,20 +187,66 @@ class Urls:
     def archive(self) -> str:
         return self._url("archive")
 
-    def archive_issue(self, slug: str) -> str:
-        return self._url("archive_issue", slug=slug)
+    def archive_issue(self, slug: str, *, topics: Iterable[str] | None = None) -> str:
+        """An issue's web version; with ``topics``, the sections for those topics (``?topics=a,b``)."""
+        return self._url("archive_issue", slug=slug) + _query(topics=",".join(topics or ()))
 
     def feed(self, topic: str | None = None) -> str:
-        return self._url("feed") + (f"?{urlencode({'topic': topic})}" if topic else "")
+        return self._url("feed") + _query(topic=topic)
 
     def static(self, name: str) -> str:
         return self._url("static", name=name)
 
-    def admin(self) -> str:
-        return self._url("admin")
+    # --- the admin dashboard and the API it reads --------------------------------------------------
+    def admin(self, *, before: int | None = None) -> str:
+        """The dashboard's campaign list; ``before``: the page after the one ending at that id."""
+        return self._url("admin") + _query(before=before)
+
+    def admin_login(self, next_path: str | None = None) -> str:
+        """The login page; ``next_path``: the dashboard page to go to once logged in."""
+        return self._url("admin_login") + _query(next=next_path)
+
+    def admin_logout(self) -> str:
+        return self._url("admin_logout")
+
+    def admin_campaigns(self) -> str:
+        return self._url("admin_campaigns")
+
+    def admin_campaign(self, campaign_id: int) -> str:
+        return self._url("admin_campaign", campaign_id=int(campaign_id))
+
+    def admin_campaign_action(self, campaign_id: int, action: str) -> str:
+        return self._url("admin_campaign_action", campaign_id=int(campaign_id), action=action)
+
+    def admin_subscribers(self) -> str:
+        return self._url("admin_subscribers")
+
+    def admin_suppressions(self, *, before: int | None = None) -> str:
+        return self._url("admin_suppressions") + _query(before=before)
+
+    def admin_suppression_remove(self) -> str:
+        return self._url("admin_suppression_remove")
+
+    def api_campaign_preview(self, campaign_id: int, segment: str) -> str:
+        return self._url("api_campaign_preview", campaign_id=int(campaign_id)) + _query(segment=segment)
+
+    def api_campaign_progress(self, campaign_id: int) -> str:
+        return self._url("api_campaign_progress", campaign_id=int(campaign_id))
+
+    def at(self, path: str) -> str:
+        """The absolute link of a path the app serves (a login's next page); ValueError for any other."""
+        if route_of(path) is None:
+            raise ValueError(f"no route of the URL contract serves {path[:100]!r}")
+        return self.base_url + path
 
     def route_of(self, url: str) -> str | None:
         """The route an absolute URL on this base leads to; None for anything else."""
         if not url.startswith(self.base_url + "/"):
             return None
         return route_of(urlsplit(url[len(self.base_url) :]).path)
+
+
+def _query(**params: object) -> str:
+    """``?name=value&...`` of the parameters given (None and "" left out; commas kept as they are)."""
+    given = {name: str(value) for name, value in params.items() if value is not None and value != ""}
+    return "?" + urlencode(given, safe=",") if given else ""

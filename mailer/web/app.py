@@ -17,7 +17,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -32,6 +32,7 @@ from mailer.observability.logs import configure_logging
 from mailer.services import feedback
 from mailer.services.env import AppEnv
 from mailer.settings import Settings, get_settings
+from mailer.urls import API_PREFIX, ROUTES
 from mailer.web import archive, metrics, preferences, signup, unsubscribe, webhooks
 from mailer.web.admin import api_campaigns, api_people, dashboard
 from mailer.web.admin.auth import LOGIN_WINDOW_SECONDS, LoginRequired, bearer_admin
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         env.sessions  # noqa: B018  (open and migrate the database before the first request)
+        env.read_sessions  # noqa: B018  (and the read-only pool the GET routes take their sessions from)
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.web_threads
         # what startup built lives as long as the process: out of the collector's way, so its full
         # collections (pauses of tens of milliseconds: the tail latency of every request) stay short
@@ -116,7 +118,7 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
     app.add_middleware(
         BodyLimit,
         limit=settings.max_body_bytes,
-        uploads=("/api/campaigns", "/api/subscribers/import", "/admin/campaigns"),
+        uploads=(ROUTES["api_campaigns"], ROUTES["api_subscribers_import"], ROUTES["admin_campaigns"]),
         upload_limit=settings.admin_upload_bytes,
     )
     app.add_middleware(HeadAsGet)
@@ -151,7 +153,7 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
 
 def _wants_json(request: Request, webhook_path: str) -> bool:
     path = request.url.path
-    return path == webhook_path or path.startswith("/api/") or path == "/healthz"
+    return path == webhook_path or path.startswith(API_PREFIX) or path == ROUTES["healthz"]
 
 
 def _install_error_handlers(app: FastAPI, webhook_path: str) -> None:
@@ -182,8 +184,7 @@ def _install_error_handlers(app: FastAPI, webhook_path: str) -> None:
     @app.exception_handler(LoginRequired)
     async def login_first(request: Request, exc: LoginRequired) -> Response:
         env: AppEnv = request.app.state.env
-        target = env.urls.base_url + "/admin/login?" + urlencode({"next": exc.next_path})
-        return RedirectResponse(target, status_code=303)
+        return RedirectResponse(env.urls.admin_login(exc.next_path), status_code=303)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from mailer.services import metrics as service
 from mailer.services.env import AppEnv
+from mailer.web.deps import read_only
 
 __all__ = ["StoreCollector", "scrape_registry"]
 
@@ -35,7 +36,7 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("newsletter_database_up", "1 when the database answered this scrape")
         try:
-            with self.env.sessions() as session:
+            with read_only(self.env) as session:  # GET /metrics: a GET writes nothing
                 snapshot = service.snapshot(session)
         except Exception as exc:  # the scrape still shows the process's counters
             log.warning("metrics: the database did not answer: %s", " ".join(str(exc).split())[:300])

@@ -1,13 +1,19 @@
-"""What routes use: the environment, the request's database session (committed once, when the route returns
-and before the answer leaves; rolled back on an error), the page renderer, the client's address and the
-form checks.
+"""What routes use: the environment, the request's database session, the page renderer, the client's
+address and the form checks.
 
-Two ways to take a session. The busiest pages (preferences, unsubscribe, one-click) open theirs inside the
-route, ``with request_transaction(env) as session`` or ``with read_only(env) as session``, so the route,
-its SQL, the commit and the return of the connection run in the one thread the route runs in: one hand-off
-to the thread pool per request, and a connection is only ever held by a thread that is running. The
-``DbSession``/``ReadSession`` dependencies cost a second hand-off (the transaction's end, after the route
-returned) and FastAPI's dependency resolution per request."""
+One session per intent, each in two forms (a dependency, or a block the route opens itself):
+- a route that changes something takes ``DbSession`` or opens ``request_transaction(env)``: read-write,
+  committed once when the route returns and before the answer leaves, rolled back on an error;
+- a route that only reads (every GET: mail scanners follow links) takes ``ReadSession`` or opens
+  ``read_only(env)``: both from ``env.read_sessions``, connections the database refuses writes on, run
+  without BEGIN and ROLLBACK. tests/architecture/test_conventions.py and tests/web/test_read_only_sessions.py
+  hold every GET route of every router to it.
+
+The busiest pages (preferences, unsubscribe, one-click, the progress bars) open theirs inside the route,
+so the route, its SQL and the return of the connection run in the one thread the route runs in: one
+hand-off to the thread pool per request, and a connection is only ever held by a thread that is running.
+The dependencies cost a second hand-off (the session's end, after the route returned) and FastAPI's
+dependency resolution per request."""
 
 from __future__ import annotations
 
@@ -156,10 +162,10 @@ DbSession = Annotated[Session, Depends(_session, scope="function")]
 
 
 async def _read_session(env: Env) -> AsyncIterator[Session]:
-    session = env.sessions()
+    session = env.read_sessions()  # as read_only(): a write is refused by the database, not rolled back
     try:
         yield session
-    finally:  # closed without a commit: whatever it did is rolled back
+    finally:
         await _end(env, session, commit=False)
 
 

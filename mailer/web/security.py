@@ -14,6 +14,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mailer.urls import STATIC_PREFIX
+
 __all__ = [
     "EMAIL_PAGE_CSP",
     "BodyLimit",
@@ -60,7 +62,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
-        static = scope["path"].startswith("/static/")
+        static = scope["path"].startswith(STATIC_PREFIX)
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -87,6 +87,11 @@ def test_login_sets_a_strict_cookie_and_goes_where_it_was_asked(web):
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
     for hostile in ("//evil.example/admin/", "https://evil.example/", "/admin/\\evil", "/elsewhere"):
         assert _login(web, next_path=hostile).headers["location"] == web.url + "/admin/"
+    # only a dashboard page of the URL contract: not a form's target, not a path nothing serves
+    for nowhere in ("/admin/logout", "/admin/suppressions/remove", "/admin/no/such/page"):
+        assert _login(web, next_path=nowhere).headers["location"] == web.url + "/admin/"
+    campaign = _login(web, next_path="/admin/campaigns/7/start").headers["location"]
+    assert campaign == web.url + "/admin/campaigns/7/start"
 
 
 def test_a_wrong_password_and_an_unknown_name_get_the_same_answer(web):

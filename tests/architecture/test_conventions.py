@@ -137,18 +137,48 @@ def test_functions_that_commit_say_so_in_their_names():
     assert offenders == [], "a multi-step function takes a session factory and is named *_stepwise"
 
 
+# what opens a read-write session: the dependency, and the blocks a route (or its helper) opens itself
+WRITE_SESSION_TYPES = {"DbSession"}
+WRITE_SESSION_CALLS = {"request_transaction", "transaction", "sessions"}
+
+
+def _get_routes(path: Path) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    """The functions of a module declared as GET routes (``@router.get(...)``, ``@app.get(...)``)."""
+    return [
+        node
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and any(
+            isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr == "get"
+            for d in node.decorator_list
+        )
+    ]
+
+
+def _opens_a_write_session(function: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in WRITE_SESSION_CALLS:
+                return f"{name}()"
+    return None
+
+
 def test_get_routes_take_a_read_only_session():
-    """A GET never changes anything (mail scanners follow every link): its session is never committed."""
-    for path in sorted(WEB.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if not isinstance(node, ast.FunctionDef):
-                continue
-            gets = [
-                d
-                for d in node.decorator_list
-                if isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr == "get"
-            ]
-            annotations = {_annotation(a) for a in node.args.args + node.args.kwonlyargs}
-            if gets:
-                where = f"{path.name}:{node.lineno} GET {node.name}"
-                assert "DbSession" not in annotations, f"{where} takes DbSession"
+    """A GET never changes anything (mail scanners follow every link): a GET route of any router (reader
+    pages, the admin dashboard, the API, operations) takes ``ReadSession`` or opens ``read_only(env)``,
+    never ``DbSession``, ``request_transaction``, ``env.transaction()`` or ``env.sessions()``."""
+    routers = sorted(WEB.rglob("*.py"))
+    assert WEB / "admin" / "dashboard.py" in routers and WEB / "admin" / "api_people.py" in routers
+    offenders = []
+    for path in routers:
+        for route in _get_routes(path):
+            where = f"{path.relative_to(PROJECT_ROOT)}:{route.lineno} GET {route.name}"
+            args = route.args.args + route.args.kwonlyargs
+            written = WRITE_SESSION_TYPES & {_annotation(a) for a in args}
+            if written:
+                offenders.append(f"{where} takes {', '.join(written)}")
+            opened = _opens_a_write_session(route)
+            if opened:
+                offenders.append(f"{where} opens a read-write session: {opened}")
+    assert offenders == [], "GET routes take ReadSession or read_only(env)"

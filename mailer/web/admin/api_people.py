@@ -16,7 +16,7 @@ from mailer.services import subscribers
 from mailer.web.admin import schemas
 from mailer.web.admin.auth import UNAUTHORIZED, ApiAdmin
 from mailer.web.admin.bodies import spool_body
-from mailer.web.deps import DbSession, Env, ReadSession
+from mailer.web.deps import DbSession, Env, ReadSession, read_only
 from subscribers.csvreader import Reject
 
 router = APIRouter(prefix="/api", tags=["admin: subscribers"], responses=UNAUTHORIZED)
@@ -55,7 +55,7 @@ def export(
     status: Annotated[list[str] | None, Query(max_length=8)] = None,
 ) -> StreamingResponse:
     buffer = io.StringIO()
-    with env.sessions() as session:
+    with read_only(env) as session:
         count = subscribers.export(session, buffer, statuses=status)
     log.info("%s exported %d subscribers", admin.name, count)
 

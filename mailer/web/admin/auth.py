@@ -26,6 +26,7 @@ from mailer.services import admins
 from mailer.services.admins import Admin
 from mailer.services.env import AppEnv
 from mailer.settings import DEFAULT_SECRET_KEY
+from mailer.urls import ROUTES, route_of
 from mailer.web.deps import Env, read_only
 from mailer.web.security import check_form_token, form_token
 
@@ -46,6 +47,11 @@ __all__ = [
 ]
 
 COOKIE = "nl_admin"
+HOME = ROUTES["admin"]
+# the dashboard pages a login may go on to (the contract's names of its GET pages)
+NEXT_PAGES = frozenset(
+    {"admin", "admin_campaign", "admin_campaign_action", "admin_subscribers", "admin_suppressions"}
+)
 # every admin API route answers this without valid credentials (their OpenAPI entries say so)
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "No valid admin credentials"}}
 LOGIN_WINDOW_SECONDS = 900
@@ -129,7 +135,7 @@ def _from_cookie(request: Request, env: AppEnv) -> tuple[Admin, str] | None:
     if checked is None:
         return None
     user_id, nonce, fingerprint = checked
-    with env.sessions() as session:
+    with read_only(env) as session:
         admin = admins.session_admin(session, user_id, fingerprint)
     return (admin, nonce) if admin else None
 
@@ -193,7 +199,7 @@ ApiAdmin = Annotated[Admin, Depends(_api_admin)]
 def _page_admin(request: Request, env: Env) -> PageSession:
     found = _from_cookie(request, env)
     if found is None:  # back to this page after the login; a form's target has no page to go back to
-        raise LoginRequired(request.url.path if request.method == "GET" else "/admin/")
+        raise LoginRequired(request.url.path if request.method == "GET" else HOME)
     admin, nonce = found
     return PageSession(admin, nonce, form_token(admin_keys(env), "admin", nonce))
 
@@ -207,14 +213,15 @@ def csrf_ok(env: AppEnv, page: PageSession, given: str | None) -> None:
 
 
 def safe_next(path: str | None) -> str:
-    """Where to go after the login: a dashboard path of ours, never another site (no open redirect)."""
+    """Where to go after the login: the path of a dashboard page of the URL contract, never another site
+    (no open redirect); else the dashboard's home."""
     if (
         path
         and len(path) <= 500
-        and path.startswith("/admin/")
         and "\\" not in path
         and path.isascii()
         and path.isprintable()
+        and route_of(path) in NEXT_PAGES
     ):
         return path
-    return "/admin/"
+    return HOME

@@ -16,9 +16,9 @@ from starlette.concurrency import run_in_threadpool
 
 from mailer.sending.states import CampaignAction
 from mailer.services import admins, campaign_desk, lifecycle, listing, subscribers
-from mailer.services.env import AppEnv
 from mailer.web.admin import charts
 from mailer.web.admin.auth import (
+    HOME,
     PageAdmin,
     admin_keys,
     csrf_ok,
@@ -54,8 +54,9 @@ def _page(
     )
 
 
-def _back(env: AppEnv, path: str) -> RedirectResponse:
-    return RedirectResponse(env.urls.base_url + path, status_code=303)
+def _back(url: str) -> RedirectResponse:
+    """After a form: on to a page, at a link of the URL contract (env.urls)."""
+    return RedirectResponse(url, status_code=303)
 
 
 # --- login ---------------------------------------------------------------------------------------------
@@ -79,7 +80,7 @@ def login(
     name: Annotated[str, Form(max_length=64)],
     password: Annotated[str, Form(max_length=1024)],
     csrf: Annotated[str, Form(max_length=64)],
-    next: Annotated[str, Form(max_length=4000)] = "/admin/",
+    next: Annotated[str, Form(max_length=4000)] = HOME,
 ) -> Response:
     same_site(request, env)
     if not check_form_token(admin_keys(env), "admin-login", "", csrf):
@@ -102,7 +103,7 @@ def login(
         return _page(
             pages, request, "login.html", status_code=401, csrf=token, next=safe_next(next), failed=True
         )
-    response = _back(env, safe_next(next))
+    response = _back(env.urls.at(safe_next(next)))
     start_session(env, response, admin, admins.login_fingerprint(session, admin))
     log.info("admin %s logged in", admin.name)
     return response
@@ -119,7 +120,7 @@ def logout(
     same_site(request, env)
     csrf_ok(env, page, csrf)
     admins.end_sessions(session, page.admin)  # the cookie stops working wherever a copy of it is
-    response = _back(env, "/admin/login")
+    response = _back(env.urls.admin_login())
     end_session(response)
     return response
 
@@ -127,7 +128,7 @@ def logout(
 # --- campaigns -----------------------------------------------------------------------------------------
 @router.get("")
 def bare(env: Env) -> RedirectResponse:
-    return _back(env, "/admin/")
+    return _back(env.urls.admin())
 
 
 @router.get("/")
@@ -170,7 +171,7 @@ async def upload(request: Request, env: Env, session: DbSession, page: PageAdmin
 
     done = await run_in_threadpool(campaign_desk.upload, session, env, content, filename, audience=audience)
     log.info("%s uploaded %s as campaign %d", page.admin.name, filename, done.campaign.id)
-    return _back(env, f"/admin/campaigns/{done.campaign.id}")
+    return _back(env.urls.admin_campaign(done.campaign.id))
 
 
 def _text(value: object) -> str | None:
@@ -245,7 +246,7 @@ def do_action(
     else:
         lifecycle.cancel(session, campaign_id, f"cancelled by {who}")
     log.info("%s: %s campaign %d", who, action, campaign_id, extra={"campaign_id": campaign_id})
-    return _back(env, f"/admin/campaigns/{campaign_id}")
+    return _back(env.urls.admin_campaign(campaign_id))
 
 
 # --- subscribers and suppressions ----------------------------------------------------------------------
@@ -301,4 +302,4 @@ def remove_suppression(
     csrf_ok(env, page, csrf)
     subscribers.unsuppress(session, env, email, reason=reason, admin=page.admin.name)
     log.warning("%s took %s off the suppression list: %s", page.admin.name, email, " ".join(reason.split()))
-    return _back(env, "/admin/suppressions")
+    return _back(env.urls.admin_suppressions())

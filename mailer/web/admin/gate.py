@@ -13,6 +13,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mailer.services.admins import Admin
+from mailer.urls import API_PREFIX
 
 __all__ = ["ApiGate", "UNAUTHORIZED_BODY"]
 
@@ -28,7 +29,7 @@ class ApiGate:
         self.verify = verify  # an Authorization header -> its admin, or None (runs in a thread)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in READS or not scope["path"].startswith("/api/"):
+        if scope["type"] != "http" or scope["method"] in READS or not scope["path"].startswith(API_PREFIX):
             await self.app(scope, receive, send)
             return
         header = Headers(scope=scope).get("authorization")
