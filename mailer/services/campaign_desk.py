@@ -200,7 +200,7 @@ def segment_preview(env: AppEnv, campaign_id: int, segment: frozenset[str], kind
     if kind not in ("html", "text"):
         raise InputError(f"a preview is html or text, not {kind!r}")
     draft = stored_draft(env, campaign_id)
-    with env.sessions() as session:
+    with env.read_sessions() as session:
         stored = {s.segment_key: s for s in queries.segments_of(session, campaign_id)}
     unknown = segment - draft.issue.topics
     if unknown:
@@ -286,7 +286,7 @@ def _segment_counts(session: Session, campaign_id: int) -> tuple[SegmentProgress
 
 def _refresh_segments(env: AppEnv, campaign_id: int, tracker: Tracker) -> None:
     try:
-        with env.sessions() as session:
+        with env.read_sessions() as session:
             found = _segment_counts(session, campaign_id)
         tracker.segments, tracker.segments_as_of = found, env.now()
     except Exception:  # the next poll tries again; the counts shown are the last ones

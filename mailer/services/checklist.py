@@ -116,7 +116,7 @@ def require_ready(plan: Plan, *, override: bool, campaign_id: int, action: str) 
 
 def plan(env: AppEnv, draft: Draft) -> Plan:
     """Render each segment the audience falls into once, count its readers, run the checks; send nothing."""
-    with env.sessions() as session:
+    with env.read_sessions() as session:
         counts = audience_counts(session, draft.issue, draft.audience)
     return _plan(env, draft, counts)
 
@@ -146,7 +146,7 @@ def _plan(env: AppEnv, draft: Draft, counts: Mapping[frozenset[str], int]) -> Pl
 
 
 def plan_campaign(env: AppEnv, campaign_id: int) -> Plan:
-    with env.sessions() as session:
+    with env.read_sessions() as session:
         campaign = queries.get_campaign(session, campaign_id)
         draft = stored_draft(env, campaign)
     return plan(env, draft)

@@ -100,7 +100,7 @@ def stored_draft(env: AppEnv, campaign: Campaign) -> Draft:
 
 def campaign_draft(env: AppEnv, campaign_id: int) -> Draft:
     """``stored_draft`` of a campaign by id (NotFoundError when there is none)."""
-    with env.sessions() as session:
+    with env.read_sessions() as session:
         return stored_draft(env, queries.get_campaign(session, campaign_id))
 
 
@@ -118,7 +118,7 @@ def send_test(env: AppEnv, draft: Draft, addresses: Collection[str]) -> list[tup
     if not addresses:
         raise InputError("give at least one address to send the test to")
     checked = [normalise_address(address).email for address in addresses]
-    with env.sessions() as session:
+    with env.read_sessions() as session:
         counts = audience_counts(session, draft.issue, draft.audience)
     segments = list(counts) or [draft.issue.topics]
     renderings = render_segments(draft.issue, segments, env.brand, registry=env.registry)
