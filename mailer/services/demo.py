@@ -27,7 +27,8 @@ from sqlalchemy import func, select
 
 from mailer import samples
 from mailer.errors import InputError
-from mailer.feedback.apply import FeedbackResult, verified_message
+from mailer.feedback.apply import verified_message
+from mailer.feedback.results import FeedbackResult
 from mailer.feedback.samples import bounce_notification, complaint_notification
 from mailer.feedback.sns import NOTIFICATION, SnsVerifier
 from mailer.services import campaigns, feedback, previews, subscribers

@@ -20,11 +20,11 @@ from sqlalchemy.exc import DBAPIError
 from mailer.errors import InputError, is_database_outage
 from mailer.feedback.apply import (
     SKIP_VERIFICATION,
-    FeedbackResult,
     Verification,
     receive_batch_stepwise,
     receive_stepwise,
 )
+from mailer.feedback.results import FeedbackResult
 from mailer.feedback.sns import (
     CachedCertificates,
     CertificateDirectory,

@@ -23,7 +23,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from mailer.errors import InputError, VerificationError
-from mailer.feedback.apply import FeedbackResult, UnusablePayload, verified_message
+from mailer.feedback.apply import verified_message
+from mailer.feedback.results import FeedbackResult, UnusablePayload
 from mailer.feedback.sns import (
     NOTIFICATION,
     SUBSCRIPTION_CONFIRMATION,

@@ -20,8 +20,9 @@ from support.sns import documentation_example, split_http_text
 
 from mailer.errors import InputError
 from mailer.feedback import samples
-from mailer.feedback.apply import SKIP_VERIFICATION, FeedbackResult, Verification, receive_stepwise
+from mailer.feedback.apply import SKIP_VERIFICATION, Verification, receive_stepwise
 from mailer.feedback.models import FeedbackMessage
+from mailer.feedback.results import FeedbackResult
 from mailer.feedback.sns import SUBSCRIPTION_CONFIRMATION, CachedCertificates, SnsSignatureError, SnsVerifier
 from mailer.sending.models import Campaign, Delivery, SegmentRendering
 from mailer.testing.sns_signer import DEFAULT_TOPIC, SnsSigner

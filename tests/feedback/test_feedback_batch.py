@@ -15,14 +15,9 @@ import pytest
 from plugins.db import create_pg_database, drop_pg_database
 from sqlalchemy import select
 
-from mailer.feedback.apply import (
-    FeedbackResult,
-    UnusablePayload,
-    receive_batch_stepwise,
-    receive_stepwise,
-    verified_message,
-)
+from mailer.feedback.apply import receive_batch_stepwise, receive_stepwise, verified_message
 from mailer.feedback.models import FeedbackMessage
+from mailer.feedback.results import FeedbackResult, UnusablePayload
 from mailer.feedback.samples import bounce_notification, complaint_notification
 from mailer.feedback.sns import CachedCertificates, SnsVerifier
 from mailer.testing.sns_signer import DEFAULT_TOPIC, SnsSigner

@@ -29,8 +29,9 @@ from support.paths import PROJECT_ROOT, SHARED_FIXTURES
 from support.sns import split_http
 
 from mailer.errors import InputError
-from mailer.feedback.apply import FeedbackResult, receive_stepwise
+from mailer.feedback.apply import receive_stepwise
 from mailer.feedback.models import FeedbackMessage
+from mailer.feedback.results import FeedbackResult
 from mailer.feedback.sns import (
     CachedCertificates,
     CertificateDirectory,
