@@ -27,9 +27,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailer.errors import ConflictError, InputError
 from mailer.feedback import queries
 from mailer.feedback.effects import apply_actions
+from mailer.feedback.events import BounceEvent, ComplaintEvent, SesEvent
 from mailer.feedback.policy import Action, actions_for
 from mailer.feedback.results import FeedbackResult, UnusablePayload
-from mailer.feedback.ses_events import BounceEvent, ComplaintEvent, SesEvent, classify
+from mailer.feedback.ses_events import classify
 from mailer.feedback.sns import (
     NOTIFICATION,
     SUBSCRIPTION_CONFIRMATION,

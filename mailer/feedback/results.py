@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mailer.errors import InputError
+from mailer.feedback.events import BounceEvent, ComplaintEvent, IgnoredEvent, SesEvent
 from mailer.feedback.policy import Action, LedgerMark
-from mailer.feedback.ses_events import BounceEvent, ComplaintEvent, IgnoredEvent, SesEvent
 
 __all__ = ["Change", "FeedbackResult", "UnusablePayload"]
 
