@@ -25,12 +25,11 @@ from mailer.feedback.apply import (
     receive_stepwise,
 )
 from mailer.feedback.results import FeedbackResult
-from mailer.feedback.sns import (
+from mailer.feedback.sns import SnsMessage, SnsVerifier
+from mailer.feedback.sns_hosts import (
     CachedCertificates,
     CertificateDirectory,
-    SnsMessage,
     SnsSignatureError,
-    SnsVerifier,
     fetch_certificate_https,
 )
 from mailer.observability.metrics import count_feedback

@@ -25,13 +25,8 @@ from starlette.concurrency import run_in_threadpool
 from mailer.errors import InputError, VerificationError
 from mailer.feedback.apply import verified_message
 from mailer.feedback.results import FeedbackResult, UnusablePayload
-from mailer.feedback.sns import (
-    NOTIFICATION,
-    SUBSCRIPTION_CONFIRMATION,
-    CachedCertificates,
-    SnsVerifier,
-    confirm_subscription,
-)
+from mailer.feedback.sns import NOTIFICATION, SUBSCRIPTION_CONFIRMATION, SnsVerifier
+from mailer.feedback.sns_hosts import CachedCertificates, confirm_subscription
 from mailer.observability.metrics import count_webhook_message
 from mailer.services import feedback
 from mailer.services.env import AppEnv

@@ -23,7 +23,8 @@ from mailer.feedback import samples
 from mailer.feedback.apply import SKIP_VERIFICATION, Verification, receive_stepwise
 from mailer.feedback.models import FeedbackMessage
 from mailer.feedback.results import FeedbackResult
-from mailer.feedback.sns import SUBSCRIPTION_CONFIRMATION, CachedCertificates, SnsSignatureError, SnsVerifier
+from mailer.feedback.sns import SUBSCRIPTION_CONFIRMATION, SnsSignatureError, SnsVerifier
+from mailer.feedback.sns_hosts import CachedCertificates
 from mailer.sending.models import Campaign, Delivery, SegmentRendering
 from mailer.testing.sns_signer import DEFAULT_TOPIC, SnsSigner
 from subscribers.db import make_session_factory, open_database

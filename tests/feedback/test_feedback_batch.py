@@ -19,7 +19,8 @@ from mailer.feedback.apply import receive_batch_stepwise, receive_stepwise, veri
 from mailer.feedback.models import FeedbackMessage
 from mailer.feedback.results import FeedbackResult, UnusablePayload
 from mailer.feedback.samples import bounce_notification, complaint_notification
-from mailer.feedback.sns import CachedCertificates, SnsVerifier
+from mailer.feedback.sns import SnsVerifier
+from mailer.feedback.sns_hosts import CachedCertificates
 from mailer.testing.sns_signer import DEFAULT_TOPIC, SnsSigner
 from subscribers.db import make_session_factory, open_database, utcnow
 from subscribers.models import Subscriber, SubscriberEvent, Suppression

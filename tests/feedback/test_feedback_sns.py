@@ -29,15 +29,14 @@ from mailer.feedback.sns import (
     NOTIFICATION,
     SUBSCRIPTION_CONFIRMATION,
     UNSUBSCRIBE_CONFIRMATION,
-    CachedCertificates,
     SnsMessageError,
     SnsSignatureError,
     SnsVerifier,
     canonical_string,
     certificate_names,
-    fetch_certificate_https,
     parse_sns_message,
 )
+from mailer.feedback.sns_hosts import CachedCertificates, fetch_certificate_https
 from mailer.testing.sns_signer import DEFAULT_TOPIC, LocalCa, SnsSigner
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)

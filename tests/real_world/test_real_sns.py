@@ -33,13 +33,12 @@ from mailer.feedback.apply import receive_stepwise
 from mailer.feedback.models import FeedbackMessage
 from mailer.feedback.results import FeedbackResult
 from mailer.feedback.sns import (
-    CachedCertificates,
-    CertificateDirectory,
     SnsSignatureError,
     SnsVerifier,
     canonical_string,
     parse_sns_message,
 )
+from mailer.feedback.sns_hosts import CachedCertificates, CertificateDirectory
 from subscribers.db import make_session_factory, open_database
 from subscribers.models import Subscriber, Suppression
 from subscribers.preferences import add_subscriber
