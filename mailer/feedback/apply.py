@@ -76,8 +76,8 @@ def receive_stepwise(
     """Verify (unless explicitly skipped), store once, classify and apply one message; commit.
 
     Raises SnsSignatureError for anything unverifiable, InputError for a malformed body. A verified
-    message whose SES payload is malformed is stored (with the error as its outcome) before InputError
-    is raised, so SNS retries of it are recognised as duplicates.
+    message whose SES payload is malformed is stored (with the error as its outcome) before its
+    UnusablePayload is raised, once: a second copy stores nothing and is refused the same way.
     """
     data = _as_mapping(body)
     if "Type" in data and "TopicArn" in data:
@@ -157,9 +157,9 @@ def receive_batch_stepwise(
 ) -> list[FeedbackResult | UnusablePayload]:
     """Store and apply verified Notifications together, in one transaction (group commit: a webhook under
     load hands over whatever arrived meanwhile). One answer per message, in order: its result, or the
-    UnusablePayload error of a message that holds no SES notification (stored, so a redelivery is a
-    duplicate). A database error fails the whole group, with nothing stored: each is delivered again (a
-    deadlock with another process is tried again first)."""
+    UnusablePayload error of a message that holds no SES notification (stored once; a redelivery gets
+    the same error, never "duplicate": it was not applied). A database error fails the whole group, with
+    nothing stored: each is delivered again (a deadlock with another process is tried again first)."""
     incoming = [_Incoming.of(message, verified=True) for message in messages]
     return _store_and_apply_all_stepwise(incoming, sessions, now, soft_bounce_limit, health)
 
@@ -251,7 +251,7 @@ def _apply_group(
             stored_feedback.add(feedback_id)
         if not duplicate:
             fresh.append(index)
-        if error is not None and not duplicate:
+        if error is not None:  # refused, stored or not: a refusal is never "already applied"
             answers.append(UnusablePayload(str(error)))
             continue
         answers.append(

@@ -17,8 +17,9 @@ __all__ = ["Change", "FeedbackResult", "UnusablePayload"]
 
 
 class UnusablePayload(InputError):
-    """A message stored (so its redeliveries are duplicates) whose payload is no SES notification we read;
-    authentic if it was verified: a webhook acknowledges it, since a retry cannot make it readable."""
+    """A message whose payload is no SES notification we read: stored once (its redeliveries store
+    nothing) and answered with this error each time, never as applied; authentic if it was verified: a
+    webhook acknowledges it, since a retry cannot make it readable."""
 
 
 @dataclass(frozen=True)
