@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from mailer.feedback.sns_hosts import (
+    CachedCertificates,
     CertificateSource,
     SnsMessageError,
     SnsSignatureError,
@@ -226,7 +227,28 @@ class SnsVerifier:
     clock_skew: dt.timedelta = dt.timedelta(minutes=5)
 
     def verify(self, message: SnsMessage, *, now: dt.datetime) -> None:
-        """Raise SnsSignatureError unless ``message`` is authentic, current and from an accepted topic."""
+        """Raise SnsSignatureError unless ``message`` is authentic, current and from an accepted topic.
+        Reads the certificate from ``certificates``, which may fetch it."""
+        self._check_message(message, now)
+        self._check_certificate(message, self.certificates(message.signing_cert_url), now)
+
+    def verify_held(self, message: SnsMessage, *, now: dt.datetime) -> bool:
+        """``verify`` if it needs no I/O (an event loop calls this): True once the message is verified;
+        False, after every check that needs no certificate, when the certificate must be fetched first
+        (``verify`` does it, away from the loop): the source holds none for the URL, or is not a
+        ``CachedCertificates`` (it cannot tell). Raises as ``verify`` does."""
+        self._check_message(message, now)
+        source = self.certificates
+        certificate = (
+            source.held(message.signing_cert_url) if isinstance(source, CachedCertificates) else None
+        )
+        if certificate is None:
+            return False
+        self._check_certificate(message, certificate, now)
+        return True
+
+    def _check_message(self, message: SnsMessage, now: dt.datetime) -> None:
+        """What needs no certificate: the topic, the signature's form, the certificate's URL, the age."""
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         if not self.topic_arns:
@@ -248,7 +270,11 @@ class SnsVerifier:
                 )
             if -age > self.clock_skew:
                 raise SnsSignatureError(f"SNS message {message.message_id}: Timestamp is in the future")
-        certificate = self.certificates(message.signing_cert_url)
+
+    def _check_certificate(
+        self, message: SnsMessage, certificate: x509.Certificate, now: dt.datetime
+    ) -> None:
+        """The certificate's dates and name, then the signature."""
         if self.check_validity:
             not_before, not_after = certificate.not_valid_before_utc, certificate.not_valid_after_utc
             if not (not_before <= now <= not_after):

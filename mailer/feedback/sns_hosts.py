@@ -149,7 +149,8 @@ class CachedCertificates:
 
     AWS rotates its signing certificate rarely, so a handful of entries serve every message. A URL whose
     fetch failed is not tried again for ``retry_after`` seconds: a stream of forged messages naming new
-    URLs costs one fetch each, not one per message.
+    URLs costs one fetch each, not one per message. ``held`` answers without any I/O, for callers that
+    must not wait (an event loop): they fetch elsewhere what it does not hold.
     """
 
     def __init__(
@@ -169,12 +170,10 @@ class CachedCertificates:
         self._lock = threading.Lock()
         self.fetches = 0
 
-    def holds(self, url: str) -> bool:
-        """Whether reading ``url``'s certificate now does no I/O (cached, or a recent failure)."""
-        return url in self._cache or url in self._failed
-
-    def __call__(self, url: str) -> x509.Certificate:
-        check_sns_url(url, what="SigningCertURL", pem=True)
+    def held(self, url: str) -> x509.Certificate | None:
+        """``url``'s certificate as far as it is known without I/O: the certificate when cached; the
+        SnsSignatureError of a fetch that failed less than ``retry_after`` ago, raised; None when it
+        must be fetched (never seen, or its failure is older: it is tried again)."""
         with self._lock:
             cert = self._cache.get(url)
             if cert is not None:
@@ -183,6 +182,13 @@ class CachedCertificates:
             failed = self._failed.get(url)
             if failed is not None and self._clock() - failed[0] < self._retry_after:
                 raise failed[1]
+        return None
+
+    def __call__(self, url: str) -> x509.Certificate:
+        check_sns_url(url, what="SigningCertURL", pem=True)
+        cert = self.held(url)
+        if cert is not None:
+            return cert
         try:
             cert = load_pem_certificate(self._fetch(url), url)
         except SnsSignatureError as exc:

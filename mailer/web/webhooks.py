@@ -23,10 +23,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from mailer.errors import InputError, VerificationError
-from mailer.feedback.apply import verified_message
 from mailer.feedback.results import FeedbackResult, UnusablePayload
-from mailer.feedback.sns import NOTIFICATION, SUBSCRIPTION_CONFIRMATION, SnsVerifier
-from mailer.feedback.sns_hosts import CachedCertificates, confirm_subscription
+from mailer.feedback.sns import NOTIFICATION, SUBSCRIPTION_CONFIRMATION, SnsVerifier, parse_sns_message
+from mailer.feedback.sns_hosts import confirm_subscription
 from mailer.observability.metrics import count_webhook_message
 from mailer.services import feedback
 from mailer.services.env import AppEnv
@@ -84,15 +83,14 @@ def make_router(path: str) -> APIRouter:
         env = app_env(request)
         body = await request.body()
         verifier: SnsVerifier = request.app.state.sns_verifier
+        now = env.now()
         try:
-            if _certificate_cached(verifier, body):  # no I/O: verify here, without a thread hop
-                message = verified_message(body, verifier, now=env.now(), message_type_header=message_type)
-            else:  # the first message of a certificate fetches it (blocking): in threads of its own, so
-                # messages naming slow or new URLs never take the threads the pages need
-                verify = functools.partial(
-                    verified_message, body, verifier, now=env.now(), message_type_header=message_type
-                )
-                message = await anyio.to_thread.run_sync(verify, limiter=request.app.state.fetch_limiter)
+            message = parse_sns_message(body, message_type_header=message_type)
+            if not verifier.verify_held(message, now=now):  # no I/O: verified here, when it can be
+                # the certificate must be fetched (blocking): in threads of their own, so messages
+                # naming slow or new URLs never take the event loop nor the threads the pages need
+                verify = functools.partial(verifier.verify, message, now=now)
+                await anyio.to_thread.run_sync(verify, limiter=request.app.state.fetch_limiter)
         except VerificationError as exc:
             count_webhook_message(message_type, "refused")
             log.warning("webhook: refused a message from %s: %s", client, _printable(exc))
@@ -151,19 +149,6 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 def _printable(value: object) -> str:
     """A value for a log line: control characters escaped, so a field of a message cannot forge lines."""
     return _CONTROL_RE.sub(lambda m: repr(m.group(0))[1:-1], str(value))
-
-
-_CERT_URL_RE = re.compile(rb'"Signing[Cc]ert(?:URL|Url)"\s*:\s*"([^"]{0,500})"')
-
-
-def _certificate_cached(verifier: SnsVerifier, body: bytes) -> bool:
-    """Whether the certificate the body names is in the verifier's cache (a quick look, not a parse: it
-    only chooses where verification runs; a body naming a URL twice is refused by the parser anyway)."""
-    source = verifier.certificates
-    found = _CERT_URL_RE.findall(body)
-    if not isinstance(source, CachedCertificates) or len(found) != 1:
-        return False
-    return source.holds(found[0].decode("utf-8", "replace"))
 
 
 def _confirmation(env: AppEnv, body: bytes, verifier: SnsVerifier, message_type: str) -> JSONResponse:
