@@ -33,7 +33,7 @@ from mailer.feedback.samples import bounce_notification, complaint_notification
 from mailer.feedback.sns import NOTIFICATION, SnsVerifier
 from mailer.services import campaigns, feedback, previews, subscribers
 from mailer.services.env import AppEnv
-from mailer.services.feedback import FeedbackWriter
+from mailer.services.feedback_writer import FeedbackWriter
 from mailer.settings import Settings
 from subscribers.importer import ImportReport
 from subscribers.models import Suppression

@@ -136,7 +136,7 @@ def test_the_writer_answers_a_group_on_its_loop_and_not_a_request_that_gave_up(d
     from concurrent.futures import ThreadPoolExecutor
 
     from mailer.services.env import AppEnv
-    from mailer.services.feedback import FeedbackWriter
+    from mailer.services.feedback_writer import FeedbackWriter
     from mailer.settings import Settings
 
     _database(database_url)  # the subscribers
