@@ -157,11 +157,12 @@ class WebhookReply:
 
 
 class SnsWebhook:
-    """The SNS webhook of one web process: ``await receive(body, message_type_header, client=...)``
-    verifies a message (SignatureVersion 1 and 2, certificate, topic, age; the header must name its
-    Type), then stores and applies a notification in the writer's group commit, or stores a confirmation
-    and visits its SubscribeURL. Nothing is stored or fetched for a message that fails. Errors of the
-    database that cannot answer are raised (the web side answers 503: SNS delivers again)."""
+    """The SNS webhook of one web process: ``await receive(body, message_type, client=...)`` verifies a
+    message (SignatureVersion 1 and 2, certificate, topic, age; the ``x-amz-sns-message-type`` header
+    must name its Type), then stores and applies a notification in the writer's group commit, or stores
+    a confirmation and visits its SubscribeURL. Nothing is stored for a message that fails, and nothing
+    fetched for one whose topic, certificate URL or age fails. Errors of a database that cannot answer
+    are raised (the web side answers 503: SNS delivers again)."""
 
     def __init__(
         self, env: AppEnv, *, fetch_threads: int = 2, verification: SnsVerifier | None = None
