@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from mailer.feedback.ses_events import (
+from mailer.feedback.events import (
     BounceEvent,
     ComplaintEvent,
     DeliveryEvent,

@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 from typing import Any, Literal
 
-from mailer.feedback.ses_events import CAMPAIGN_HEADER
+from mailer.feedback.events import CAMPAIGN_HEADER
 
 __all__ = ["bounce_notification", "complaint_notification"]
 

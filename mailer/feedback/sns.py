@@ -5,7 +5,8 @@ is ``Key\\nValue\\n`` for a fixed list of keys in byte order (``Subject`` only w
 RSA PKCS#1 v1.5 over SHA1 (SignatureVersion 1) or SHA256 (SignatureVersion 2) by the certificate that
 ``SigningCertURL`` names. That URL must be https on an ``sns.<region>.amazonaws.com`` host, so a forger
 cannot point us at a certificate of their own. The certificate comes from an injected source (a callable
-``url -> PEM bytes``), so verification itself is pure given the certificate and the time.
+``url -> certificate``, sns_hosts.py has them), so verification itself is pure given the certificate and
+the time.
 
 A valid signature only proves that *some* AWS account's topic sent the message: anyone can subscribe
 our endpoint to a topic of their own. ``SnsVerifier.topic_arns`` restricts the topics we accept.
@@ -16,40 +17,32 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import http.client
 import json
-import re
-import ssl
-import threading
-import time
-import urllib.request
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from mailer.errors import InputError, VerificationError
+from mailer.feedback.sns_hosts import (
+    CachedCertificates,
+    CertificateSource,
+    SnsMessageError,
+    SnsSignatureError,
+    check_sns_url,
+    sns_region,
+)
 
 __all__ = [
-    "CachedCertificates",
-    "CertificateDirectory",
-    "CertificateSource",
     "SnsMessage",
-    "SnsMessageError",
+    "SnsMessageError",  # raised here, defined with the URL checks in sns_hosts
     "SnsSignatureError",
     "SnsVerifier",
     "canonical_string",
-    "check_sns_url",
-    "confirm_subscription",
-    "fetch_certificate_https",
+    "certificate_names",
     "parse_sns_message",
     "string_to_sign",
     "verify_signature",
@@ -60,13 +53,6 @@ SUBSCRIPTION_CONFIRMATION = "SubscriptionConfirmation"
 UNSUBSCRIBE_CONFIRMATION = "UnsubscribeConfirmation"
 MESSAGE_TYPES = (NOTIFICATION, SUBSCRIPTION_CONFIRMATION, UNSUBSCRIBE_CONFIRMATION)
 
-# sns.<region>.amazonaws.com, or .amazonaws.com.cn in the China partition; a region is letters, words
-# and a number (us-east-1, cn-north-1, us-gov-west-1, ap-southeast-4), which S3 bucket hosts under
-# amazonaws.com (sns.s3.amazonaws.com, sns.s3-us-west-2.amazonaws.com: anyone can publish there) are not
-_SNS_HOST_RE = re.compile(
-    r"^sns\.(?P<region>[a-z]{2,4}(?:-[a-z]+)+-[0-9]{1,2})\.amazonaws\.com(?P<cn>\.cn)?$"
-)
-_PEM_PATH_RE = re.compile(r"/[A-Za-z0-9_-]{1,200}\.pem")  # SNS's: /SimpleNotificationService-<hex>.pem
 _NOTIFICATION_KEYS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 _CONFIRMATION_KEYS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
@@ -81,14 +67,6 @@ _LAMBDA_NAMES = {
     "UnsubscribeUrl": "UnsubscribeURL",
     "SubscribeUrl": "SubscribeURL",
 }
-
-
-class SnsMessageError(InputError):
-    """An HTTP body that is not a well-formed SNS message (HTTP 400)."""
-
-
-class SnsSignatureError(SnsMessageError, VerificationError):
-    """A well-formed SNS message that fails verification: signature, certificate, age or topic (HTTP 403)."""
 
 
 @dataclass(frozen=True)
@@ -109,40 +87,6 @@ class SnsMessage:
     raw: str = field(default="", repr=False, compare=False)  # the body as received, for storage
 
 
-def sns_region(url: str, *, what: str) -> str:
-    """The region of an https URL on an SNS host, or SnsSignatureError (checked before any connection)."""
-    refusal = SnsSignatureError(
-        f"SNS message: {what} {url!r} is not https on an sns.<region>.amazonaws.com host"
-    )
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # ValueError for ':abc' or ':99999'
-    except ValueError:  # an unclosed '[', a bad port
-        raise refusal from None
-    match = _SNS_HOST_RE.match(parts.hostname or "")
-    if parts.scheme != "https" or match is None or port not in (None, 443):
-        raise refusal
-    region = match.group("region")
-    if region not in sns_regions():  # a region SNS does not have (a made-up host under amazonaws.com)
-        raise refusal
-    if region.startswith("cn-") != bool(match.group("cn")):  # the China partition's, and only they, end .cn
-        raise refusal
-    return region
-
-
-@lru_cache(maxsize=1)
-def sns_regions() -> frozenset[str]:
-    """The regions SNS has in every partition, from the endpoint data botocore ships (read, not fetched)."""
-    import botocore.session
-
-    session = botocore.session.get_session()
-    return frozenset(
-        region
-        for partition in session.get_available_partitions()
-        for region in session.get_available_regions("sns", partition_name=partition)
-    )
-
-
 def certificate_names(region: str) -> frozenset[str]:
     """The common names SNS's signing certificate carries for messages of ``region``: sns.amazonaws.com
     for most regions, sns-signing.<region>.amazonaws.com for those opened since 2019, and partition
@@ -152,19 +96,6 @@ def certificate_names(region: str) -> frozenset[str]:
     if region.startswith("us-gov-"):
         return frozenset({"sns-us-gov-west-1.amazonaws.com"})
     return frozenset({"sns.amazonaws.com", f"sns-signing.{region}.amazonaws.com"})
-
-
-def check_sns_url(url: str, *, what: str, pem: bool = False) -> str:
-    """Raise unless ``url`` is https on an SNS host (and, for a certificate, a path ending ``.pem``)."""
-    sns_region(url, what=what)
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        raise SnsSignatureError(f"SNS message: {what} {url!r} carries credentials")
-    if pem and _PEM_PATH_RE.fullmatch(parts.path) is None:
-        raise SnsSignatureError(f"SNS message: {what} {url!r} does not name a .pem certificate")
-    if not url.isascii() or any(ch in url for ch in " \t\r\n\\"):
-        raise SnsSignatureError(f"SNS message: {what} {url!r} holds characters no URL of SNS has")
-    return url
 
 
 def parse_sns_message(
@@ -279,120 +210,6 @@ def _signature_bytes(message: SnsMessage) -> bytes:
         raise SnsSignatureError("SNS message: Signature is not base64") from None
 
 
-class CertificateSource(Protocol):
-    """Where certificates come from: ``source(url) -> x509.Certificate`` (raise SnsSignatureError)."""
-
-    def __call__(self, url: str) -> x509.Certificate: ...
-
-
-def load_pem_certificate(pem: bytes, url: str) -> x509.Certificate:
-    try:
-        return x509.load_pem_x509_certificate(pem)
-    except ValueError:
-        raise SnsSignatureError(f"SNS message: {url} is not a PEM certificate") from None
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
-        return None  # the checked URL or nothing: a redirect would lead off the SNS host
-
-
-def _get_sns(url: str, *, what: str, timeout: float, limit: int) -> bytes:
-    """GET an https URL on an SNS host (checked again here: no caller can skip it) over TLS verified
-    against the system's trust store, following no redirect."""
-    check_sns_url(url, what=what, pem=what == "SigningCertURL")
-    tls = urllib.request.HTTPSHandler(context=ssl.create_default_context())
-    opener = urllib.request.build_opener(tls, _NoRedirect)
-    try:
-        with opener.open(url, timeout=timeout) as response:
-            if response.status != 200:
-                raise SnsSignatureError(f"SNS message: {url} answered HTTP {response.status}")
-            return bytes(response.read(limit))
-    except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, TLS, timeouts, odd URLs
-        raise SnsSignatureError(f"SNS message: cannot fetch {url!r}: {exc}") from None
-
-
-def fetch_certificate_https(url: str, *, timeout: float = 10.0) -> bytes:
-    """Download a certificate (production only)."""
-    return _get_sns(url, what="SigningCertURL", timeout=timeout, limit=64 * 1024)
-
-
-def confirm_subscription(url: str, *, timeout: float = 10.0) -> None:
-    """Confirm a verified SubscriptionConfirmation by visiting its SubscribeURL (an SNS host only)."""
-    _get_sns(url, what="SubscribeURL", timeout=timeout, limit=64 * 1024)
-
-
-class CachedCertificates:
-    """A CertificateSource over a ``url -> PEM bytes`` fetcher, keeping the last few certificates.
-
-    AWS rotates its signing certificate rarely, so a handful of entries serve every message. A URL whose
-    fetch failed is not tried again for ``retry_after`` seconds: a stream of forged messages naming new
-    URLs costs one fetch each, not one per message.
-    """
-
-    def __init__(
-        self,
-        fetch: Callable[[str], bytes] = fetch_certificate_https,
-        *,
-        size: int = 8,
-        retry_after: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._fetch = fetch
-        self._size = size
-        self._cache: OrderedDict[str, x509.Certificate] = OrderedDict()
-        self._failed: OrderedDict[str, tuple[float, SnsSignatureError]] = OrderedDict()
-        self._retry_after = retry_after
-        self._clock = clock
-        self._lock = threading.Lock()
-        self.fetches = 0
-
-    def holds(self, url: str) -> bool:
-        """Whether reading ``url``'s certificate now does no I/O (cached, or a recent failure)."""
-        return url in self._cache or url in self._failed
-
-    def __call__(self, url: str) -> x509.Certificate:
-        check_sns_url(url, what="SigningCertURL", pem=True)
-        with self._lock:
-            cert = self._cache.get(url)
-            if cert is not None:
-                self._cache.move_to_end(url)
-                return cert
-            failed = self._failed.get(url)
-            if failed is not None and self._clock() - failed[0] < self._retry_after:
-                raise failed[1]
-        try:
-            cert = load_pem_certificate(self._fetch(url), url)
-        except SnsSignatureError as exc:
-            with self._lock:
-                self._failed[url] = (self._clock(), exc)
-                while len(self._failed) > 64:
-                    self._failed.popitem(last=False)
-            raise
-        with self._lock:
-            self.fetches += 1
-            self._cache[url] = cert
-            self._failed.pop(url, None)
-            while len(self._cache) > self._size:
-                self._cache.popitem(last=False)
-        return cert
-
-
-class CertificateDirectory:
-    """Fetcher reading ``<directory>/<last path segment of the URL>`` (pinned certificates, tests)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-
-    def __call__(self, url: str) -> bytes:
-        name = urlsplit(url).path.rsplit("/", 1)[-1]
-        path = self.directory / name
-        try:
-            return path.read_bytes()
-        except (OSError, ValueError):  # no such file, or a name no file system takes
-            raise SnsSignatureError(f"SNS message: no certificate {name} in {self.directory}") from None
-
-
 @dataclass(frozen=True)
 class SnsVerifier:
     """Everything verification needs but the message and the time.
@@ -410,7 +227,28 @@ class SnsVerifier:
     clock_skew: dt.timedelta = dt.timedelta(minutes=5)
 
     def verify(self, message: SnsMessage, *, now: dt.datetime) -> None:
-        """Raise SnsSignatureError unless ``message`` is authentic, current and from an accepted topic."""
+        """Raise SnsSignatureError unless ``message`` is authentic, current and from an accepted topic.
+        Reads the certificate from ``certificates``, which may fetch it."""
+        self._check_message(message, now)
+        self._check_certificate(message, self.certificates(message.signing_cert_url), now)
+
+    def verify_held(self, message: SnsMessage, *, now: dt.datetime) -> bool:
+        """``verify`` if it needs no I/O (an event loop calls this): True once the message is verified;
+        False, after every check that needs no certificate, when the certificate must be fetched first
+        (``verify`` does it, away from the loop): the source holds none for the URL, or is not a
+        ``CachedCertificates`` (it cannot tell). Raises as ``verify`` does."""
+        self._check_message(message, now)
+        source = self.certificates
+        certificate = (
+            source.held(message.signing_cert_url) if isinstance(source, CachedCertificates) else None
+        )
+        if certificate is None:
+            return False
+        self._check_certificate(message, certificate, now)
+        return True
+
+    def _check_message(self, message: SnsMessage, now: dt.datetime) -> None:
+        """What needs no certificate: the topic, the signature's form, the certificate's URL, the age."""
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         if not self.topic_arns:
@@ -432,7 +270,11 @@ class SnsVerifier:
                 )
             if -age > self.clock_skew:
                 raise SnsSignatureError(f"SNS message {message.message_id}: Timestamp is in the future")
-        certificate = self.certificates(message.signing_cert_url)
+
+    def _check_certificate(
+        self, message: SnsMessage, certificate: x509.Certificate, now: dt.datetime
+    ) -> None:
+        """The certificate's dates and name, then the signature."""
         if self.check_validity:
             not_before, not_after = certificate.not_valid_before_utc, certificate.not_valid_after_utc
             if not (not_before <= now <= not_after):

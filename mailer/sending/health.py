@@ -1,6 +1,6 @@
 """Campaign health: SES reviews an account whose bounce rate nears 5 % or complaint rate 0.1 %, so a campaign
 whose applied feedback passes the settings' limits pauses itself before it hurts the account. Pure: the
-counts in, a reason (or None) out; mailer/feedback/apply.py counts and pauses."""
+counts in, a reason (or None) out; mailer/feedback/effects.py counts and pauses."""
 
 from __future__ import annotations
 

@@ -27,12 +27,13 @@ from sqlalchemy import func, select
 
 from mailer import samples
 from mailer.errors import InputError
-from mailer.feedback.apply import FeedbackResult, verified_message
+from mailer.feedback.apply import verified_message
+from mailer.feedback.results import FeedbackResult
 from mailer.feedback.samples import bounce_notification, complaint_notification
 from mailer.feedback.sns import NOTIFICATION, SnsVerifier
 from mailer.services import drafts, feedback, lifecycle, listing, previews, subscribers, watch
 from mailer.services.env import AppEnv
-from mailer.services.feedback import FeedbackWriter
+from mailer.services.feedback_writer import FeedbackWriter
 from mailer.settings import Settings
 from subscribers.importer import ImportReport
 from subscribers.models import Suppression

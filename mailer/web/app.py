@@ -78,9 +78,9 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
         # collections (pauses of tens of milliseconds: the tail latency of every request) stay short
         gc.collect()
         gc.freeze()
-        app.state.feedback_writer = feedback.FeedbackWriter(env)
+        app.state.sns_webhook = feedback.SnsWebhook(env)
         yield
-        app.state.feedback_writer.close()
+        app.state.sns_webhook.close()
         app.state.client_limiter.close()
         app.state.login_limiter.close()
         app.state.login_name_limiter.close()
@@ -98,8 +98,6 @@ def create_app(settings: Settings | None = None, *, env: AppEnv | None = None) -
     )
     app.state.env = env
     app.state.pages = Pages(env)
-    app.state.sns_verifier = feedback.verifier(env)
-    app.state.fetch_limiter = anyio.CapacityLimiter(2)  # certificate fetches: not the pages' threads
     app.state.client_limiter = ClientLimiter(
         settings.signup_ip_limit, redis_url=settings.resolved_redis_url, prefix=settings.redis_prefix
     )

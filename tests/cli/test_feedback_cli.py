@@ -142,3 +142,23 @@ def test_with_no_topic_listed_a_genuine_message_is_refused_with_the_setting_name
         done.returncode == 2 and "NEWSLETTER_SNS_TOPIC_ARNS" in done.stderr and "Traceback" not in done.stderr
     )
     assert status(db_url, "bounce@simulator.amazonses.com") == "active", "nothing applied"
+
+
+def test_a_refused_message_is_refused_again_never_called_applied(db_url: str, tmp_path: Path) -> None:
+    """A message the command refuses (exit 2) is kept (so SNS's redeliveries are known), but not as
+    applied: the next run refuses it the same way instead of calling it a duplicate."""
+    signer = SnsSigner(valid_from=THEN - dt.timedelta(days=100), valid_days=365)
+    signer.write_certificate(tmp_path / "certs")
+    hello = tmp_path / "hello.json"
+    hello.write_text(signer.envelope("Hello world", version="2", timestamp=THEN))
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps({"notificationType": "Bounce", "mail": {"messageId": "m"}}))
+    for args, why in (
+        ([str(hello), "--cert-dir", str(tmp_path / "certs"), "--as-of", AS_OF], "not JSON"),
+        ([str(bare), "--no-verify"], "bounce is missing"),
+    ):
+        for _ in range(2):
+            result = run(db_url, *args)
+            assert result.returncode == 2, (result.stdout, result.stderr)
+            assert why in result.stderr and "Traceback" not in result.stderr
+            assert "already applied" not in result.stdout

@@ -20,9 +20,11 @@ from support.sns import documentation_example, split_http_text
 
 from mailer.errors import InputError
 from mailer.feedback import samples
-from mailer.feedback.apply import SKIP_VERIFICATION, FeedbackResult, Verification, receive_stepwise
+from mailer.feedback.apply import SKIP_VERIFICATION, Verification, receive_stepwise
 from mailer.feedback.models import FeedbackMessage
-from mailer.feedback.sns import SUBSCRIPTION_CONFIRMATION, CachedCertificates, SnsSignatureError, SnsVerifier
+from mailer.feedback.results import FeedbackResult
+from mailer.feedback.sns import SUBSCRIPTION_CONFIRMATION, SnsSignatureError, SnsVerifier
+from mailer.feedback.sns_hosts import CachedCertificates
 from mailer.sending.models import Campaign, Delivery, SegmentRendering
 from mailer.testing.sns_signer import DEFAULT_TOPIC, SnsSigner
 from subscribers.db import make_session_factory, open_database
@@ -217,10 +219,12 @@ def test_unverifiable_messages_store_nothing(sessions: sessionmaker[Session]) ->
 def test_verified_message_with_a_non_ses_payload_is_stored_then_refused(
     sessions: sessionmaker[Session],
 ) -> None:
+    """Stored once, with its error, and refused each time: never "duplicate, already applied"."""
     body = SIGNER.envelope("Hello world", version="2", timestamp=SENT)
-    with pytest.raises(InputError, match="not JSON"):
-        feed(sessions, body)
-    assert feed(sessions, body).duplicate
+    for _ in range(2):
+        with pytest.raises(InputError, match="not JSON"):
+            feed(sessions, body)
+    assert table_counts(sessions)[0] == 1
     with sessions() as session:
         row = session.scalar(select(FeedbackMessage))
         assert row is not None and "not JSON" in (row.outcome or "")

@@ -15,16 +15,12 @@ import pytest
 from plugins.db import create_pg_database, drop_pg_database
 from sqlalchemy import select
 
-from mailer.feedback.apply import (
-    FeedbackResult,
-    UnusablePayload,
-    receive_batch_stepwise,
-    receive_stepwise,
-    verified_message,
-)
+from mailer.feedback.apply import receive_batch_stepwise, receive_stepwise, verified_message
 from mailer.feedback.models import FeedbackMessage
+from mailer.feedback.results import FeedbackResult, UnusablePayload
 from mailer.feedback.samples import bounce_notification, complaint_notification
-from mailer.feedback.sns import CachedCertificates, SnsVerifier
+from mailer.feedback.sns import SnsVerifier
+from mailer.feedback.sns_hosts import CachedCertificates
 from mailer.testing.sns_signer import DEFAULT_TOPIC, SnsSigner
 from subscribers.db import make_session_factory, open_database, utcnow
 from subscribers.models import Subscriber, SubscriberEvent, Suppression
@@ -126,7 +122,9 @@ def test_a_group_leaves_the_lists_as_one_by_one_does(database_url, second_databa
     assert ("nobody@example.org", "hard_bounce") in suppressed and len(stored) == 7
 
     again = receive_batch_stepwise(messages, sessions=grouped, now=NOW, soft_bounce_limit=3)
-    assert all(not isinstance(a, UnusablePayload) and a.duplicate for a in again)
+    # the one that holds no SES notification is refused again, not called applied
+    assert [isinstance(a, UnusablePayload) or a.duplicate for a in again] == [True] * len(messages)
+    assert [isinstance(a, UnusablePayload) for a in again] == [k == "unusable" for k in kinds]
     assert _state(grouped) == expected
 
 
@@ -138,7 +136,7 @@ def test_the_writer_answers_a_group_on_its_loop_and_not_a_request_that_gave_up(d
     from concurrent.futures import ThreadPoolExecutor
 
     from mailer.services.env import AppEnv
-    from mailer.services.feedback import FeedbackWriter
+    from mailer.services.feedback_writer import FeedbackWriter
     from mailer.settings import Settings
 
     _database(database_url)  # the subscribers

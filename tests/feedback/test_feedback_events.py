@@ -22,15 +22,7 @@ from support.ses import AT
 
 from mailer.errors import InputError
 from mailer.feedback import samples
-from mailer.feedback.policy import (
-    LedgerMark,
-    ResetSoftBounces,
-    SoftBounce,
-    Suppress,
-    Unsubscribe,
-    actions_for,
-)
-from mailer.feedback.ses_events import (
+from mailer.feedback.events import (
     BOUNCE_TYPES,
     BouncedRecipient,
     BounceEvent,
@@ -45,8 +37,16 @@ from mailer.feedback.ses_events import (
     SendEvent,
     SesEvent,
     SubscriptionEvent,
-    classify,
 )
+from mailer.feedback.policy import (
+    LedgerMark,
+    ResetSoftBounces,
+    SoftBounce,
+    Suppress,
+    Unsubscribe,
+    actions_for,
+)
+from mailer.feedback.ses_events import classify
 from mailer.feedback.sns import parse_sns_message
 from mailer.testing.sns_signer import SnsSigner
 

@@ -23,21 +23,27 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import ses
-from support.sns import DOCUMENTED_KINDS, Kind, documentation_example, split_http_text, tampered
+from support.sns import (
+    DOCUMENTED_KINDS,
+    Kind,
+    decoyed_certificate_url,
+    documentation_example,
+    split_http_text,
+    tampered,
+)
 
 from mailer.feedback.sns import (
     NOTIFICATION,
     SUBSCRIPTION_CONFIRMATION,
     UNSUBSCRIBE_CONFIRMATION,
-    CachedCertificates,
     SnsMessageError,
     SnsSignatureError,
     SnsVerifier,
     canonical_string,
     certificate_names,
-    fetch_certificate_https,
     parse_sns_message,
 )
+from mailer.feedback.sns_hosts import CachedCertificates, fetch_certificate_https
 from mailer.testing.sns_signer import DEFAULT_TOPIC, LocalCa, SnsSigner
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
@@ -603,8 +609,67 @@ def test_a_certificate_that_could_not_be_fetched_is_not_fetched_again_at_once() 
     for _ in range(3):
         with pytest.raises(SnsSignatureError):
             certs(url)
-    assert calls == [url] and certs.holds(url)
+    with pytest.raises(SnsSignatureError):
+        certs.held(url)  # the failure is held: answered without trying again
+    assert calls == [url]
     now[0] = 61.0
+    assert certs.held(url) is None  # an expired failure is not held: it must be fetched again
     with pytest.raises(SnsSignatureError):
         certs(url)
     assert len(calls) == 2
+
+
+def test_verifying_without_io_never_fetches_and_says_when_a_fetch_is_needed(signer: SnsSigner) -> None:
+    """``verify_held`` (what an event loop may call) decides from the parsed message, fetches nothing,
+    and tells a held certificate or a recent failure from a URL that needs a fetch: never seen, named
+    under an escaped key beside a decoy, or failed longer ago than the retry interval."""
+    calls: list[str] = []
+    now = [0.0]
+
+    def fetch(url: str) -> bytes:
+        calls.append(url)
+        if url != signer.cert_url:
+            raise SnsSignatureError(f"cannot fetch {url}")
+        return signer.certificate_pem
+
+    verifier = SnsVerifier(CachedCertificates(fetch, clock=lambda: now[0]), topic_arns={TOPIC})
+    genuine = parse_sns_message(signed(signer, "notification-v1-ses-bounce-no-subject"))
+    assert verifier.verify_held(genuine, now=NOW) is False and calls == []
+    verifier.verify(genuine, now=NOW)  # fetches (where the caller may wait)
+    assert verifier.verify_held(genuine, now=NOW) is True and calls == [signer.cert_url]
+
+    other = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-other.pem"
+    decoyed = decoyed_certificate_url(
+        signed(signer, "notification-v1-ses-bounce-no-subject"), other, decoy=signer.cert_url
+    )
+    message = parse_sns_message(decoyed)
+    assert message.signing_cert_url == other
+    assert verifier.verify_held(message, now=NOW) is False and calls == [signer.cert_url]
+    with pytest.raises(SnsSignatureError, match="cannot fetch"):
+        verifier.verify(message, now=NOW)
+    assert calls == [signer.cert_url, other]
+    with pytest.raises(SnsSignatureError, match="cannot fetch"):  # a recent failure: held, raised
+        verifier.verify_held(message, now=NOW)
+    now[0] = 61.0
+    assert verifier.verify_held(message, now=NOW) is False  # expired: a fetch again, not on the loop
+    assert calls == [signer.cert_url, other]
+    unlisted = parse_sns_message(
+        signed(signer, "notification-v1-ses-bounce-no-subject", topic_arn="arn:aws:sns:us-east-1:1:x")
+    )
+    with pytest.raises(SnsSignatureError, match="topic"):  # the checks that need no certificate run
+        verifier.verify_held(unlisted, now=NOW)
+
+
+def test_a_source_that_cannot_say_what_it_holds_is_left_to_verify(signer: SnsSigner) -> None:
+    """A certificate source other than CachedCertificates might do I/O: verify_held never calls it."""
+    calls: list[str] = []
+
+    def source(url: str) -> x509.Certificate:
+        calls.append(url)
+        return x509.load_pem_x509_certificate(signer.certificate_pem)
+
+    verifier = SnsVerifier(source, topic_arns={TOPIC})
+    message = parse_sns_message(signed(signer, "notification-v2-text"))
+    assert verifier.verify_held(message, now=NOW) is False and calls == []
+    verifier.verify(message, now=NOW)
+    assert calls == [signer.cert_url]

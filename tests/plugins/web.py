@@ -5,6 +5,8 @@ its own secret key, SNS certificates read from a folder holding the certificate 
 (and any a test passes), every SNS check on as in production (topic allow-list, message age,
 certificate dates), and every outbound HTTPS request of the server sent through ``trap``: a listening
 socket that counts connections, so a test can prove that a refused message made no request at all.
+``start_web(..., fetch_certificates=True, trap_hold=5)`` serves without the folder: the server fetches
+certificates over HTTPS, into a trap that holds each connection 5 s (a slow certificate host).
 """
 
 from __future__ import annotations
@@ -33,14 +35,16 @@ SECRET = "web-test-secret-key"
 
 
 class ConnectionTrap:
-    """A socket that accepts connections, counts them and closes them (no answer)."""
+    """A socket that accepts connections, counts them and closes them (no answer), at once or after
+    ``hold`` seconds (a host that keeps its clients waiting)."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold: float = 0.0) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = int(self.sock.getsockname()[1])
         self.connections = 0
+        self.hold = hold
         self._stop = False
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -51,7 +55,10 @@ class ConnectionTrap:
             except OSError:
                 return
             self.connections += 1
-            conn.close()
+            if self.hold:
+                threading.Timer(self.hold, conn.close).start()
+            else:
+                conn.close()
 
     def close(self) -> None:
         self._stop = True
@@ -100,11 +107,14 @@ def start_web(
     database_url: str | None = None,
     certificates: Iterable[Path] = (),
     topics: Iterable[str] = (),
+    fetch_certificates: bool = False,
+    trap_hold: float = 0.0,
     **extra: str,
 ) -> LiveWeb:
     """A uvicorn process serving ``create_app`` with settings of its own under ``root``; ``certificates``
     (PEM files) join the signer's in its certificate folder, ``topics`` the signer's topic in the
-    allow-list, ``extra`` are NEWSLETTER_* settings."""
+    allow-list, ``extra`` are NEWSLETTER_* settings. ``fetch_certificates``: no certificate folder, the
+    server fetches them over HTTPS (into the trap, which holds each connection ``trap_hold`` seconds)."""
     root.mkdir(parents=True, exist_ok=True)
     certs = root / "certs"
     certs.mkdir(exist_ok=True)
@@ -112,7 +122,7 @@ def start_web(
         shutil.copy(pem, certs / pem.name)
     signer = SnsSigner()
     signer.write_certificate(certs)
-    trap = ConnectionTrap()
+    trap = ConnectionTrap(hold=trap_hold)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     variables = {
@@ -121,7 +131,7 @@ def start_web(
         "NEWSLETTER_SECRET_KEY": SECRET,
         "NEWSLETTER_SENDER_ADDRESS": "news@example.org",
         "NEWSLETTER_SNS_TOPIC_ARNS": ",".join((DEFAULT_TOPIC, *topics)),
-        "NEWSLETTER_SNS_CERT_DIR": str(certs),
+        **({} if fetch_certificates else {"NEWSLETTER_SNS_CERT_DIR": str(certs)}),
         **({"NEWSLETTER_DATABASE_URL": database_url} if database_url else {}),
         **extra,
     }

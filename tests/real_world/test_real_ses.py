@@ -22,8 +22,7 @@ from support.paths import SHARED_FIXTURES
 
 from mailer.errors import InputError
 from mailer.feedback import samples
-from mailer.feedback.policy import LedgerMark, ResetSoftBounces, Suppress, Unsubscribe, actions_for
-from mailer.feedback.ses_events import (
+from mailer.feedback.events import (
     BounceEvent,
     ClickEvent,
     ComplaintEvent,
@@ -34,8 +33,9 @@ from mailer.feedback.ses_events import (
     RenderingFailureEvent,
     SendEvent,
     SubscriptionEvent,
-    classify,
 )
+from mailer.feedback.policy import LedgerMark, ResetSoftBounces, Suppress, Unsubscribe, actions_for
+from mailer.feedback.ses_events import classify
 from mailer.feedback.sns import parse_sns_message
 
 SES_DIR = SHARED_FIXTURES / "ses"

@@ -108,3 +108,17 @@ def tampered(body: str, field: str) -> str:
         changed = value[i].swapcase()
     data[field] = value[:i] + changed + value[i + 1 :]
     return json.dumps(data, ensure_ascii=False)
+
+
+def decoyed_certificate_url(body: str, url: str, *, decoy: str) -> str:
+    """``body`` (a JSON SNS message) naming the certificate ``url`` under its key written with a JSON
+    escape (``"Signing\\u0043ertURL"``: the same key to a JSON parser), while a plain ``"SigningCertURL"``
+    inside MessageAttributes, which no signature covers, names ``decoy``: a look at the raw text that
+    finds one certificate URL finds the decoy."""
+    data = json.loads(body)
+    data.pop("SigningCertURL", None)
+    data["MessageAttributes"] = {"SigningCertURL": decoy}
+    data["SigningCertURL"] = url
+    text = json.dumps(data, ensure_ascii=False)
+    written = text.rsplit('"SigningCertURL"', 1)
+    return '"Signing\\u0043ertURL"'.join(written)

@@ -99,7 +99,8 @@ def test_signed_messages_of_every_form_are_accepted_and_applied_once(live_web: L
     stored = _stored(web)
     for name in ("bounce-v1", "complaint-v1", "hello-v2", "lambda-v2"):  # SNS delivers at least once
         response = web.post_sns(bodies[name], "Notification")
-        assert response.status_code == 200 and response.json()["status"] in ("duplicate", "ignored")
+        expected = "ignored" if name == "hello-v2" else "duplicate"  # never applied: never a duplicate
+        assert response.status_code == 200 and response.json()["status"] == expected
     assert _stored(web) == stored
 
 
@@ -241,6 +242,35 @@ def test_a_genuine_confirmation_signed_here_is_visited_through_the_trap(live_web
     response = web.post_sns(body, "SubscriptionConfirmation")
     assert response.status_code == 502  # the trap closes the connection: SNS will send it again
     assert web.trap.connections == trapped + 1
+
+
+def test_an_unsubscribe_confirmation_is_stored_and_logged_and_visits_nothing(live_web: LiveWeb) -> None:
+    web = live_web
+    before, trapped = _stored(web), web.trap.connections
+    body = web.signer.envelope("deactivated", kind="UnsubscribeConfirmation")
+    response = web.post_sns(body, "UnsubscribeConfirmation")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "logged", "message_id": json.loads(body)["MessageId"]}
+    assert _stored(web) == before + 1 and web.trap.connections == trapped
+    assert web.post_sns(body, "UnsubscribeConfirmation").json()["status"] == "logged"
+    assert _stored(web) == before + 1
+
+
+def test_with_confirmation_off_the_subscribe_url_is_logged_not_visited(tmp_path) -> None:
+    from plugins.web import start_web
+
+    web = start_web(tmp_path, NEWSLETTER_SNS_CONFIRM_SUBSCRIPTIONS="false")
+    try:
+        body = web.signer.envelope("confirm me", kind="SubscriptionConfirmation")
+        response = web.post_sns(body, "SubscriptionConfirmation")
+        assert response.status_code == 200, response.text
+        message_id = json.loads(body)["MessageId"]
+        assert response.json() == {"status": "confirmation_logged", "message_id": message_id}
+        assert web.trap.connections == 0 and _stored(web) == 1
+        assert "asks to be confirmed: open https://sns.us-east-1.amazonaws.com/" in web.log_text()
+    finally:
+        web.stop()
+        web.trap.close()
 
 
 def test_a_certificate_not_issued_to_sns_is_refused(live_web: LiveWeb) -> None:
