@@ -239,67 +239,102 @@ def _apply(
     report: ImportReport,
 ) -> None:
     sql = _Sql(session.connection(), now)
-    source = source[:32]
-    keys = [row.key for row, _ in rows]
-    existing = {
-        r[1]: r
-        for r in sql.where_in(
-            "SELECT id, email_key, email, name, locale, status FROM subscribers WHERE email_key IN (?)", keys
-        )
-    }
-    suppressed = dict(sql.where_in("SELECT email_key, reason FROM suppressions WHERE email_key IN (?)", keys))
-    followed: dict[int, set[int]] = {}
-    for sid, tid in sql.where_in(
-        "SELECT subscriber_id, topic_id FROM subscriber_topics WHERE subscriber_id IN (?)",
-        [r[0] for r in existing.values()],
-    ):
-        followed.setdefault(sid, set()).add(tid)
-
-    new_rows: list[tuple[Any, ...]] = []
-    updates: list[tuple[Any, ...]] = []
-    confirmed: list[tuple[Any, ...]] = []
-    topic_adds: list[tuple[int, int]] = []
-    topic_removes: list[tuple[int, int]] = []
-    events: list[tuple[Any, ...]] = []
-    arrays: dict[frozenset[int], str] = {}
+    known = _Known.read(sql, [row.key for row, _ in rows])
+    chunk = _Chunk(sql, known, extra_topics, default_status, default_locale, source[:32])
     for row, row_topics in rows:
-        old = existing.get(row.key)
+        old = known.existing.get(row.key)
         if old is None:
-            status = row.status or default_status
-            if row.key in suppressed:
-                status = STATUS_FOR_REASON[suppressed[row.key]]
-            ids = (row_topics or frozenset()) | extra_topics
-            if (array := arrays.get(ids)) is None:
-                array = arrays[ids] = str(sorted(ids))  # "[1, 5]": JSON for json_each / jsonb
-            new_rows.append((row.email, row.key, row.name, row.locale or default_locale, status, array))
-            continue
+            chunk.add(row, row_topics)
+        elif chunk.update(row, row_topics, old):
+            report.updated += 1
+        else:
+            report.unchanged += 1
+    chunk.write(report)
+
+
+@dataclass
+class _Known:
+    """What the database holds of a chunk's addresses: their rows, suppressions and followed topics."""
+
+    existing: dict[str, tuple[Any, ...]]  # email_key -> (id, email_key, email, name, locale, status)
+    suppressed: dict[str, str]  # email_key -> reason
+    followed: dict[int, set[int]]  # subscriber id -> topic ids
+
+    @classmethod
+    def read(cls, sql: _Sql, keys: list[str]) -> _Known:
+        existing = {
+            r[1]: tuple(r)
+            for r in sql.where_in(
+                "SELECT id, email_key, email, name, locale, status FROM subscribers WHERE email_key IN (?)",
+                keys,
+            )
+        }
+        suppressed = dict(
+            sql.where_in("SELECT email_key, reason FROM suppressions WHERE email_key IN (?)", keys)
+        )
+        followed: dict[int, set[int]] = {}
+        for sid, tid in sql.where_in(
+            "SELECT subscriber_id, topic_id FROM subscriber_topics WHERE subscriber_id IN (?)",
+            [r[0] for r in existing.values()],
+        ):
+            followed.setdefault(sid, set()).add(tid)
+        return cls(existing, suppressed, followed)
+
+
+@dataclass
+class _Chunk:
+    """The writes a chunk of rows asks for, gathered per statement and written together."""
+
+    sql: _Sql
+    known: _Known
+    extra_topics: frozenset[int]
+    default_status: str
+    default_locale: str
+    source: str
+    new_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    updates: list[tuple[Any, ...]] = field(default_factory=list)
+    confirmed: list[tuple[Any, ...]] = field(default_factory=list)
+    topic_adds: list[tuple[int, int]] = field(default_factory=list)
+    topic_removes: list[tuple[int, int]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    arrays: dict[frozenset[int], str] = field(default_factory=dict)  # topic ids -> their JSON, made once
+
+    def add(self, row: CsvRow, row_topics: frozenset[int] | None) -> None:
+        """A new subscriber (a suppressed address gets the status its suppression says)."""
+        status = row.status or self.default_status
+        if row.key in self.known.suppressed:
+            status = STATUS_FOR_REASON[self.known.suppressed[row.key]]
+        ids = (row_topics or frozenset()) | self.extra_topics
+        if (array := self.arrays.get(ids)) is None:
+            array = self.arrays[ids] = str(sorted(ids))  # "[1, 5]": JSON for json_each / jsonb
+        self.new_rows.append((row.email, row.key, row.name, row.locale or self.default_locale, status, array))
+
+    def update(self, row: CsvRow, row_topics: frozenset[int] | None, old: tuple[Any, ...]) -> bool:
+        """A known subscriber: what the row changes (empty cells keep what is stored; only pending may
+        become active); False when it changes nothing."""
         old_id, _, _, old_name, old_locale, old_status = old
         changes: dict[str, Any] = {}  # the address keeps the spelling it was first stored with
         if row.name is not None and row.name != old_name:
             changes["name"] = row.name
         if row.locale is not None and row.locale != old_locale:
             changes["locale"] = row.locale
-        if (
-            old_status == "pending"
-            and (row.status or default_status) == "active"
-            and row.key not in suppressed
-        ):
+        activate = (row.status or self.default_status) == "active" and row.key not in self.known.suppressed
+        if old_status == "pending" and activate:
             changes["status"] = "active"
-        have = followed.get(old_id, set())
-        want = (row_topics if row_topics is not None else frozenset(have)) | extra_topics
+        have = self.known.followed.get(old_id, set())
+        want = (row_topics if row_topics is not None else frozenset(have)) | self.extra_topics
         added, removed = want - have, have - want
         if not changes and not added and not removed:
-            report.unchanged += 1
-            continue
-        report.updated += 1
-        topic_adds += [(old_id, t) for t in added]
-        topic_removes += [(old_id, t) for t in removed]
-        updates.append(
+            return False
+        now = self.sql.now
+        self.topic_adds += [(old_id, t) for t in added]
+        self.topic_removes += [(old_id, t) for t in removed]
+        self.updates.append(
             (
                 changes.get("name", old_name),
                 changes.get("locale", old_locale),
                 changes.get("status", old_status),
-                sql.now,
+                now,
                 old_id,
             )
         )
@@ -307,22 +342,30 @@ def _apply(
         if added or removed:
             detail["topics_added"] = sorted(added)
             detail["topics_removed"] = sorted(removed)
-        events.append((old_id, row.key, "updated", source, json.dumps(detail, ensure_ascii=False), sql.now))
+        self.events.append(
+            (old_id, row.key, "updated", self.source, json.dumps(detail, ensure_ascii=False), now)
+        )
         if "status" in changes:
-            confirmed.append((sql.now, old_id))
-            events.append((old_id, row.key, "confirmed", source, None, sql.now))
+            self.confirmed.append((now, old_id))
+            self.events.append((old_id, row.key, "confirmed", self.source, None, now))
+        return True
 
-    if new_rows:
-        _insert_new(sql, new_rows, source, report)
-    sql.many("UPDATE subscribers SET name = ?, locale = ?, status = ?, changed_at = ? WHERE id = ?", updates)
-    sql.many("UPDATE subscribers SET confirmed_at = ? WHERE id = ?", confirmed)
-    sql.many("DELETE FROM subscriber_topics WHERE subscriber_id = ? AND topic_id = ?", topic_removes)
-    sql.many("INSERT INTO subscriber_topics (subscriber_id, topic_id) VALUES (?, ?)", topic_adds)
-    sql.many(
-        "INSERT INTO subscriber_events (subscriber_id, email_key, kind, source, detail, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        events,
-    )
+    def write(self, report: ImportReport) -> None:
+        sql = self.sql
+        if self.new_rows:
+            _insert_new(sql, self.new_rows, self.source, report)
+        sql.many(
+            "UPDATE subscribers SET name = ?, locale = ?, status = ?, changed_at = ? WHERE id = ?",
+            self.updates,
+        )
+        sql.many("UPDATE subscribers SET confirmed_at = ? WHERE id = ?", self.confirmed)
+        sql.many("DELETE FROM subscriber_topics WHERE subscriber_id = ? AND topic_id = ?", self.topic_removes)
+        sql.many("INSERT INTO subscriber_topics (subscriber_id, topic_id) VALUES (?, ?)", self.topic_adds)
+        sql.many(
+            "INSERT INTO subscriber_events (subscriber_id, email_key, kind, source, detail, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            self.events,
+        )
 
 
 def _insert_new(sql: _Sql, rows: list[tuple[Any, ...]], source: str, report: ImportReport) -> None:

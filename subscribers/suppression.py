@@ -90,26 +90,8 @@ def suppress_many(
         for k in ordered
     ]
     inserted = set(insert_rows(session, SUPPRESSIONS, entries, skip_conflicts=True, returning="email_key"))
-    changed: dict[str, tuple[int, str]] = {}  # key -> (subscriber id, new status)
-    for reason in sorted({r for _, r, _ in wanted.values()}):
-        action = SUPPRESSION_STATUS[SuppressionReason(reason)]
-        group = [k for k in ordered if wanted[k][1] == reason]
-        rows = session.execute(
-            update(SUBSCRIBERS)
-            .where(SUBSCRIBERS.c.email_key.in_(group), SUBSCRIBERS.c.status.in_(sources(action)))
-            .values(status=target(action), changed_at=now)
-            .returning(SUBSCRIBERS.c.id, SUBSCRIBERS.c.email_key, SUBSCRIBERS.c.status)
-        )
-        changed.update({key: (subscriber_id, status) for subscriber_id, key, status in rows})
-    current: dict[str, tuple[int, str]] = dict(changed)
-    unchanged = [k for k in ordered if k not in changed]
-    if unchanged:
-        rows = session.execute(
-            select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.email_key, SUBSCRIBERS.c.status).where(
-                SUBSCRIBERS.c.email_key.in_(unchanged)
-            )
-        )
-        current.update({key: (subscriber_id, status) for subscriber_id, key, status in rows})
+    changed = _follow_statuses(session, wanted, ordered, now)
+    current = _statuses_now(session, changed, ordered)
     events = []
     for key in ordered:
         _, reason, evidence = wanted[key]
@@ -124,16 +106,48 @@ def suppress_many(
     answers = []
     seen: set[str] = set()
     for key in keys:
+        first = key not in seen
+        status = current[key][1] if key in current else None
         answers.append(
-            Suppressed(
-                key,
-                new=key in inserted and key not in seen,
-                changed=key in changed and key not in seen,
-                status=current[key][1] if key in current else None,
-            )
+            Suppressed(key, new=first and key in inserted, changed=first and key in changed, status=status)
         )
         seen.add(key)
     return answers
+
+
+def _follow_statuses(
+    session: Session, wanted: dict[str, tuple[str, str, str | None]], ordered: list[str], now: datetime
+) -> dict[str, tuple[int, str]]:
+    """The subscribers of the suppressed addresses take the status their reason leads to, where the
+    state table allows it; key -> (subscriber id, new status) of those that changed."""
+    changed: dict[str, tuple[int, str]] = {}
+    for reason in sorted({r for _, r, _ in wanted.values()}):
+        action = SUPPRESSION_STATUS[SuppressionReason(reason)]
+        group = [k for k in ordered if wanted[k][1] == reason]
+        rows = session.execute(
+            update(SUBSCRIBERS)
+            .where(SUBSCRIBERS.c.email_key.in_(group), SUBSCRIBERS.c.status.in_(sources(action)))
+            .values(status=target(action), changed_at=now)
+            .returning(SUBSCRIBERS.c.id, SUBSCRIBERS.c.email_key, SUBSCRIBERS.c.status)
+        )
+        changed.update({key: (subscriber_id, status) for subscriber_id, key, status in rows})
+    return changed
+
+
+def _statuses_now(
+    session: Session, changed: dict[str, tuple[int, str]], ordered: list[str]
+) -> dict[str, tuple[int, str]]:
+    """key -> (subscriber id, status) of every address that has a subscriber."""
+    current = dict(changed)
+    unchanged = [k for k in ordered if k not in changed]
+    if unchanged:
+        rows = session.execute(
+            select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.email_key, SUBSCRIBERS.c.status).where(
+                SUBSCRIBERS.c.email_key.in_(unchanged)
+            )
+        )
+        current.update({key: (subscriber_id, status) for subscriber_id, key, status in rows})
+    return current
 
 
 def is_suppressed(session: Session, email: str) -> bool:

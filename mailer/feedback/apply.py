@@ -29,7 +29,7 @@ from mailer.feedback import queries
 from mailer.feedback.effects import apply_actions
 from mailer.feedback.events import BounceEvent, ComplaintEvent, SesEvent
 from mailer.feedback.policy import Action, actions_for
-from mailer.feedback.results import FeedbackResult, UnusablePayload
+from mailer.feedback.results import Change, FeedbackResult, UnusablePayload
 from mailer.feedback.ses_events import classify
 from mailer.feedback.sns import (
     NOTIFICATION,
@@ -261,6 +261,21 @@ def _apply_group(
             todo.append((index, actions_for(events)))
     flat = [action for _, actions in todo for action in actions]
     changes = apply_actions(session, flat, now=now, soft_bounce_limit=soft_bounce_limit, health=health)
+    _hand_out(changes, todo, answers, rows)
+    # any unique column that is taken (the MessageId, the feedback id) skips its row
+    if fresh and queries.insert_messages(session, [rows[i] for i in fresh]) != len(fresh):
+        return None
+    return answers
+
+
+def _hand_out(
+    changes: Sequence[Change],
+    todo: list[tuple[int, list[Action]]],
+    answers: list[FeedbackResult | UnusablePayload],
+    rows: list[dict[str, Any]],
+) -> None:
+    """Each applied message's share of ``changes`` (in the order of its actions): into its answer, and as
+    its stored outcome."""
     position = 0
     for index, actions in todo:
         mine = tuple(changes[position : position + len(actions)])
@@ -270,10 +285,6 @@ def _apply_group(
         answers[index] = replace(result, changes=mine)
         note = [{"changed": c.changed, "note": c.note} for c in mine]
         rows[index] = {**rows[index], "outcome": json.dumps(note, ensure_ascii=False)}
-    # any unique column that is taken (the MessageId, the feedback id) skips its row
-    if fresh and queries.insert_messages(session, [rows[i] for i in fresh]) != len(fresh):
-        return None
-    return answers
 
 
 def _receive_sns_stepwise(

@@ -1,4 +1,5 @@
-"""Ledger operations of the send path: claim, record, release, finish, re-queue, reap. Unit-of-work
+"""Ledger operations of the send path: claim, record, release, finish, re-queue (the reaper's are in
+``reaping.py``, the hot path's SQL text in ``ledger_sql.py``). Unit-of-work
 functions: each takes a Session and never commits (the caller does: the send loop after every step, the
 services once per operation).
 
@@ -6,23 +7,24 @@ Exactly-once rests on three conditional updates: a row is claimed only while ``q
 RETURNING: a second worker or a retried task gets nothing; on PostgreSQL a concurrent claimer blocks on the
 row and then re-checks ``status``), recorded only by the claim that holds it, and a campaign changes status
 only from the state the caller expects. Rows a killed worker left in ``sending`` are found once their
-lease (``claimed_at``, renewed a few times per lease time) has expired and are resent or marked ``unknown``.
+lease (``claimed_at``, renewed a few times per lease time) has expired and are resent or marked ``unknown``
+(``reaping.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
 from mailer.sending import Enqueue
-from mailer.sending.journal import ClaimProgress
+from mailer.sending.ledger_sql import Statements
 from mailer.sending.ledger_sql import statements as _sql
 from mailer.sending.models import Campaign, Delivery
 from mailer.sending.states import CampaignAction, CampaignStatus, DeliveryStatus, campaign_sources
@@ -32,23 +34,23 @@ __all__ = [
     "Claimed",
     "Enqueue",
     "Outcome",
-    "ReapedCampaign",
+    "UPDATE_OPTS",
+    "add_counts",
     "claim",
     "count_feedback",
     "enqueue_ids",
     "execute_count",
     "finish_if_done",
     "queued_ids",
-    "reap_campaign",
     "record",
     "release",
     "requeue_outcomes",
     "set_status",
+    "rowcount",
     "skip_queued",
-    "unfinished_campaigns",
 ]
 
-_UPDATE_OPTS = {"synchronize_session": False}
+UPDATE_OPTS = {"synchronize_session": False}
 
 
 def execute_count(session: Session, statement: Executable) -> int:
@@ -63,7 +65,7 @@ def count_feedback(session: Session, campaign_id: int, *, bounced: int = 0, comp
         update(Campaign)
         .where(Campaign.id == campaign_id)
         .values(bounced=Campaign.bounced + bounced, complained=Campaign.complained + complained)
-        .execution_options(**_UPDATE_OPTS),
+        .execution_options(**UPDATE_OPTS),
     )
     campaign = session.get(Campaign, campaign_id)
     assert campaign is not None
@@ -90,7 +92,7 @@ def set_status(
         update(Campaign)
         .where(Campaign.id == campaign_id, Campaign.status.in_(allowed))
         .values(status=to, **values)
-        .execution_options(**_UPDATE_OPTS),
+        .execution_options(**UPDATE_OPTS),
     )
     return bool(changed)
 
@@ -105,7 +107,7 @@ class Claimed:
     salt: str = ""  # the subscriber's token salt, from the send-time re-check
 
 
-def _rowcount(session: Session, statement: Executable, params: dict[str, Any]) -> int:
+def rowcount(session: Session, statement: Executable, params: dict[str, Any]) -> int:
     return int(cast("CursorResult[Any]", session.execute(statement, params)).rowcount)
 
 
@@ -125,12 +127,12 @@ def claim(
     if gone:
         error = "not sendable at send time (unsubscribed or suppressed)"
         session.execute(sql.skip, {"ids": sql.pack(gone), "claim": claim_id, "error": error})
-        _add_counts(session, campaign_id, skipped=len(gone))
+        add_counts(session, campaign_id, skipped=len(gone))
     kept = [replace(c, salt=allowed[c.subscriber_id]) for c in claimed if c.subscriber_id in allowed]
     return kept, len(gone)
 
 
-def _add_counts(
+def add_counts(
     session: Session,
     campaign_id: int,
     *,
@@ -183,38 +185,11 @@ def record(
     claim's last record) finish it when nothing is left. Returns the campaign's status."""
     sql = _sql(session)
     sent = [o for o in outcomes if o.sent]
-    failed = [o for o in outcomes if not o.sent]
-    n_sent = n_failed = 0
-    if sent:
-        n_sent = _rowcount(
-            session,
-            sql.sent,
-            {
-                "ids": sql.pack([o.delivery_id for o in sent]),
-                "vals": sql.pack([o.message_id or "" for o in sent]),
-                "claim": claim_id,
-                "now": now,
-            },
-        )
-    if failed:
-        n_failed = _rowcount(
-            session,
-            sql.failed,
-            {
-                "ids": sql.pack([o.delivery_id for o in failed]),
-                "vals": sql.pack([(o.error or "failed")[:2000] for o in failed]),
-                "codes": sql.pack([(o.error_code or "unknown")[:64] for o in failed]),
-                "claim": claim_id,
-            },
-        )
+    n_sent, n_failed = _write_outcomes(session, sql, claim_id, sent, [o for o in outcomes if not o.sent], now)
     if renew and held:
         session.execute(sql.renew, {"ids": sql.pack(list(held)), "claim": claim_id, "now": now})
-    trailing = 0
-    for outcome in reversed(outcomes):
-        if outcome.sent:
-            break
-        trailing += 1
-    status, streak_now = _add_counts(
+    trailing = next((n for n, o in enumerate(reversed(outcomes)) if o.sent), len(outcomes))
+    status, streak_now = add_counts(
         session,
         campaign_id,
         sent=n_sent,
@@ -231,6 +206,42 @@ def record(
     if final and status == CampaignStatus.SENDING and finish_if_done(session, campaign_id, now=now):
         status = CampaignStatus.DONE
     return status
+
+
+def _write_outcomes(
+    session: Session,
+    sql: Statements,
+    claim_id: str,
+    sent: list[Outcome],
+    failed: list[Outcome],
+    now: datetime,
+) -> tuple[int, int]:
+    """The rows of this claim -> sent (with their message ids) and failed (with the error and its cause);
+    how many of each were still this claim's."""
+    n_sent = n_failed = 0
+    if sent:
+        n_sent = rowcount(
+            session,
+            sql.sent,
+            {
+                "ids": sql.pack([o.delivery_id for o in sent]),
+                "vals": sql.pack([o.message_id or "" for o in sent]),
+                "claim": claim_id,
+                "now": now,
+            },
+        )
+    if failed:
+        n_failed = rowcount(
+            session,
+            sql.failed,
+            {
+                "ids": sql.pack([o.delivery_id for o in failed]),
+                "vals": sql.pack([(o.error or "failed")[:2000] for o in failed]),
+                "codes": sql.pack([(o.error_code or "unknown")[:64] for o in failed]),
+                "claim": claim_id,
+            },
+        )
+    return n_sent, n_failed
 
 
 def release(
@@ -253,11 +264,11 @@ def release(
         "error": "campaign cancelled" if cancelled else None,
     }
     if held:
-        changed = _rowcount(session, sql.release, {**params, "ids": sql.pack(list(held))})
+        changed = rowcount(session, sql.release, {**params, "ids": sql.pack(list(held))})
     else:
-        changed = _rowcount(session, sql.release_all, params)
+        changed = rowcount(session, sql.release_all, params)
     if cancelled and changed:
-        _add_counts(session, campaign_id, skipped=changed)
+        add_counts(session, campaign_id, skipped=changed)
     return changed
 
 
@@ -274,7 +285,7 @@ def finish_if_done(session: Session, campaign_id: int, *, now: datetime) -> bool
             outcomes >= Campaign.total,
         )
         .values(status=CampaignStatus.DONE, finished_at=now)
-        .execution_options(**_UPDATE_OPTS),
+        .execution_options(**UPDATE_OPTS),
     )
     return bool(changed)
 
@@ -282,152 +293,13 @@ def finish_if_done(session: Session, campaign_id: int, *, now: datetime) -> bool
 def queued_ids(session: Session, campaign_id: int, *, now: datetime) -> list[int]:
     """The campaign's queued rows, in id order, stamped as queued now (to be enqueued after commit)."""
     queued = and_(Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.QUEUED)
-    session.execute(update(Delivery).where(queued).values(queued_at=now).execution_options(**_UPDATE_OPTS))
+    session.execute(update(Delivery).where(queued).values(queued_at=now).execution_options(**UPDATE_OPTS))
     return list(session.scalars(select(Delivery.id).where(queued).order_by(Delivery.id)))
 
 
 def enqueue_ids(campaign_id: int, ids: Sequence[int], enqueue: Enqueue, batch_size: int) -> None:
     for start in range(0, len(ids), batch_size):
         enqueue(campaign_id, ids[start : start + batch_size])
-
-
-def unfinished_campaigns(session: Session) -> list[tuple[int, str]]:
-    """(id, status) of the campaigns that may hold rows of a vanished worker."""
-    rows = session.execute(
-        select(Campaign.id, Campaign.status).where(
-            Campaign.status.in_((CampaignStatus.SENDING, CampaignStatus.PAUSED, CampaignStatus.CANCELLED))
-        )
-    )
-    return [(int(id_), str(status)) for id_, status in rows]
-
-
-@dataclass(frozen=True)
-class ReapedCampaign:
-    resent: list[int]  # rows queued again (never attempted, or policy resend), to enqueue after commit
-    unknown: int  # rows marked unknown (in doubt under policy unknown, or a cancelled campaign's)
-    idle: bool  # a sending campaign that has claimed nothing for a whole lease: its tasks were lost
-    recovered: int = 0  # rows the claim's journal shows sent: recorded sent with their message id
-    claims: tuple[str, ...] = ()  # the claims resolved: forget their journals after commit
-
-
-ProgressOf = Callable[[str], "ClaimProgress | None"]
-
-
-def reap_campaign(
-    session: Session,
-    campaign_id: int,
-    status: str,
-    *,
-    expired: datetime,
-    policy: str,
-    now: datetime,
-    progress_of: ProgressOf = lambda _claim: None,
-) -> ReapedCampaign:
-    """Resolve one campaign's rows whose worker vanished (``sending`` since before ``expired``; read
-    through the campaign's own index range: the ledger has no status index), each by what its claim's
-    journal (``progress_of``) says: sent -> ``sent`` with its message id; never attempted -> queued again
-    (a cancelled campaign's: ``skipped``); in doubt, or no journal -> queued again (``policy`` resend) or
-    ``unknown``. A cancelled campaign's rows in doubt are never resent, and its leftover queued rows are
-    skipped."""
-    stale = and_(
-        Delivery.campaign_id == campaign_id,
-        Delivery.status == DeliveryStatus.SENDING,
-        Delivery.claimed_at < expired,
-    )
-    by_claim: dict[str, list[int]] = {}
-    for row_id, claim_id in session.execute(select(Delivery.id, Delivery.claim).where(stale)):
-        by_claim.setdefault(claim_id or "", []).append(int(row_id))
-    recovered = 0
-    untouched: list[int] = []
-    doubtful: list[int] = []
-    for claim_id, row_ids in by_claim.items():
-        progress = progress_of(claim_id) if claim_id else None
-        if progress is None:
-            doubtful += row_ids
-            continue
-        sent = [(row_id, progress.sent[row_id]) for row_id in row_ids if progress.fate(row_id) == "sent"]
-        if sent:
-            recovered += _recover_sent(session, claim_id, sent, now)
-        doubtful += [row_id for row_id in row_ids if progress.fate(row_id) == "in_doubt"]
-        untouched += [row_id for row_id in row_ids if progress.fate(row_id) == "not_attempted"]
-    cancelled = status == CampaignStatus.CANCELLED
-    resend = policy == "resend" and not cancelled
-    mine = and_(stale, Delivery.id.in_(bindparam("row_ids", expanding=True)))
-    requeue = untouched + (doubtful if resend else [])
-    resent: list[int] = []
-    skipped = unknown = 0
-    if requeue and not cancelled:
-        why = "lease expired (worker lost); "
-        resent = sorted(
-            session.scalars(
-                update(Delivery)
-                .where(mine)
-                .values(status=DeliveryStatus.QUEUED, claim=None, queued_at=now, last_error=None)
-                .returning(Delivery.id)
-                .execution_options(**_UPDATE_OPTS),
-                {"row_ids": requeue},
-            )
-        )
-        if doubtful and resend:
-            _note(session, doubtful, why + "resent: it may have been sent before")
-    elif untouched:  # cancelled: rows never attempted are skipped like the rest of its queue
-        skipped = _rowcount(
-            session,
-            update(Delivery)
-            .where(mine)
-            .values(status=DeliveryStatus.SKIPPED, claim=None, last_error="campaign cancelled")
-            .execution_options(**_UPDATE_OPTS),
-            {"row_ids": untouched},
-        )
-    if doubtful and not resend:
-        unknown = _rowcount(
-            session,
-            update(Delivery)
-            .where(mine)
-            .values(
-                status=DeliveryStatus.UNKNOWN,
-                claim=None,
-                last_error="lease expired (worker lost); may have been sent",
-            )
-            .execution_options(**_UPDATE_OPTS),
-            {"row_ids": doubtful},
-        )
-    if recovered or unknown or skipped:
-        _add_counts(session, campaign_id, sent=recovered, unknown=unknown, skipped=skipped)
-    idle = False
-    if cancelled:
-        skip_queued(session, campaign_id, "campaign cancelled")
-    elif status == CampaignStatus.SENDING:
-        last_claim = session.scalar(
-            select(func.max(Delivery.claimed_at)).where(Delivery.campaign_id == campaign_id)
-        )
-        started = session.scalar(select(Campaign.started_at).where(Campaign.id == campaign_id))
-        idle = (last_claim or started or now) < expired
-        finish_if_done(session, campaign_id, now=now)
-    claims = tuple(claim_id for claim_id in by_claim if claim_id)
-    return ReapedCampaign(resent, unknown, idle, recovered, claims)
-
-
-def _recover_sent(session: Session, claim_id: str, sent: list[tuple[int, str]], now: datetime) -> int:
-    """Rows the journal shows the transport accepted -> sent, with the message id it gave (the statement
-    a sender's own record uses)."""
-    sql = _sql(session)
-    params = {
-        "ids": sql.pack([row_id for row_id, _ in sent]),
-        "vals": sql.pack([message_id for _, message_id in sent]),
-        "claim": claim_id,
-        "now": now,
-    }
-    return _rowcount(session, sql.sent, params)
-
-
-def _note(session: Session, row_ids: list[int], text_: str) -> None:
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(row_ids))
-        .values(last_error=text_)
-        .execution_options(**_UPDATE_OPTS)
-    )
 
 
 def requeue_outcomes(
@@ -452,7 +324,7 @@ def requeue_outcomes(
             .where(chosen)
             .values(status=DeliveryStatus.QUEUED, claim=None, queued_at=now)
             .returning(Delivery.id, Delivery.error_code)
-            .execution_options(**_UPDATE_OPTS)
+            .execution_options(**UPDATE_OPTS)
         ).all()
         taken[status] = len(rows)
         for row_id, code in rows:
@@ -461,7 +333,7 @@ def requeue_outcomes(
             by_cause[cause] = by_cause.get(cause, 0) + 1
     if ids:
         failed, unknown = taken[DeliveryStatus.FAILED], taken[DeliveryStatus.UNKNOWN]
-        _add_counts(session, campaign_id, failed=-failed, unknown=-unknown, restart_streak=True)
+        add_counts(session, campaign_id, failed=-failed, unknown=-unknown, restart_streak=True)
     return sorted(ids), by_cause
 
 
@@ -472,8 +344,8 @@ def skip_queued(session: Session, campaign_id: int, reason: str) -> int:
         update(Delivery)
         .where(Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.QUEUED)
         .values(status=DeliveryStatus.SKIPPED, last_error=reason)
-        .execution_options(**_UPDATE_OPTS),
+        .execution_options(**UPDATE_OPTS),
     )
     if changed:
-        _add_counts(session, campaign_id, skipped=changed)
+        add_counts(session, campaign_id, skipped=changed)
     return changed

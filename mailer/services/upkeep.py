@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from mailer.errors import ConflictError, NewsletterError
-from mailer.sending import ledger, queries
+from mailer.sending import ledger, queries, reaping
 from mailer.sending.journal import make_journal
 from mailer.sending.states import CampaignStatus
 from mailer.services import lifecycle
@@ -66,11 +66,11 @@ def reap_stepwise(env: AppEnv) -> ReapReport:
     expired = now - timedelta(seconds=settings.lease_seconds)
     journal = make_journal(settings)
     with env.sessions() as session:
-        unfinished = ledger.unfinished_campaigns(session)
+        unfinished = reaping.unfinished_campaigns(session)
     resent = unknown = requeued = recovered = 0
     for campaign_id, status in unfinished:
         with env.transaction() as session:
-            reaped = ledger.reap_campaign(
+            reaped = reaping.reap_campaign(
                 session, campaign_id, status, expired=expired, policy=settings.on_lost_send, now=now,
                 progress_of=journal.read,
             )  # fmt: skip
