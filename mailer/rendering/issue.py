@@ -163,6 +163,32 @@ def _refuse_deep_nesting(section: Section, source: str) -> None:
         )
 
 
+MAX_FRONT_MATTER_NESTING = 16  # [ and { inside one another: a list of names needs one
+
+
+def _shallow(text: str, source: str) -> None:
+    """PyYAML's scanner takes quadratic time on flow collections nested deep (8,000 ``[`` took 25 s
+    before failing): count the nesting outside quotes first, in one pass."""
+    depth = deepest = 0
+    quote = ""
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        elif char == "\n":
+            depth = 0  # a flow collection spanning lines is rare in front matter; counting per line is enough
+    if deepest > MAX_FRONT_MATTER_NESTING:
+        raise IssueError(
+            source, f"broken front matter: lists nested {deepest} deep; at most {MAX_FRONT_MATTER_NESTING}"
+        )
+
+
 def _no_aliases(text: str, source: str) -> None:
     """YAML anchors and aliases (``&a`` / ``*a``) expand to copies: a few hundred bytes of them make
     gigabytes (the "billion laughs"). An issue's front matter never needs them."""
@@ -185,6 +211,7 @@ def _split_front_matter(text: str, source: str) -> tuple[dict[str, Any], str]:
         raise IssueError(
             source, f"the front matter is {len(header):,} characters; at most {MAX_FRONT_MATTER:,}"
         )
+    _shallow(header, source)
     try:
         _no_aliases(header, source)
         front = yaml.safe_load(header)
